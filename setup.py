@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tfdistill",
+    version="0.1.0",
+    description="Distil big Keras models into small, fast ones that run on phones.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tfdistill", "tfdistill.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.12,<4",
+        "numpy",
+        "absl-py",
+        "ai-edge-litert",
+        "scikit-learn",
+        "matplotlib",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ruff"],
+        "compress": ["tensorflow-model-optimization>=0.8,<0.9", "tf-keras~=2.21.0"],
+    },
+    entry_points={"console_scripts": ["tfdistill=tfdistill.cli:main"]},
+)

@@ -1,0 +1,8 @@
+"""tfdistill: turn big, accurate Keras models into small, fast ones that run on phones."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
