@@ -6,3 +6,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+from tfdistill.distiller import Distiller  # noqa: E402
+from tfdistill.losses import HardTargetLoss, SoftTargetLoss  # noqa: E402
+
+__all__ = ["Distiller", "HardTargetLoss", "SoftTargetLoss"]

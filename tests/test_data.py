@@ -1,0 +1,258 @@
+import dataclasses
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from tfdistill import data
+
+CIFAR10_NAMES = [b"airplane", b"automobile", b"bird"]
+CIFAR100_FINE = [b"apple", b"bear", b"bed", b"bee"]
+CIFAR100_COARSE = [b"fruit", b"insects"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def _rows(n, seed):
+    """(n, 3072) uint8 rows; row 0 has R = arange pattern, G = 7, B = 200."""
+    rows = np.random.default_rng(seed).integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    rows[0, :1024] = np.arange(1024) % 256
+    rows[0, 1024:2048] = 7
+    rows[0, 2048:] = 200
+    return rows
+
+
+def _dump(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def _write_cifar10(root):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i in range(1, 6):
+        _dump(
+            folder / f"data_batch_{i}",
+            {b"batch_label": b"x", b"labels": [i % 3, (i + 1) % 3], b"data": _rows(2, i)},
+        )
+    _dump(folder / "test_batch", {b"labels": [2, 0, 1], b"data": _rows(3, 9)})
+    _dump(folder / "batches.meta", {b"label_names": CIFAR10_NAMES, b"num_vis": 3072})
+    return folder
+
+
+def _write_cifar100(root):
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    _dump(
+        folder / "train",
+        {b"fine_labels": [0, 3, 1, 2], b"coarse_labels": [0, 1, 0, 1], b"data": _rows(4, 1)},
+    )
+    _dump(folder / "test", {b"fine_labels": [3, 0], b"coarse_labels": [1, 0], b"data": _rows(2, 2)})
+    _dump(
+        folder / "meta",
+        {b"fine_label_names": CIFAR100_FINE, b"coarse_label_names": CIFAR100_COARSE},
+    )
+    return folder
+
+
+def _tar(folder):
+    tarball = folder.parent / {"cifar-10-batches-py": "cifar-10-python.tar.gz"}.get(
+        folder.name, "cifar-100-python.tar.gz"
+    )
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    return tarball
+
+
+def test_digits_shapes_dtypes_and_range(digits):
+    # 1797 images, test_size=0.2 -> ceil(359.4) = 360 test, 1437 train.
+    assert digits.x_train.shape == (1437, 32, 32, 1)
+    assert digits.x_test.shape == (360, 32, 32, 1)
+    assert digits.y_train.shape == (1437,) and digits.y_test.shape == (360,)
+    assert digits.x_train.dtype == np.float32 and digits.y_train.dtype == np.int64
+    assert digits.input_shape == (32, 32, 1)
+    assert digits.num_classes == 10 and digits.class_names == tuple("0123456789")
+    for x in (digits.x_train, digits.x_test):
+        assert x.min() == 0.0 and x.max() <= 1.0 and x.max() > 0.99
+
+
+def test_digits_split_is_stratified_and_deterministic(digits):
+    from sklearn.datasets import load_digits
+
+    totals = np.bincount(load_digits().target)
+    test_counts = np.bincount(digits.y_test, minlength=10)
+    assert np.all(np.abs(test_counts - totals * 0.2) <= 1)
+    np.testing.assert_array_equal(test_counts + np.bincount(digits.y_train), totals)
+    again = data.load("digits")
+    np.testing.assert_array_equal(again.x_train, digits.x_train)
+    np.testing.assert_array_equal(again.y_test, digits.y_test)
+
+
+def test_digits_resize_preserves_mean_and_size_option(digits):
+    from sklearn.datasets import load_digits
+
+    original = load_digits().images[0]  # pixel sum 294 -> mean 294 / 64 / 16 = 0.287109375
+    assert original.sum() == 294
+    resized = data.resize_bilinear(original[np.newaxis] / 16.0, 32)[0]
+    assert resized.shape == (32, 32)
+    assert resized.mean() == pytest.approx(0.287109375, abs=1e-6)
+    small = data.load("digits", size=16)
+    assert small.input_shape == (16, 16, 1)
+    np.testing.assert_array_equal(small.y_train, digits.y_train)
+    np.testing.assert_allclose(
+        small.x_train.mean(axis=(1, 2, 3)), digits.x_train.mean(axis=(1, 2, 3)), atol=1e-6
+    )
+
+
+def test_resize_matches_tf_image_resize():
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).random((2, 8, 8))
+    expected = tf.image.resize(images[..., np.newaxis], (32, 32), method="bilinear")
+    got = data.resize_bilinear(images, 32)
+    np.testing.assert_allclose(got, expected.numpy()[..., 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("as_tarball", [False, True])
+def test_cifar10_layout_labels_and_names(tmp_path, as_tarball):
+    folder = _write_cifar10(tmp_path)
+    if as_tarball:
+        _tar(folder)
+    ds = data.load("cifar10", data_dir=str(tmp_path))
+    assert ds.x_train.shape == (10, 32, 32, 3) and ds.x_test.shape == (3, 32, 32, 3)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    expected_r = (np.arange(1024) % 256).reshape(32, 32) / 255.0
+    np.testing.assert_allclose(ds.x_train[0, ..., 0], expected_r, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(ds.x_train[0, ..., 1], 7 / 255.0, atol=1e-7)
+    np.testing.assert_allclose(ds.x_train[0, ..., 2], 200 / 255.0, atol=1e-7)
+    assert ds.x_train[0, 0, 1, 0] == pytest.approx(1 / 255.0)  # row-major within a channel
+    assert ds.x_train[0, 1, 0, 0] == pytest.approx(32 / 255.0)
+    np.testing.assert_allclose(ds.x_test[0, ..., 0], expected_r, atol=1e-7)
+    np.testing.assert_array_equal(ds.y_train, [1, 2, 2, 0, 0, 1, 1, 2, 2, 0])
+    np.testing.assert_array_equal(ds.y_test, [2, 0, 1])
+    assert ds.class_names == ("airplane", "automobile", "bird") and ds.num_classes == 3
+    if as_tarball:
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "cifar-10-batches-py",
+            "cifar-10-python.tar.gz",
+        ]
+
+
+@pytest.mark.parametrize("as_tarball", [False, True])
+def test_cifar100_fine_and_coarse(tmp_path, as_tarball):
+    folder = _write_cifar100(tmp_path)
+    if as_tarball:
+        _tar(folder)
+    fine = data.load("cifar100", data_dir=str(tmp_path))
+    assert fine.x_train.shape == (4, 32, 32, 3) and fine.x_test.shape == (2, 32, 32, 3)
+    expected_r = (np.arange(1024) % 256).reshape(32, 32) / 255.0
+    np.testing.assert_allclose(fine.x_train[0, ..., 0], expected_r, atol=1e-7)
+    np.testing.assert_array_equal(fine.y_train, [0, 3, 1, 2])
+    assert fine.class_names == ("apple", "bear", "bed", "bee") and fine.num_classes == 4
+    coarse = data.load("cifar100", data_dir=str(tmp_path), label_mode="coarse")
+    np.testing.assert_array_equal(coarse.y_train, [0, 1, 0, 1])
+    np.testing.assert_array_equal(coarse.y_test, [1, 0])
+    assert coarse.class_names == ("fruit", "insects") and coarse.num_classes == 2
+    with pytest.raises(ValueError, match="label_mode"):
+        data.load("cifar100", data_dir=str(tmp_path), label_mode="medium")
+
+
+def test_cifar_found_via_env_var_and_extracted_folder_path(tmp_path, monkeypatch):
+    folder = _write_cifar10(tmp_path)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    assert data.load("cifar10").x_test.shape == (3, 32, 32, 3)
+    assert data.load("cifar10", data_dir=str(folder)).x_test.shape == (3, 32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cifar10", ["cifar-10-python.tar.gz", "cifar-10-batches-py", "data_batch_1"]),
+        ("cifar100", ["cifar-100-python.tar.gz", "cifar-100-python", "meta"]),
+    ],
+)
+def test_cifar_missing_files(tmp_path, name, expected):
+    with pytest.raises(FileNotFoundError) as info:
+        data.load(name, data_dir=str(tmp_path))
+    message = str(info.value)
+    for word in [*expected, str(tmp_path)]:
+        assert word in message
+
+
+def test_cifar_incomplete_folder_is_not_accepted(tmp_path):
+    folder = _write_cifar10(tmp_path)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_3"):
+        data.load("cifar10", data_dir=str(tmp_path))
+
+
+def test_cifar_bad_tarball_leaves_nothing_behind(tmp_path):
+    folder = _write_cifar10(tmp_path)
+    (folder / "test_batch").unlink()
+    _tar(folder)
+    with pytest.raises(ValueError, match="test_batch"):
+        data.load("cifar10", data_dir=str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["cifar-10-python.tar.gz"]
+
+
+def test_label_subset_balanced_and_seeded():
+    y = np.repeat(np.arange(4), [5, 6, 7, 8])
+    idx = data.label_subset(y, 3, seed=1)
+    assert idx.dtype == np.int64 and np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(np.bincount(y[idx]), [3, 3, 3, 3])
+    np.testing.assert_array_equal(idx, data.label_subset(y, 3, seed=1))
+    assert not np.array_equal(idx, data.label_subset(y, 3, seed=2))
+    every_zero = data.label_subset(y, 5)
+    np.testing.assert_array_equal(every_zero[y[every_zero] == 0], np.flatnonzero(y == 0))
+
+
+def test_label_subset_errors():
+    y = np.repeat(np.arange(3), [4, 2, 4])
+    with pytest.raises(ValueError, match=r"class 1 has 2"):
+        data.label_subset(y, 3)
+    with pytest.raises(ValueError, match="per_class"):
+        data.label_subset(y, 0)
+
+
+def test_mask_labels():
+    y = np.array([3, 1, 4, 1, 5], dtype=np.int64)
+    masked = data.mask_labels(y, [0, 3])
+    np.testing.assert_array_equal(masked, [3, -1, -1, 1, -1])
+    assert masked.dtype == np.int64
+    np.testing.assert_array_equal(y, [3, 1, 4, 1, 5])
+
+
+def test_as_tf_dataset_batches(digits):
+    small = dataclasses.replace(digits, x_train=digits.x_train[:10], y_train=digits.y_train[:10])
+    shapes = [(x.shape, y.shape) for x, y in small.as_tf_dataset("train", 4)]
+    assert shapes == [((4, 32, 32, 1), (4,)), ((4, 32, 32, 1), (4,)), ((2, 32, 32, 1), (2,))]
+    batches = list(small.as_tf_dataset("train", 4, drop_remainder=True))
+    assert len(batches) == 2 and batches[0][0].dtype.name == "float32"
+    assert batches[0][1].dtype.name == "int64"
+
+    def epoch(ds):
+        return np.concatenate([x for x, _ in ds]).mean(axis=(1, 2, 3))
+
+    shuffled = small.as_tf_dataset("train", 3, shuffle=True, seed=0)
+    first, second = epoch(shuffled), epoch(shuffled)
+    unshuffled = small.x_train.mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(np.sort(first), np.sort(unshuffled), rtol=1e-6)
+    assert not np.allclose(first, unshuffled) and not np.allclose(first, second)
+    np.testing.assert_array_equal(
+        epoch(small.as_tf_dataset("train", 3, shuffle=True, seed=0)), first
+    )
+    with pytest.raises(ValueError, match="train, test"):
+        small.as_tf_dataset("validation", 4)
+
+
+def test_unknown_dataset_lists_names():
+    assert data.available() == ["digits", "cifar10", "cifar100"]
+    with pytest.raises(ValueError, match="digits, cifar10, cifar100"):
+        data.load("mnist")

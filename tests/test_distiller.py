@@ -1,0 +1,296 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import linear, reference_loss, softmax
+from tfdistill import Distiller, models
+from tfdistill.data import cache_teacher_outputs
+
+RNG = np.random.default_rng(0)
+D, C, B = 6, 4, 8
+X = RNG.normal(size=(B, D)).astype("float32")
+Y = RNG.integers(0, C, size=B)
+W_S, B_S = RNG.normal(size=(D, C)).astype("float32"), RNG.normal(size=C).astype("float32")
+W_T, B_T = (2 * RNG.normal(size=(D, C))).astype("float32"), RNG.normal(size=C).astype("float32")
+
+
+def make(alpha=0.3, temperature=2.5, lr=0.5, teacher_softmax=False, **compile_kwargs):
+    student = linear(W_S, B_S, "student")
+    teacher = linear(W_T, B_T, "teacher", softmax_out=teacher_softmax)
+    distiller = Distiller(student, teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(lr), alpha=alpha, temperature=temperature, **compile_kwargs
+    )
+    return distiller
+
+
+def one_step(distiller, x=X, y=Y, **kwargs):
+    history = distiller.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0, **kwargs)
+    return {k: v[0] for k, v in history.history.items()}
+
+
+def test_loss_and_gradient_match_hand_computation():
+    alpha, temperature, lr = 0.3, 2.5, 0.5
+    loss, hard, soft, grad_w, grad_b = reference_loss(X, Y, W_S, B_S, W_T, B_T, alpha, temperature)
+    distiller = make(alpha, temperature, lr)
+    logs = one_step(distiller)
+    assert logs["student_loss"] == pytest.approx(hard, rel=1e-5)
+    assert logs["distillation_loss"] == pytest.approx(soft, rel=1e-4)
+    assert logs["loss"] == pytest.approx(loss, rel=1e-4)
+    w, b = distiller.student.get_layer("student_dense").get_weights()
+    np.testing.assert_allclose(w, W_S - lr * grad_w, atol=1e-5)
+    np.testing.assert_allclose(b, B_S - lr * grad_b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "string, obj",
+    [
+        ("kl_divergence", keras.losses.KLDivergence()),
+        ("categorical_crossentropy", keras.losses.CategoricalCrossentropy()),
+        ("categorical_crossentropy", keras.losses.CategoricalCrossentropy(from_logits=True)),
+    ],
+)
+def test_string_and_object_losses_agree(string, obj):
+    by_string = one_step(make(distillation_loss_fn=string))
+    by_object = one_step(make(distillation_loss_fn=obj))
+    assert by_object["distillation_loss"] == pytest.approx(by_string["distillation_loss"], 1e-5)
+
+
+def test_crossentropy_differs_from_kl_by_teacher_entropy():
+    temperature = 2.5
+    pt = softmax((X @ W_T + B_T) / temperature)
+    entropy = -(pt * np.log(pt)).sum(-1).mean()
+    kl = one_step(make(distillation_loss_fn="kl_divergence"))["distillation_loss"]
+    ce = one_step(make(distillation_loss_fn="categorical_crossentropy"))["distillation_loss"]
+    assert ce - kl == pytest.approx(temperature**2 * entropy, rel=1e-4)
+
+
+def test_softmax_teacher_is_detected():
+    assert one_step(make(teacher_softmax=True))["distillation_loss"] == pytest.approx(
+        one_step(make())["distillation_loss"], rel=1e-4
+    )
+    assert make(teacher_softmax=True)._teacher_kind == "probabilities"
+
+
+def test_alpha_extremes_select_one_term():
+    _, hard, soft, *_ = reference_loss(X, Y, W_S, B_S, W_T, B_T, 0.0, 2.5)
+    assert one_step(make(alpha=1.0))["loss"] == pytest.approx(hard, rel=1e-5)
+    assert one_step(make(alpha=0.0))["loss"] == pytest.approx(soft, rel=1e-4)
+
+
+def test_unlabeled_examples_only_feed_the_soft_term():
+    y = Y.copy()
+    y[: B // 2] = -1
+    labeled = slice(B // 2, B)
+    _, hard, *_ = reference_loss(X[labeled], Y[labeled], W_S, B_S, W_T, B_T, 0.5, 2.5)
+    _, _, soft, *_ = reference_loss(X, Y, W_S, B_S, W_T, B_T, 0.5, 2.5)
+    logs = one_step(make(alpha=0.5, metrics=["accuracy"]), y=y)
+    assert logs["student_loss"] == pytest.approx(hard, rel=1e-5)
+    assert logs["distillation_loss"] == pytest.approx(soft, rel=1e-4)
+    assert logs["loss"] == pytest.approx(0.5 * hard + 0.5 * soft, rel=1e-4)
+    predicted = (X[labeled] @ W_S + B_S).argmax(-1)
+    assert logs["accuracy"] == pytest.approx((predicted == Y[labeled]).mean())
+
+
+def test_one_hot_labels_equal_sparse():
+    one_hot = np.eye(C, dtype="float32")[Y]
+    assert one_step(make(), y=one_hot)["student_loss"] == pytest.approx(
+        one_step(make())["student_loss"], rel=1e-6
+    )
+
+
+def test_sample_weights_weight_each_example():
+    weights = np.zeros(B, "float32")
+    weights[:2] = 1.0
+    _, hard, *_ = reference_loss(X[:2], Y[:2], W_S, B_S, W_T, B_T, 0.5, 2.5)
+    logs = one_step(make(alpha=1.0), sample_weight=weights)
+    assert logs["student_loss"] == pytest.approx(hard * 2 / B, rel=1e-5)
+
+
+def test_teacher_is_frozen():
+    keras.utils.set_random_seed(1)
+    teacher = keras.Sequential(
+        [
+            keras.Input((D,)),
+            keras.layers.Dense(16),
+            keras.layers.BatchNormalization(momentum=0.5),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(C),
+        ]
+    )
+    before = [v.numpy().copy() for v in teacher.weights]
+    distiller = Distiller(linear(W_S, B_S, "student"), teacher)
+    distiller.compile(optimizer=keras.optimizers.SGD(1.0), alpha=0.0)
+    distiller.fit(X, Y, batch_size=4, epochs=2, verbose=0)
+    assert not teacher.trainable
+    assert len(distiller.trainable_variables) == 2
+    for old, new in zip(before, teacher.weights, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+    assert not np.allclose(distiller.student.get_weights()[0], W_S)
+
+
+def test_student_batchnorm_moves_once_per_step():
+    momentum = 0.8
+    student = keras.Sequential(
+        [
+            keras.Input((D,)),
+            keras.layers.BatchNormalization(momentum=momentum),
+            keras.layers.Dense(C),
+        ]
+    )
+    distiller = Distiller(student, linear(W_T, B_T, "teacher"))
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0))
+    one_step(distiller)
+    moving_mean = student.layers[0].moving_mean.numpy()
+    np.testing.assert_allclose(moving_mean, (1 - momentum) * X.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_reports_the_students_own_loss_and_metrics():
+    distiller = make(metrics=["accuracy"])
+    student = linear(W_S, B_S, "alone")
+    student.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    ours = distiller.evaluate(X, Y, verbose=0, return_dict=True)
+    alone = student.evaluate(X, Y, verbose=0, return_dict=True)
+    assert ours["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+    assert ours["accuracy"] == pytest.approx(alone["accuracy"])
+    np.testing.assert_allclose(distiller.predict(X, verbose=0), X @ W_S + B_S, rtol=1e-4, atol=1e-5)
+
+
+def test_student_regularization_is_in_the_loss():
+    inputs = keras.Input((D,))
+    dense = keras.layers.Dense(C, kernel_regularizer=keras.regularizers.L2(0.1))
+    student = keras.Model(inputs, dense(inputs))
+    dense.set_weights([W_S, B_S])
+    distiller = Distiller(student, linear(W_T, B_T, "teacher"))
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0), alpha=1.0)
+    logs = one_step(distiller)
+    assert logs["loss"] - logs["student_loss"] == pytest.approx(0.1 * (W_S**2).sum(), rel=1e-4)
+
+
+def test_save_load_round_trip(tmp_path):
+    distiller = make(
+        alpha=0.25,
+        temperature=4.0,
+        lr=0.1,
+        metrics=["accuracy"],
+        student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        distillation_loss_fn=keras.losses.KLDivergence(),
+    )
+    one_step(distiller)
+    path = tmp_path / "distiller.keras"
+    distiller.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, Distiller)
+    assert (loaded.alpha, loaded.temperature) == (0.25, 4.0)
+    assert isinstance(loaded.soft_loss._base_fn, keras.losses.KLDivergence)
+    assert isinstance(loaded.optimizer, keras.optimizers.SGD)
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), distiller.predict(X, verbose=0))
+    np.testing.assert_array_equal(loaded.teacher.get_weights()[0], W_T)
+    assert not loaded.teacher.trainable
+    assert one_step(loaded) == pytest.approx(one_step(distiller))
+    np.testing.assert_allclose(
+        loaded.student.get_weights()[0], distiller.student.get_weights()[0], rtol=1e-6
+    )
+    distiller.student.save(tmp_path / "student.keras")
+    alone = keras.models.load_model(tmp_path / "student.keras")
+    np.testing.assert_allclose(alone.predict(X, verbose=0), distiller.predict(X, verbose=0))
+
+
+def test_bad_inputs_name_the_numbers():
+    student, teacher = linear(W_S, B_S, "s"), linear(W_T, B_T, "t")
+    with pytest.raises(ValueError, match="student predicts 4 classes but the teacher predicts 3"):
+        Distiller(student, linear(W_T[:, :3], B_T[:3], "t3"))
+    with pytest.raises(ValueError, match=r"student \(6,\), teacher \(5,\)"):
+        Distiller(student, linear(W_T[:5], B_T, "t5"))
+    distiller = Distiller(student, teacher)
+    with pytest.raises(ValueError, match="alpha must be in \\[0, 1\\], got 1.5"):
+        distiller.compile(alpha=1.5)
+    with pytest.raises(ValueError, match="alpha must be in \\[0, 1\\], got -0.1"):
+        distiller.compile(alpha=-0.1)
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
+        distiller.compile(temperature=0)
+    with pytest.raises(ValueError, match="temperature must be > 0, got -2"):
+        distiller.compile(temperature=-2.0)
+    with pytest.raises(ValueError, match="'kl_divergence'"):
+        distiller.compile(distillation_loss_fn="kl")
+    with pytest.raises(ValueError, match="sparse_categorical_crossentropy"):
+        distiller.compile(student_loss_fn="mse")
+    with pytest.raises(ValueError, match="student_loss_fn"):
+        distiller.compile(loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="'auto', 'logits', 'probabilities'"):
+        Distiller(student, teacher, teacher_outputs="softmax")
+    with pytest.raises(ValueError, match="compile"):
+        Distiller(student, teacher).fit(X, Y, verbose=0)
+
+
+def test_mirrored_strategy_matches_single_device():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) == 2, "conftest sets up two logical CPUs"
+    y = Y.copy()
+    y[:3] = -1
+
+    def build():
+        keras.utils.set_random_seed(3)
+        student = keras.Sequential(
+            [keras.Input((D,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(C)]
+        )
+        distiller = Distiller(student, linear(W_T, B_T, "teacher"))
+        distiller.compile(
+            optimizer=keras.optimizers.SGD(0.5), alpha=0.4, temperature=2.0, metrics=["accuracy"]
+        )
+        return distiller
+
+    single = build()
+    with tf.distribute.MirroredStrategy(devices).scope():
+        mirrored = build()
+    single_logs = single.fit(X, y, batch_size=B, epochs=2, shuffle=False, verbose=0).history
+    mirrored_logs = mirrored.fit(X, y, batch_size=B, epochs=2, shuffle=False, verbose=0).history
+    for key, values in single_logs.items():
+        np.testing.assert_allclose(mirrored_logs[key], values, rtol=1e-5, err_msg=key)
+    for a, b in zip(single.student.get_weights(), mirrored.student.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_teacher_outputs_train_like_the_teacher():
+    keras.utils.set_random_seed(5)
+    x = np.random.default_rng(1).random((40, 12, 12, 1), dtype="float32")
+    y = np.random.default_rng(2).integers(0, C, 40)
+    teacher = models.get("convnet", num_classes=C, input_shape=(12, 12, 1), widths=(8, 8))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    cached = cache_teacher_outputs(dataset, teacher)
+    first = next(iter(cached))
+    assert set(first[0]) == {"inputs", "teacher_logits"} and first[0]["inputs"].shape[0] == 16
+    np.testing.assert_allclose(first[0]["teacher_logits"], teacher(x[:16], training=False), 1e-5)
+
+    def train(data, teacher_model):
+        keras.utils.set_random_seed(7)
+        student = models.get("convnet", num_classes=C, input_shape=(12, 12, 1), widths=(4, 4))
+        distiller = Distiller(student, teacher_model)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.5, metrics=["accuracy"])
+        history = distiller.fit(data, epochs=2, verbose=0).history
+        return history, student.get_weights()
+
+    uncached_logs, uncached_weights = train(dataset, teacher)
+    scrambled = keras.models.clone_model(teacher)
+    cached_logs, cached_weights = train(cached, scrambled)
+    for key, values in uncached_logs.items():
+        np.testing.assert_allclose(cached_logs[key], values, rtol=1e-5, err_msg=key)
+    for a, b in zip(uncached_weights, cached_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    different_logs, _ = train(dataset, scrambled)
+    assert different_logs["distillation_loss"] != pytest.approx(uncached_logs["distillation_loss"])
+
+
+def test_cache_keeps_sample_weights_and_rejects_bad_input():
+    teacher = linear(W_T, B_T, "teacher", softmax_out=True)
+    cached = cache_teacher_outputs((X, Y, np.arange(B, dtype="float32")), teacher, batch_size=3)
+    batches = list(cached)
+    assert [len(b[1]) for b in batches] == [3, 3, 2] and len(batches[0]) == 3
+    np.testing.assert_allclose(
+        batches[0][0]["teacher_logits"], np.log(softmax(X[:3] @ W_T + B_T)), rtol=1e-4, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="tuple of arrays"):
+        cache_teacher_outputs(X, teacher)

@@ -1,0 +1,391 @@
+"""Dataset loading: the first stage of the pipeline (data -> models -> distiller).
+
+Every loader returns a :class:`Dataset` holding images as float32 arrays of shape (N, H, W, C)
+with values in [0, 1] and integer labels of shape (N,) and dtype int64. Nothing is downloaded:
+``"digits"`` ships with scikit-learn and the CIFAR loaders read the standard python-pickle
+release from disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+DATA_DIR_ENV = "TFDISTILL_DATA_DIR"
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """An image classification dataset held in memory.
+
+    ``x_train``/``x_test``: float32, shape (N, H, W, C), values in [0, 1].
+    ``y_train``/``y_test``: int64, shape (N,), values in [0, num_classes); -1 marks an
+    unlabeled example (see :func:`mask_labels`).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for split in SPLITS:
+            x, y = self._arrays(split)
+            if x.ndim != 4:
+                raise ValueError(f"x_{split} must have shape (N, H, W, C), got {x.shape}")
+            if y.shape != (x.shape[0],):
+                raise ValueError(f"y_{split} must have shape ({x.shape[0]},), got {y.shape}")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(
+                f"train and test images differ in shape: {self.x_train.shape[1:]} "
+                f"vs {self.x_test.shape[1:]}"
+            )
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names given for {self.num_classes} classes"
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one image, (H, W, C)."""
+        h, w, c = self.x_train.shape[1:]
+        return (int(h), int(w), int(c))
+
+    def _arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        if split == "train":
+            return self.x_train, self.y_train
+        if split == "test":
+            return self.x_test, self.y_test
+        raise ValueError(f"unknown split {split!r}; valid splits are {', '.join(SPLITS)}")
+
+    def as_tf_dataset(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_remainder: bool = False,
+    ) -> tf.data.Dataset:
+        """Batches ``(x, y)`` of one split: x float32 (B, H, W, C), y int64 (B,), prefetched.
+
+        With ``shuffle`` the order is reshuffled every epoch; ``seed`` makes it reproducible.
+        """
+        x, y = self._arrays(split)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        import tensorflow as tf
+
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def label_subset(y: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted int64 indices of a class-balanced random subset of ``y`` (shape (N,)).
+
+    Draws ``per_class`` indices of every class present in ``y``; negative (unlabeled) entries
+    are never drawn. The same ``y``, ``per_class`` and ``seed`` give the same indices.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must have shape (N,), got {y.shape}")
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    classes, counts = np.unique(y[y >= 0], return_counts=True)
+    short = {int(c): int(n) for c, n in zip(classes, counts, strict=True) if n < per_class}
+    if short:
+        listed = ", ".join(f"class {c} has {n}" for c, n in short.items())
+        raise ValueError(f"per_class={per_class} exceeds the examples available: {listed}")
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def mask_labels(y: np.ndarray, keep_indices: np.ndarray | Sequence[int]) -> np.ndarray:
+    """A copy of ``y`` (int64, shape (N,)) with -1 everywhere except at ``keep_indices``."""
+    y = np.asarray(y)
+    masked = np.full(y.shape, -1, dtype=np.int64)
+    keep = np.asarray(keep_indices, dtype=np.int64)
+    masked[keep] = y[keep]
+    return masked
+
+
+def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) float64 weights of 1-D bilinear resizing with half-pixel centers."""
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    src = np.clip(src, 0, n_in - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo
+    weights = np.zeros((n_out, n_in))
+    np.add.at(weights, (np.arange(n_out), lo), 1 - frac)
+    np.add.at(weights, (np.arange(n_out), hi), frac)
+    return weights
+
+
+def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinearly resize (N, H, W) images to float32 (N, size, size), like ``tf.image.resize``."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    rows = _bilinear_matrix(images.shape[1], size)
+    cols = _bilinear_matrix(images.shape[2], size)
+    return np.einsum("ih,nhw,jw->nij", rows, images, cols).astype(np.float32)
+
+
+def _load_digits(
+    data_dir: str | None = None, *, size: int = 32, test_fraction: float = 0.2, seed: int = 0
+) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    del data_dir
+    digits = load_digits()
+    images = resize_bilinear(digits.images / 16.0, size)[..., np.newaxis]
+    images = np.clip(images, 0.0, 1.0)
+    labels = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    return Dataset(
+        name="digits",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=10,
+        class_names=tuple(str(d) for d in range(10)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _CifarRelease:
+    folder: str
+    tarball: str
+    files: tuple[str, ...]
+
+
+_CIFAR10 = _CifarRelease(
+    folder="cifar-10-batches-py",
+    tarball="cifar-10-python.tar.gz",
+    files=(*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+)
+_CIFAR100 = _CifarRelease(
+    folder="cifar-100-python",
+    tarball="cifar-100-python.tar.gz",
+    files=("train", "test", "meta"),
+)
+
+
+def _search_roots(data_dir: str | None) -> list[Path]:
+    if data_dir is not None:
+        return [Path(data_dir).expanduser()]
+    roots = []
+    if os.environ.get(DATA_DIR_ENV):
+        roots.append(Path(os.environ[DATA_DIR_ENV]).expanduser())
+    roots.append(Path("~/.keras/datasets").expanduser())
+    return roots
+
+
+def _is_complete(folder: Path, release: _CifarRelease) -> bool:
+    return all((folder / f).is_file() for f in release.files)
+
+
+def _extract(tarball: Path, release: _CifarRelease, into: Path) -> Path:
+    """Extract ``tarball`` into a temporary folder under ``into``, then rename it into place."""
+    target = into / release.folder
+    tmp = Path(tempfile.mkdtemp(prefix=f".{release.folder}.partial-", dir=into))
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:  # pragma: no cover - Python without tarfile extraction filters
+                for member in tar.getmembers():
+                    if member.name.startswith(("/", "..")) or "/../" in member.name:
+                        raise ValueError(f"unsafe path {member.name!r} in {tarball}")
+                tar.extractall(tmp)
+        extracted = tmp / release.folder
+        if not _is_complete(extracted, release):
+            raise ValueError(
+                f"{tarball} does not contain {release.folder}/ with {', '.join(release.files)}"
+            )
+        try:
+            extracted.rename(target)
+        except OSError:
+            if not _is_complete(target, release):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _find_release(release: _CifarRelease, data_dir: str | None) -> Path:
+    """The folder holding ``release.files``, extracting the tarball when only it is found."""
+    tried: list[Path] = []
+    for root in _search_roots(data_dir):
+        for folder in (root / release.folder, root):
+            tried.append(folder)
+            if _is_complete(folder, release):
+                return folder
+        tarball = root / release.tarball
+        tried.append(tarball)
+        if tarball.is_file():
+            return _extract(tarball, release, root)
+    raise FileNotFoundError(
+        f"{release.folder} not found; tried:\n"
+        + "".join(f"  {p}\n" for p in tried)
+        + f"Put either {release.tarball} or the extracted folder {release.folder}/ "
+        f"(containing {', '.join(release.files)}) in one of those directories, pass data_dir=, "
+        f"or set {DATA_DIR_ENV}. Nothing is downloaded."
+    )
+
+
+def _unpickle(path: Path) -> dict[bytes, Any]:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def _images(rows: np.ndarray) -> np.ndarray:
+    """(N, 3072) uint8 channel-major rows -> float32 (N, 32, 32, 3) in [0, 1]."""
+    rows = np.asarray(rows, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return rows.astype(np.float32) / np.float32(255.0)
+
+
+def _names(meta: dict[bytes, Any], key: bytes) -> tuple[str, ...]:
+    return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in meta[key])
+
+
+def _load_cifar10(data_dir: str | None = None) -> Dataset:
+    folder = _find_release(_CIFAR10, data_dir)
+    train = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test = _unpickle(folder / "test_batch")
+    class_names = _names(_unpickle(folder / "batches.meta"), b"label_names")
+    return Dataset(
+        name="cifar10",
+        x_train=_images(np.concatenate([b[b"data"] for b in train])),
+        y_train=np.concatenate([b[b"labels"] for b in train]).astype(np.int64),
+        x_test=_images(test[b"data"]),
+        y_test=np.asarray(test[b"labels"], dtype=np.int64),
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
+
+
+def _load_cifar100(data_dir: str | None = None, *, label_mode: str = "fine") -> Dataset:
+    if label_mode not in ("fine", "coarse"):
+        raise ValueError(f"label_mode must be 'fine' or 'coarse', got {label_mode!r}")
+    folder = _find_release(_CIFAR100, data_dir)
+    train = _unpickle(folder / "train")
+    test = _unpickle(folder / "test")
+    labels_key = f"{label_mode}_labels".encode()
+    class_names = _names(_unpickle(folder / "meta"), f"{label_mode}_label_names".encode())
+    return Dataset(
+        name="cifar100",
+        x_train=_images(train[b"data"]),
+        y_train=np.asarray(train[labels_key], dtype=np.int64),
+        x_test=_images(test[b"data"]),
+        y_test=np.asarray(test[labels_key], dtype=np.int64),
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
+
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "digits": _load_digits,
+    "cifar10": _load_cifar10,
+    "cifar100": _load_cifar100,
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`load`."""
+    return list(_LOADERS)
+
+
+def load(name: str, *, data_dir: str | None = None, **kwargs: Any) -> Dataset:
+    """Load dataset ``name`` (one of :func:`available`).
+
+    ``data_dir`` is where the CIFAR files live (default: ``$TFDISTILL_DATA_DIR``, then
+    ``~/.keras/datasets``). Extra keyword arguments go to the loader: ``size``,
+    ``test_fraction`` and ``seed`` for ``"digits"``; ``label_mode`` ("fine" or "coarse") for
+    ``"cifar100"``.
+    """
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available())}")
+    return _LOADERS[name](data_dir, **kwargs)
+
+
+def cache_teacher_outputs(
+    data: tf.data.Dataset | tuple[np.ndarray, ...],
+    teacher: Any,
+    *,
+    teacher_outputs: str = "auto",
+    batch_size: int | None = None,
+    shuffle: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Runs the frozen teacher once and returns batches the Distiller trains on without it.
+
+    ``data``: a batched ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, sample_weight)``, or a tuple
+    of arrays ``(x, y[, sample_weight])``. The result yields ``({"inputs": x, "teacher_logits":
+    t}, y[, sample_weight])`` with t float32 (B, C), in the original order and batch size (or
+    ``batch_size``). For data without random augmentation only: the logits belong to the images
+    seen here. Everything is held in memory.
+    """
+    import tensorflow as tf
+
+    from tfdistill import outputs
+
+    kind = outputs.resolve_output_kind(teacher, teacher_outputs, "teacher_outputs")
+    if isinstance(data, tf.data.Dataset):
+        batches = data
+    elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
+        batches = tf.data.Dataset.from_tensor_slices(tuple(data)).batch(batch_size or 32)
+    else:
+        raise ValueError(
+            "cache_teacher_outputs takes a batched tf.data.Dataset of (x, y[, sample_weight]) or "
+            f"a tuple of arrays (x, y[, sample_weight]), not {type(data).__name__}."
+        )
+
+    @tf.function(reduce_retracing=True)
+    def logits_of(x: tf.Tensor) -> tf.Tensor:
+        return outputs.as_logits(teacher(x, training=False), kind)
+
+    columns: list[list[np.ndarray]] = []
+    first_batch = None
+    for element in batches:
+        if not isinstance(element, tuple) or len(element) not in (2, 3):
+            raise ValueError(
+                "cache_teacher_outputs needs batches of (x, y) or (x, y, sample_weight), got a "
+                f"batch of type {type(element).__name__}."
+            )
+        parts = [element[0], logits_of(element[0]), *element[1:]]
+        if not columns:
+            columns = [[] for _ in parts]
+            first_batch = int(tf.shape(element[0])[0])
+        for column, part in zip(columns, parts, strict=True):
+            column.append(np.asarray(part))
+    if not columns:
+        raise ValueError("cache_teacher_outputs got an empty dataset.")
+    x, t, *rest = (np.concatenate(column) for column in columns)
+    cached = tf.data.Dataset.from_tensor_slices(({"inputs": x, "teacher_logits": t}, *rest))
+    if shuffle:
+        cached = cached.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return cached.batch(batch_size or first_batch).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,188 @@
+"""Distillation losses as small composable `keras.losses.Loss` objects.
+
+Every loss here returns per-example values from `call` (shape (B,)), so the Distiller can weight
+examples, mask unlabeled ones and scale to the global batch under `tf.distribute`. Called as plain
+Keras losses they reduce as usual.
+
+Rule for a wrapped base loss: an object with `from_logits=True` receives logits; any other loss
+(string, function, object) receives probabilities. The Distiller always hands logits to these
+objects, and softmax-ending models are turned into log-probabilities first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+DISTILLATION_LOSSES: dict[str, Callable] = {
+    "kl_divergence": keras.losses.kl_divergence,
+    "categorical_crossentropy": keras.losses.categorical_crossentropy,
+}
+STUDENT_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+
+LossLike = str | keras.losses.Loss | Callable | None
+
+
+def _from_logits(fn: Any) -> bool:
+    if hasattr(fn, "from_logits"):
+        return bool(fn.from_logits)
+    return bool(getattr(fn, "_fn_kwargs", {}).get("from_logits", False))
+
+
+def _per_example(fn: Callable, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Unreduced loss, shape (B,)."""
+    values = fn.call(y_true, y_pred) if isinstance(fn, keras.losses.Loss) else fn(y_true, y_pred)
+    values = tf.cast(values, tf.float32)
+    batch = tf.shape(y_pred)[0]
+    if values.shape.rank == 0:
+        return tf.fill([batch], values)
+    if values.shape.rank > 1:
+        values = tf.reduce_mean(tf.reshape(values, [batch, -1]), axis=-1)
+    return values
+
+
+def _serialize(fn: LossLike) -> Any:
+    return fn if fn is None or isinstance(fn, str) else keras.saving.serialize_keras_object(fn)
+
+
+def _deserialize(config: Any) -> LossLike:
+    if config is None or isinstance(config, str):
+        return config
+    return keras.saving.deserialize_keras_object(config)
+
+
+def resolve_distillation_base(loss: LossLike) -> Callable:
+    """The loss comparing teacher and student class distributions; strings name Keras losses."""
+    if loss is None:
+        loss = "kl_divergence"
+    if isinstance(loss, str):
+        if loss not in DISTILLATION_LOSSES:
+            raise ValueError(
+                f"distillation_loss_fn={loss!r} is not a known loss; use one of "
+                f"{sorted(DISTILLATION_LOSSES)}, a keras.losses.Loss or a callable."
+            )
+        return DISTILLATION_LOSSES[loss]
+    if not callable(loss):
+        raise ValueError(
+            f"distillation_loss_fn must be a string, a keras.losses.Loss or a callable, "
+            f"not {type(loss).__name__}."
+        )
+    return loss
+
+
+def check_temperature(temperature: float) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    return float(temperature)
+
+
+@keras.saving.register_keras_serializable(package="tfdistill")
+class SoftTargetLoss(keras.losses.Loss):
+    """Hinton et al. (2015) soft-target loss: T² · base(softmax(t/T), softmax(s/T)).
+
+    `call(teacher_logits, student_logits)`: both (B, C) logits; returns (B,). With the default
+    base, this is T² · KL(softmax(t/T) ‖ softmax(s/T)); the T² keeps its gradients on the scale of
+    the hard-target loss as T changes.
+    """
+
+    def __init__(
+        self, temperature: float = 3.0, base: LossLike = "kl_divergence", name: str = "soft_target"
+    ):
+        super().__init__(name=name)
+        self.temperature = check_temperature(temperature)
+        self.base = base if base is not None else "kl_divergence"
+        self._base_fn = resolve_distillation_base(self.base)
+
+    def call(self, teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:
+        t = self.temperature
+        soft_teacher = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / t)
+        student = tf.cast(student_logits, tf.float32) / t
+        if not _from_logits(self._base_fn):
+            student = tf.nn.softmax(student)
+        return (t * t) * _per_example(self._base_fn, soft_teacher, student)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "temperature": self.temperature, "base": _serialize(self.base)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> SoftTargetLoss:
+        config = dict(config)
+        config["base"] = _deserialize(config.get("base"))
+        return cls(**config)
+
+
+def labeled_mask(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """(B,) float mask: 0 where the example has no label (sparse label < 0, or an all-zero one-hot)."""
+    if _is_one_hot(labels, num_classes):
+        return tf.cast(tf.reduce_sum(tf.cast(labels, tf.float32), axis=-1) > 0, tf.float32)
+    return tf.cast(tf.reshape(labels, [-1]) >= 0, tf.float32)
+
+
+def _is_one_hot(labels: tf.Tensor, num_classes: int) -> bool:
+    return (
+        labels.shape.rank is not None
+        and labels.shape.rank >= 2
+        and (labels.shape[-1] == num_classes and num_classes > 1)
+    )
+
+
+@keras.saving.register_keras_serializable(package="tfdistill")
+class HardTargetLoss(keras.losses.Loss):
+    """Cross-entropy with the labels, on logits; unlabeled examples (label -1) give 0.
+
+    `call(labels, student_logits)`: labels (B,) or (B, 1) ints, or (B, C) one-hot; logits (B, C).
+    Returns (B,). `base` replaces the cross-entropy (a string from STUDENT_LOSSES, a Loss or a
+    callable; see the module docstring for what it receives).
+    """
+
+    def __init__(self, base: LossLike = None, name: str = "hard_target"):
+        super().__init__(name=name)
+        if isinstance(base, str) and base not in STUDENT_LOSSES:
+            raise ValueError(
+                f"student_loss_fn={base!r} is not a known loss; use one of {list(STUDENT_LOSSES)}, "
+                "a keras.losses.Loss or a callable."
+            )
+        if base is not None and not isinstance(base, str) and not callable(base):
+            raise ValueError(
+                f"student_loss_fn must be a string, a keras.losses.Loss or a callable, "
+                f"not {type(base).__name__}."
+            )
+        self.base = base
+
+    def call(self, labels: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:
+        logits = tf.cast(student_logits, tf.float32)
+        num_classes = logits.shape[-1]
+        mask = labeled_mask(labels, num_classes)
+        if _is_one_hot(labels, num_classes):
+            targets = tf.cast(labels, tf.float32)
+            if self.base is None or isinstance(self.base, str):
+                values = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+            else:
+                values = self._custom(targets, logits)
+        else:
+            targets = tf.where(labels >= 0, labels, tf.zeros_like(labels))
+            if self.base is None or isinstance(self.base, str):
+                values = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    tf.cast(tf.reshape(targets, [-1]), tf.int32), logits
+                )
+            else:
+                values = self._custom(targets, logits)
+        return values * mask
+
+    def _custom(self, targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        predictions = logits if _from_logits(self.base) else tf.nn.softmax(logits)
+        return _per_example(self.base, targets, predictions)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "base": _serialize(self.base)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> HardTargetLoss:
+        config = dict(config)
+        config["base"] = _deserialize(config.get("base"))
+        return cls(**config)
