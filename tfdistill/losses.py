@@ -117,7 +117,7 @@ class SoftTargetLoss(keras.losses.Loss):
 
 
 def labeled_mask(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """(B,) float mask: 0 where the example has no label (sparse label < 0, or an all-zero one-hot)."""
+    """(B,) float mask, 0 where unlabeled: sparse label < 0, or an all-zero one-hot row."""
     if _is_one_hot(labels, num_classes):
         return tf.cast(tf.reduce_sum(tf.cast(labels, tf.float32), axis=-1) > 0, tf.float32)
     return tf.cast(tf.reshape(labels, [-1]) >= 0, tf.float32)
