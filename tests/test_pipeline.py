@@ -1,0 +1,111 @@
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+
+from tfdistill import artifacts, cli, pipeline, report
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = pipeline.RunConfig(
+        out=str(out),
+        teacher_kwargs={"widths": (4, 8)},
+        student_kwargs={"widths": (2, 4)},
+        labels_per_class=3,
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=128,
+    )
+    return out, pipeline.run(config, log=lambda _: None)
+
+
+def test_run_writes_report_and_models(tiny_run):
+    out, result = tiny_run
+    assert json.loads((out / "report.json").read_text()) == result
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.json",
+        "student_distilled.keras",
+        "student_scratch.keras",
+        "teacher.keras",
+    ]
+    assert result["dataset"] == {
+        "name": "digits",
+        "train": 1437,
+        "test": 360,
+        "num_classes": 10,
+        "input_shape": [32, 32, 1],
+        "labels_per_class": 3,
+        "labeled": 30,
+    }
+    for entry in (result["teacher"], *result["students"].values()):
+        model = keras.models.load_model(out / entry["file"])
+        assert entry["params"] == model.count_params()
+        assert entry["weight_bytes"] == 4 * model.count_params()
+        assert 0.0 <= entry["accuracy"] <= 1.0
+    distilled = keras.models.load_model(out / "student_distilled.keras")
+    digits = pipeline.data.load("digits")
+    accuracy = np.mean(distilled.predict(digits.x_test, verbose=0).argmax(-1) == digits.y_test)
+    assert result["students"]["distilled"]["accuracy"] == pytest.approx(accuracy)
+    assert result["students"]["scratch"]["params"] == result["students"]["distilled"]["params"]
+    table = report.format_table(result)
+    assert "student (distilled)" in table and f"{result['teacher']['params']:,}" in table
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"alpha": 1.5}, "alpha must be in \\[0, 1\\], got 1.5"),
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+        ({"labels_per_class": 0}, "labels_per_class must be >= 1, got 0"),
+        ({"dataset": "mnist"}, "Unknown dataset 'mnist'; available: \\[.*'digits'"),
+        ({"student": "vgg"}, "Unknown student model 'vgg'; available: \\['convnet'"),
+    ],
+)
+def test_bad_config_fails_before_training(change, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.RunConfig(out="unused", **change)
+
+
+def test_cli_rejects_unknown_commands_and_bad_flags(capsys):
+    argv = flags.FLAGS(["tfdistill", "--alpha=3", "run"])
+    try:
+        assert cli._main(argv) == 2
+        assert "alpha must be in [0, 1], got 3.0" in capsys.readouterr().err
+        with pytest.raises(Exception, match="COMMAND is one of run, got train"):
+            cli._main(["tfdistill", "train"])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_console_script_reports_errors_without_a_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tfdistill.cli", "run", "--student_kwargs=[1]", f"--out={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "--student_kwargs must be a JSON object" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_atomic_writes_keep_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "report.json"
+    report.write_json({"v": 1}, path)
+
+    def fail(f):
+        f.write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        artifacts.write_atomic(path, fail)
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    with pytest.raises(ValueError, match="saved as .keras files"):
+        artifacts.save_model(keras.Sequential([keras.Input((1,))]), tmp_path / "model.h5")

@@ -1,0 +1,219 @@
+"""The stages of `tfdistill run`: data -> teacher -> students (scratch, distilled) -> report.
+
+The default setting is the one where soft targets pay off (Hinton et al. 2015, section 3): the
+student sees labels for only a few images per class, while it distils on every training image.
+The scratch student trains on the labeled images alone for the same number of steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdistill import artifacts, data, models, profile, report
+from tfdistill.distiller import Distiller, check_alpha
+from tfdistill.losses import check_temperature
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    out: str
+    dataset: str = "digits"
+    data_dir: str | None = None
+    teacher: str = "convnet"
+    teacher_kwargs: dict = dataclasses.field(
+        default_factory=lambda: {"widths": (16, 32, 64), "depth": 2}
+    )
+    student: str = "convnet"
+    student_kwargs: dict = dataclasses.field(default_factory=lambda: {"widths": (4, 8, 16)})
+    labels_per_class: int = 10
+    teacher_epochs: int = 10
+    student_epochs: int = 30
+    batch_size: int = 64
+    teacher_learning_rate: float = 3e-3
+    student_learning_rate: float = 1e-2
+    alpha: float = 0.1
+    temperature: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("labels_per_class", "teacher_epochs", "student_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        check_alpha(self.alpha)
+        check_temperature(self.temperature)
+        if self.dataset not in data.available():
+            raise ValueError(f"Unknown dataset {self.dataset!r}; available: {data.available()}.")
+        for role in ("teacher", "student"):
+            if getattr(self, role) not in models.available():
+                raise ValueError(
+                    f"Unknown {role} model {getattr(self, role)!r}; "
+                    f"available: {models.available()}."
+                )
+
+
+def _classifier(name: str, kwargs: dict, ds: data.Dataset, role: str) -> keras.Model:
+    return models.get(
+        name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
+    )
+
+
+def _compile(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def _accuracy(model: keras.Model, ds: data.Dataset, batch_size: int) -> float:
+    logits = model.predict(ds.x_test, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == ds.y_test))
+
+
+def _entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: Any) -> dict:
+    return {
+        "accuracy": _accuracy(trained, ds, config.batch_size),
+        **profile.parameter_counts(trained),
+        "weight_bytes": profile.weight_bytes(trained),
+        **extra,
+    }
+
+
+def train_teacher(config: RunConfig, ds: data.Dataset) -> keras.Model:
+    """The teacher learns from every label in the training split."""
+    teacher = _classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
+    _compile(teacher, config.teacher_learning_rate)
+    train = ds.as_tf_dataset("train", config.batch_size, shuffle=True, seed=config.seed)
+    teacher.fit(train, epochs=config.teacher_epochs, verbose=0, shuffle=False)
+    return teacher
+
+
+def _steps(config: RunConfig, ds: data.Dataset) -> int:
+    return math.ceil(len(ds.x_train) / config.batch_size) * config.student_epochs
+
+
+def train_scratch(
+    config: RunConfig, ds: data.Dataset, labeled: np.ndarray, init: list[np.ndarray]
+) -> keras.Model:
+    """The student alone, on the labeled images, for as many steps as the distilled one takes."""
+    student = _classifier(config.student, config.student_kwargs, ds, "student_scratch")
+    student.set_weights(init)
+    _compile(student, config.student_learning_rate)
+    x, y = ds.x_train[labeled], ds.y_train[labeled]
+    train = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(config.batch_size)
+    )
+    student.fit(train, epochs=1, steps_per_epoch=_steps(config, ds), verbose=0, shuffle=False)
+    return student
+
+
+def distil(
+    config: RunConfig,
+    ds: data.Dataset,
+    teacher: keras.Model,
+    labeled: np.ndarray,
+    init: list[np.ndarray],
+) -> keras.Model:
+    """The student on every training image: soft targets everywhere, labels where it has them."""
+    student = _classifier(config.student, config.student_kwargs, ds, "student_distilled")
+    student.set_weights(init)
+    partly_labeled = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, labeled))
+    train = data.cache_teacher_outputs(
+        partly_labeled.as_tf_dataset("train", config.batch_size),
+        teacher,
+        shuffle=True,
+        seed=config.seed,
+    )
+    distiller = Distiller(student, teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(config.student_learning_rate),
+        metrics=["accuracy"],
+        alpha=config.alpha,
+        temperature=config.temperature,
+    )
+    distiller.fit(train, epochs=config.student_epochs, verbose=0, shuffle=False)
+    return student
+
+
+def _config_json(config: RunConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
+    """Runs every stage; writes the models and report.json to `config.out`; returns the report."""
+    keras.utils.set_random_seed(config.seed)
+    out = Path(config.out)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        began = time.perf_counter()
+        log(f"[{name}] ...")
+        result = fn()
+        timings[name] = round(time.perf_counter() - began, 2)
+        log(f"[{name}] done in {timings[name]:.1f} s")
+        return result
+
+    ds = stage("data", lambda: data.load(config.dataset, data_dir=config.data_dir))
+    labeled = data.label_subset(ds.y_train, config.labels_per_class, seed=config.seed)
+    teacher = stage("teacher", lambda: train_teacher(config, ds))
+    artifacts.save_model(teacher, out / "teacher.keras")
+    init = _classifier(config.student, config.student_kwargs, ds, "student").get_weights()
+    scratch = stage("scratch", lambda: train_scratch(config, ds, labeled, init))
+    distilled = stage("distil", lambda: distil(config, ds, teacher, labeled, init))
+
+    for name, model in (
+        ("student_scratch", scratch),
+        ("student_distilled", distilled),
+    ):
+        artifacts.save_model(model, out / f"{name}.keras")
+    timings["total"] = round(time.perf_counter() - start, 2)
+    result = {
+        "dataset": {
+            "name": ds.name,
+            "train": len(ds.x_train),
+            "test": len(ds.x_test),
+            "num_classes": ds.num_classes,
+            "input_shape": list(ds.input_shape),
+            "labels_per_class": config.labels_per_class,
+            "labeled": len(labeled),
+        },
+        "teacher": _entry(teacher, ds, config, model=config.teacher, file="teacher.keras"),
+        "students": {
+            "scratch": _entry(
+                scratch,
+                ds,
+                config,
+                model=config.student,
+                labels=len(labeled),
+                file="student_scratch.keras",
+            ),
+            "distilled": _entry(
+                distilled,
+                ds,
+                config,
+                model=config.student,
+                labels=len(labeled),
+                alpha=config.alpha,
+                temperature=config.temperature,
+                file="student_distilled.keras",
+            ),
+        },
+        "config": _config_json(config),
+        "timings_s": timings,
+    }
+    report.write_json(result, out / "report.json")
+    return result

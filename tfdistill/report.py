@@ -1,0 +1,24 @@
+"""The run's report: a JSON file written atomically, and a table for the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tfdistill.artifacts import write_atomic
+
+
+def write_json(report: dict, path: str | os.PathLike) -> Path:
+    return write_atomic(path, lambda f: json.dump(report, f, indent=2, sort_keys=False))
+
+
+def format_table(report: dict) -> str:
+    """One row per model: accuracy on the test split and parameter count."""
+    rows = [("teacher", report["teacher"])]
+    rows += [(f"student ({name})", entry) for name, entry in report["students"].items()]
+    header = f"{'model':<22} {'accuracy':>9} {'params':>10}"
+    lines = [f"dataset: {report['dataset']['name']}", header, "-" * len(header)]
+    for name, entry in rows:
+        lines.append(f"{name:<22} {entry['accuracy']:>9.2%} {entry['params']:>10,}")
+    return "\n".join(lines)
