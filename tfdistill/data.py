@@ -352,6 +352,7 @@ def cache_teacher_outputs(
     import tensorflow as tf
 
     from tfdistill import outputs
+    from tfdistill.folding import folded_forward
 
     kind = outputs.resolve_output_kind(teacher, teacher_outputs, "teacher_outputs")
     if isinstance(data, tf.data.Dataset):
@@ -364,9 +365,11 @@ def cache_teacher_outputs(
             f"a tuple of arrays (x, y[, sample_weight]), not {type(data).__name__}."
         )
 
+    forward = folded_forward(teacher)
+
     @tf.function(reduce_retracing=True)
     def logits_of(x: tf.Tensor) -> tf.Tensor:
-        return outputs.as_logits(teacher(x, training=False), kind)
+        return outputs.as_logits(forward(x), kind)
 
     columns: list[list[np.ndarray]] = []
     first_batch = None

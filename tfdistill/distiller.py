@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfdistill import outputs as outputs_lib
+from tfdistill.folding import folded_forward
 from tfdistill.losses import (
     HardTargetLoss,
     LossLike,
@@ -109,6 +110,7 @@ class Distiller(keras.Model):
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
+        self._teacher_forward = folded_forward(teacher)
         self.teacher_outputs = outputs_lib.check_output_kind(teacher_outputs, "teacher_outputs")
         self.student_outputs = outputs_lib.check_output_kind(student_outputs, "student_outputs")
         self._teacher_kind = outputs_lib.resolve_output_kind(
@@ -222,10 +224,9 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def teacher_logits(self, x: Any) -> tf.Tensor:
-        """(B, C) float32 teacher logits, no gradient; the teacher runs in inference mode."""
-        return tf.stop_gradient(
-            outputs_lib.as_logits(self.teacher(x, training=False), self._teacher_kind)
-        )
+        """(B, C) float32 teacher logits, no gradient; the teacher runs in inference mode, with its
+        BatchNorm folded into the preceding layers (`tfdistill.folding`)."""
+        return tf.stop_gradient(outputs_lib.as_logits(self._teacher_forward(x), self._teacher_kind))
 
     def _loss_terms(
         self, y: Any, student_logits: tf.Tensor, teacher_logits: tf.Tensor, sample_weight: Any

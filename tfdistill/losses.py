@@ -118,6 +118,7 @@ class SoftTargetLoss(keras.losses.Loss):
 
 def labeled_mask(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
     """(B,) float mask, 0 where unlabeled: sparse label < 0, or an all-zero one-hot row."""
+    labels = tf.convert_to_tensor(labels)
     if _is_one_hot(labels, num_classes):
         return tf.cast(tf.reduce_sum(tf.cast(labels, tf.float32), axis=-1) > 0, tf.float32)
     return tf.cast(tf.reshape(labels, [-1]) >= 0, tf.float32)
@@ -155,6 +156,7 @@ class HardTargetLoss(keras.losses.Loss):
         self.base = base
 
     def call(self, labels: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:
+        labels = tf.convert_to_tensor(labels)
         logits = tf.cast(student_logits, tf.float32)
         num_classes = logits.shape[-1]
         mask = labeled_mask(labels, num_classes)

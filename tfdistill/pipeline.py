@@ -76,8 +76,11 @@ def _compile(model: keras.Model, learning_rate: float) -> None:
 
 
 def _accuracy(model: keras.Model, ds: data.Dataset, batch_size: int) -> float:
-    logits = model.predict(ds.x_test, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == ds.y_test))
+    correct = 0
+    for start in range(0, len(ds.x_test), batch_size):
+        logits = model(ds.x_test[start : start + batch_size], training=False)
+        correct += int(np.sum(np.argmax(logits, axis=-1) == ds.y_test[start : start + batch_size]))
+    return correct / len(ds.x_test)
 
 
 def _entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: Any) -> dict:

@@ -1,0 +1,369 @@
+"""Training throughput (images/s) of the tfdistill Distiller against the student alone and the
+Keras built-in `keras.distillation.Distiller`, measured interleaved in one process.
+
+    python benchmarks/distill_throughput.py            # full run, a few minutes on 2 cores
+    python benchmarks/distill_throughput.py --quick    # smoke run, under a minute
+
+Variants (same models, initial weights, optimizer, data, batch size and jit setting):
+  student           the student alone, sparse cross-entropy on logits
+  distiller         tfdistill.Distiller(student, teacher), default KL soft-target loss
+  distiller_cached  the same Distiller on `cache_teacher_outputs` batches (no teacher pass)
+  keras_peer        keras.distillation.Distiller with LogitsDistillation(T=3, KL), weight 0.1
+
+Each timed chunk calls the compiled `train_function` `--steps` times on a persistent iterator
+over a repeated in-memory dataset, so every variant pays the same per-step overhead. Rounds run
+the variants round-robin (order rotated each round); the reported rate is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import tfdistill  # noqa: E402
+from tfdistill import data as data_lib  # noqa: E402
+from tfdistill import models  # noqa: E402
+
+VARIANTS = ("student", "distiller", "distiller_cached", "keras_peer")
+RATIOS = (
+    ("distiller", "keras_peer"),
+    ("distiller_cached", "keras_peer"),
+    ("distiller", "student"),
+    ("student", "keras_peer"),
+)
+TARGETS = {"distiller/keras_peer": 1.0, "distiller_cached/keras_peer": 1.5}
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "distill_throughput.json"
+TEMPERATURE = 3.0
+ALPHA = 0.1
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"widths must be comma-separated ints: {text!r}"
+        ) from error
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be positive: {text!r}")
+    return widths
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher-widths", type=_widths, default=(32, 64, 128))
+    parser.add_argument("--teacher-depth", type=int, default=2)
+    parser.add_argument("--student-widths", type=_widths, default=(8, 16, 32))
+    parser.add_argument("--student-depth", type=int, default=1)
+    parser.add_argument("--dataset", choices=("digits", "synthetic"), default="digits")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=25, help="train steps per variant per round")
+    parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 5 steps: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.warmup_steps = 2, 5, 2
+    for name in ("batch_size", "rounds", "steps", "warmup_steps", "teacher_depth", "student_depth"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def load_arrays(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    if name == "digits":
+        dataset = data_lib.load("digits")
+        return dataset.x_train, dataset.y_train, dataset.num_classes
+    rng = np.random.default_rng(seed)
+    x = rng.random((2048, 32, 32, 1), dtype=np.float32)
+    return x, rng.integers(0, 10, size=2048).astype(np.int64), 10
+
+
+def batched(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    if len(x) < batch_size:
+        raise ValueError(f"{len(x)} examples are fewer than one batch of {batch_size}.")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def student_copy(student: keras.Model, weights: list[np.ndarray]) -> keras.Model:
+    clone = keras.models.clone_model(student)
+    clone.set_weights(weights)
+    return clone
+
+
+@dataclass
+class Variant:
+    name: str
+    model: keras.Model
+    dataset: tf.data.Dataset
+    iterator: Iterator | None = None
+
+    def start(self) -> None:
+        self.model.make_train_function()
+        self.iterator = iter(self.dataset.repeat().prefetch(tf.data.AUTOTUNE))
+
+    def run(self, steps: int) -> tuple[float, float]:
+        """Runs `steps` train steps, outputs fetched; returns (wall, process CPU) seconds."""
+        train_function: Callable[[Any], Any] = self.model.train_function
+        cpu_start, start = time.process_time(), time.perf_counter()
+        for _ in range(steps):
+            logs = train_function(self.iterator)
+        tf.nest.map_structure(np.asarray, logs)
+        return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def build_variants(
+    args: argparse.Namespace,
+) -> tuple[list[Variant], dict[str, Any]]:
+    keras.utils.set_random_seed(args.seed)
+    x, y, num_classes = load_arrays(args.dataset, args.seed)
+    input_shape = x.shape[1:]
+    teacher = models.get(
+        "convnet",
+        num_classes=num_classes,
+        input_shape=input_shape,
+        widths=args.teacher_widths,
+        depth=args.teacher_depth,
+    )
+    student = models.get(
+        "convnet",
+        num_classes=num_classes,
+        input_shape=input_shape,
+        widths=args.student_widths,
+        depth=args.student_depth,
+    )
+    weights = student.get_weights()
+    base = batched(x, y, args.batch_size)
+
+    def optimizer() -> keras.optimizers.Optimizer:
+        return make_optimizer(args.optimizer, args.learning_rate)
+
+    plain = student_copy(student, weights)
+    plain.compile(
+        optimizer=optimizer(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+    distiller = tfdistill.Distiller(student_copy(student, weights), teacher)
+    distiller.compile(optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE)
+
+    cached_distiller = tfdistill.Distiller(student_copy(student, weights), teacher)
+    cached_distiller.compile(optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE)
+    start = time.perf_counter()
+    cached = data_lib.cache_teacher_outputs(base, teacher)
+    cache_seconds = time.perf_counter() - start
+
+    peer = keras.distillation.Distiller(
+        teacher=teacher,
+        student=student_copy(student, weights),
+        distillation_losses=keras.distillation.LogitsDistillation(
+            temperature=TEMPERATURE, loss=keras.losses.KLDivergence()
+        ),
+        student_loss_weight=ALPHA,
+    )
+    peer.compile(
+        optimizer=optimizer(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+    variants = [
+        Variant("student", plain, base),
+        Variant("distiller", distiller, base),
+        Variant("distiller_cached", cached_distiller, cached),
+        Variant("keras_peer", peer, base),
+    ]
+    info = {
+        "dataset": args.dataset,
+        "train_examples": int(len(x)),
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "teacher": {
+            "name": teacher.name,
+            "widths": list(args.teacher_widths),
+            "depth": args.teacher_depth,
+            "params": int(teacher.count_params()),
+        },
+        "student": {
+            "name": student.name,
+            "widths": list(args.student_widths),
+            "depth": args.student_depth,
+            "params": int(student.count_params()),
+        },
+        "cache_build_seconds": cache_seconds,
+        "jit_compile": {v.name: bool(v.model.jit_compile) for v in variants},
+    }
+    return variants, info
+
+
+def measure(
+    variants: list[Variant], args: argparse.Namespace
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-round images per wall second and images per process-CPU second, per variant."""
+    for variant in variants:
+        variant.start()
+        variant.run(args.warmup_steps)
+    images = args.steps * args.batch_size
+    rates: dict[str, list[float]] = {v.name: [] for v in variants}
+    cpu_rates: dict[str, list[float]] = {v.name: [] for v in variants}
+    for round_index in range(args.rounds):
+        shift = round_index % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            wall, cpu = variant.run(args.steps)
+            rates[variant.name].append(images / wall)
+            cpu_rates[variant.name].append(images / max(cpu, 1e-9))
+        summary = "  ".join(f"{name} {values[-1]:8.0f}" for name, values in rates.items())
+        print(f"round {round_index + 1}/{args.rounds}: {summary}", flush=True)
+    return rates, cpu_rates
+
+
+def ratio_key(a: str, b: str) -> str:
+    return f"{a}/{b}"
+
+
+def summarize(rates: dict[str, list[float]]) -> tuple[dict, dict, dict]:
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    ratios = {ratio_key(a, b): medians[a] / medians[b] for a, b in RATIOS}
+    targets = {key: ratios[key] >= threshold for key, threshold in TARGETS.items()}
+    return medians, ratios, targets
+
+
+def paired_ratios(rates: dict[str, list[float]]) -> dict[str, float]:
+    """Median over rounds of the within-round ratio: cancels load that lasts a whole round."""
+    return {
+        ratio_key(a, b): statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
+        for a, b in RATIOS
+    }
+
+
+def print_report(
+    rates: dict[str, list[float]],
+    medians: dict,
+    ratios: dict,
+    targets: dict,
+    cpu_medians: dict,
+    cpu_ratios: dict,
+    paired: dict,
+    info: dict,
+) -> None:
+    print()
+    print(f"{'variant':<18}{'median img/s':>14}{'min':>10}{'max':>10}{'img/CPU-s':>12}")
+    for name in VARIANTS:
+        values = rates[name]
+        print(
+            f"{name:<18}{medians[name]:>14.0f}{min(values):>10.0f}{max(values):>10.0f}"
+            f"{cpu_medians[name]:>12.0f}"
+        )
+    print()
+    print(f"{'ratio (of medians)':<30}{'wall':>7}{'CPU':>7}{'paired':>8}")
+    for key, value in ratios.items():
+        print(f"{key:<30}{value:>6.2f}x{cpu_ratios[key]:>6.2f}x{paired[key]:>7.2f}x")
+    print()
+    for key, held in targets.items():
+        print(f"target {key} >= {TARGETS[key]:.1f}x: {'yes' if held else 'NO'}")
+    print(f"teacher-output cache built in {info['cache_build_seconds']:.2f} s")
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    variants, info = build_variants(args)
+    print(
+        f"teacher {info['teacher']['params']:,} params, student {info['student']['params']:,} "
+        f"params, batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
+        f"jit_compile {info['jit_compile']}",
+        flush=True,
+    )
+    rates, cpu_rates = measure(variants, args)
+    medians, ratios, targets = summarize(rates)
+    cpu_medians, cpu_ratios, cpu_targets = summarize(cpu_rates)
+    paired = paired_ratios(rates)
+    print_report(rates, medians, ratios, targets, cpu_medians, cpu_ratios, paired, info)
+    payload = {
+        "benchmark": "distill_throughput",
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "config": {
+            **info,
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "steps_per_round": args.steps,
+            "warmup_steps": args.warmup_steps,
+            "optimizer": args.optimizer,
+            "learning_rate": args.learning_rate,
+            "alpha": ALPHA,
+            "temperature": TEMPERATURE,
+            "seed": args.seed,
+            "quick": args.quick,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "tfdistill": tfdistill.__version__,
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "timing": "median over rounds of images / perf_counter seconds for `steps` calls "
+            "of the compiled train_function; variants round-robin, order rotated each round",
+        },
+        "rates_per_round": rates,
+        "median_images_per_second": medians,
+        "ratios": ratios,
+        "paired_ratios": paired,
+        "targets": {
+            key: {"threshold": TARGETS[key], "held": held} for key, held in targets.items()
+        },
+        "cpu": {
+            "note": "images per process-CPU second (all threads); less sensitive to other load "
+            "on the machine, blind to parallelism",
+            "rates_per_round": cpu_rates,
+            "median_images_per_cpu_second": cpu_medians,
+            "ratios": cpu_ratios,
+            "targets": cpu_targets,
+        },
+    }
+    write_json(args.out, payload)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
