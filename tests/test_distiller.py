@@ -294,3 +294,15 @@ def test_cache_keeps_sample_weights_and_rejects_bad_input():
     )
     with pytest.raises(ValueError, match="tuple of arrays"):
         cache_teacher_outputs(X, teacher)
+
+
+def test_keras_peer_string_loss_skips_softmax_and_t_squared():
+    """The defect tfdistill avoids: keras.distillation's "kl_divergence" string compares logits/T."""
+    temperature = 2.5
+    s, t = X @ W_S + B_S, X @ W_T + B_T
+    peer = keras.distillation.LogitsDistillation(temperature=temperature, loss="kl_divergence")
+    peer_value = float(peer.compute_loss(t, s))
+    _, _, soft, *_ = reference_loss(X, Y, W_S, B_S, W_T, B_T, 0.0, temperature)
+    ours = one_step(make(temperature=temperature, distillation_loss_fn="kl_divergence"))
+    assert ours["distillation_loss"] == pytest.approx(soft, rel=1e-4)
+    assert peer_value != pytest.approx(soft, rel=0.1)

@@ -27,7 +27,7 @@ def test_hard_target_loss_by_hand():
 @pytest.mark.parametrize(
     "loss",
     [
-        SoftTargetLoss(temperature=5.0, base=keras.losses.CategoricalCrossentropy(from_logits=True)),
+        SoftTargetLoss(5.0, base=keras.losses.CategoricalCrossentropy(from_logits=True)),
         SoftTargetLoss(temperature=1.5, base="categorical_crossentropy"),
         HardTargetLoss(base=keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
         HardTargetLoss(),
