@@ -173,24 +173,11 @@ class Distiller(keras.Model):
         config["alpha"] = self.alpha
         config["temperature"] = self.temperature
         for key, fn in self._loss_fns.items():
-            config[key] = (
-                fn if fn is None or isinstance(fn, str) else keras.saving.serialize_keras_object(fn)
-            )
+            config[key] = keras.saving.serialize_keras_object(fn)
         return config
 
     def compile_from_config(self, config: dict) -> None:
-        config = dict(config)
-        for key in ("student_loss_fn", "distillation_loss_fn"):
-            value = config.get(key)
-            if value is not None and not isinstance(value, str):
-                config[key] = keras.saving.deserialize_keras_object(value)
-        optimizer = config.pop("optimizer", "adam")
-        if isinstance(optimizer, dict):
-            optimizer = keras.saving.deserialize_keras_object(optimizer)
-        metrics = config.pop("metrics", None)
-        if metrics is not None:
-            metrics = keras.saving.deserialize_keras_object(metrics)
-        self.compile(optimizer=optimizer, metrics=metrics, **config)
+        self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.student.trainable_variables)
 
