@@ -311,7 +311,7 @@ def test_cache_keeps_sample_weights_and_rejects_bad_input():
 
 
 def test_keras_peer_string_loss_skips_softmax_and_t_squared():
-    """The defect tfdistill avoids: keras.distillation's "kl_divergence" string compares logits/T."""
+    """keras.distillation's "kl_divergence" string compares logits/T: the defect avoided here."""
     temperature = 2.5
     s, t = X @ W_S + B_S, X @ W_T + B_T
     peer = keras.distillation.LogitsDistillation(temperature=temperature, loss="kl_divergence")
