@@ -1,6 +1,8 @@
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -109,3 +111,11 @@ def test_atomic_writes_keep_the_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     with pytest.raises(ValueError, match="saved as .keras files"):
         artifacts.save_model(keras.Sequential([keras.Input((1,))]), tmp_path / "model.h5")
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    snippet = re.search(r"```python\n(import keras\nimport tfdistill\n.*?)```", readme, re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    exec(re.sub(r"epochs=\d+", "epochs=1", snippet), {})
+    assert keras.models.load_model(tmp_path / "student.keras").count_params() == 1758
