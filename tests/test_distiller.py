@@ -266,6 +266,9 @@ def test_mirrored_strategy_matches_single_device():
         np.testing.assert_allclose(mirrored_logs[key], values, rtol=1e-5, err_msg=key)
     for a, b in zip(single.student.get_weights(), mirrored.student.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    single_eval = single.evaluate(X, y, batch_size=B, verbose=0, return_dict=True)
+    mirrored_eval = mirrored.evaluate(X, y, batch_size=B, verbose=0, return_dict=True)
+    assert mirrored_eval == pytest.approx(single_eval, rel=1e-5)
 
 
 def test_cached_teacher_outputs_train_like_the_teacher():

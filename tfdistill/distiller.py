@@ -216,18 +216,20 @@ class Distiller(keras.Model):
         return tf.stop_gradient(outputs_lib.as_logits(self._teacher_forward(x), self._teacher_kind))
 
     def _loss_terms(
-        self, y: Any, student_logits: tf.Tensor, teacher_logits: tf.Tensor, sample_weight: Any
+        self,
+        y: Any,
+        mask: tf.Tensor,
+        student_logits: tf.Tensor,
+        teacher_logits: tf.Tensor,
+        sample_weight: Any,
     ) -> tuple[tf.Tensor, dict[str, tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """This replica's share of the global loss; (local mean, local weight) per logged term; and
         global batch / local batch, which turns a share into a value a Mean tracker can average."""
-        _check_class_counts(student_logits.shape[-1], teacher_logits.shape[-1])
-        num_classes = student_logits.shape[-1]
         weights = (
             tf.ones_like(student_logits[:, 0])
             if sample_weight is None
             else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
         )
-        mask = labeled_mask(y, num_classes)
         hard_sum = tf.reduce_sum(weights * self.hard_loss.call(y, student_logits))
         soft_sum = tf.reduce_sum(weights * self.soft_loss.call(teacher_logits, student_logits))
         local_counts = tf.stack(
@@ -246,54 +248,63 @@ class Distiller(keras.Model):
         return share, logged, global_counts[0] / tf.maximum(n_local, 1.0)
 
     def _regularization(self) -> tf.Tensor:
+        """The student's weight penalties (kernel_regularizer and the like), a scalar."""
         if not self.student.losses:
             return tf.constant(0.0)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return tf.add_n([tf.cast(v, tf.float32) for v in self.student.losses]) / replicas
+        return tf.add_n([tf.cast(v, tf.float32) for v in self.student.losses])
 
     def _update_trackers(self, logged: dict[str, tuple[tf.Tensor, tf.Tensor]]) -> None:
         self.loss_tracker.update_state(logged["loss"][0], sample_weight=logged["loss"][1])
         self.student_loss_tracker.update_state(*logged["student_loss"])
         self.distillation_loss_tracker.update_state(*logged["distillation_loss"])
 
-    def _metrics_update(self, y: Any, student_logits: tf.Tensor, sample_weight: Any) -> dict:
+    def _metrics_update(
+        self, y: Any, mask: tf.Tensor, student_logits: tf.Tensor, sample_weight: Any
+    ) -> dict:
         """Compiled metrics on the labeled examples only."""
-        keep = tf.reshape(tf.where(labeled_mask(y, student_logits.shape[-1]) > 0), [-1])
+        keep = tf.reshape(tf.where(mask > 0), [-1])
         if sample_weight is not None:
             sample_weight = tf.gather(tf.reshape(sample_weight, [-1]), keep)
         return self.compute_metrics(
             None, tf.gather(y, keep), tf.gather(student_logits, keep), sample_weight=sample_weight
         )
 
-    def train_step(self, data: Any) -> dict:
+    def _prepare(self, data: Any) -> tuple[Any, Any, Any, tf.Tensor, tf.Tensor]:
+        """(x, y, sample_weight, labeled mask (B,), teacher logits (B, C)) of a batch."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = split_cached(x)
         teacher_logits = self.teacher_logits(x) if cached is None else tf.cast(cached, tf.float32)
+        num_classes = teacher_logits.shape[-1]
+        return x, y, sample_weight, labeled_mask(y, num_classes), teacher_logits
+
+    def _student_logits(self, x: Any, training: bool, num_classes: int | None) -> tf.Tensor:
+        logits = outputs_lib.as_logits(self.student(x, training=training), self._student_kind)
+        _check_class_counts(logits.shape[-1], num_classes)
+        return logits
+
+    def train_step(self, data: Any) -> dict:
+        x, y, sample_weight, mask, teacher_logits = self._prepare(data)
         variables = self.student.trainable_variables
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            student_logits = outputs_lib.as_logits(
-                self.student(x, training=True), self._student_kind
-            )
+            student_logits = self._student_logits(x, True, teacher_logits.shape[-1])
             share, logged, to_mean = self._loss_terms(
-                y, student_logits, teacher_logits, sample_weight
+                y, mask, student_logits, teacher_logits, sample_weight
             )
-            share = share + self._regularization()
+            share = share + self._regularization() / replicas
             scaled = self.optimizer.scale_loss(share)
         logged["loss"] = (share * to_mean, logged["distillation_loss"][1])
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self._update_trackers(logged)
-        return self._metrics_update(y, student_logits, sample_weight)
+        return self._metrics_update(y, mask, student_logits, sample_weight)
 
     def test_step(self, data: Any) -> dict:
         """Logs the student's own loss (hard labels plus regularization) as `loss`."""
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached = split_cached(x)
-        teacher_logits = self.teacher_logits(x) if cached is None else tf.cast(cached, tf.float32)
-        student_logits = outputs_lib.as_logits(self.student(x, training=False), self._student_kind)
-        _, logged, _ = self._loss_terms(y, student_logits, teacher_logits, sample_weight)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        own = logged["student_loss"][0] + self._regularization() * replicas
+        x, y, sample_weight, mask, teacher_logits = self._prepare(data)
+        student_logits = self._student_logits(x, False, teacher_logits.shape[-1])
+        _, logged, _ = self._loss_terms(y, mask, student_logits, teacher_logits, sample_weight)
+        own = logged["student_loss"][0] + self._regularization()
         logged["loss"] = (own, logged["student_loss"][1])
         self._update_trackers(logged)
-        return self._metrics_update(y, student_logits, sample_weight)
+        return self._metrics_update(y, mask, student_logits, sample_weight)
