@@ -54,10 +54,9 @@ class RunConfig:
         if self.dataset not in data.available():
             raise ValueError(f"Unknown dataset {self.dataset!r}; available: {data.available()}.")
         for role in ("teacher", "student"):
-            if getattr(self, role) not in models.available():
+            if getattr(self, role) not in models.names():
                 raise ValueError(
-                    f"Unknown {role} model {getattr(self, role)!r}; "
-                    f"available: {models.available()}."
+                    f"Unknown {role} model {getattr(self, role)!r}; available: {models.names()}."
                 )
 
 

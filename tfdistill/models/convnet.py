@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
+from tfdistill.models.blocks import DEFAULT_BN_MOMENTUM, end_stage
 from tfdistill.models.registry import register
 
 
@@ -27,7 +28,7 @@ def convnet(
     input_shape: Sequence[int] = (32, 32, 1),
     widths: Sequence[int] = (16, 32, 64),
     depth: int = 1,
-    bn_momentum: float = 0.9,
+    bn_momentum: float = DEFAULT_BN_MOMENTUM,
     dropout: float = 0.0,
     name: str | None = None,
 ) -> keras.Model:
@@ -42,6 +43,7 @@ def convnet(
             x = conv_bn_relu(
                 x, width, strides=strides, bn_momentum=bn_momentum, name=f"s{stage}b{block}"
             )
+        x = end_stage(x, stage + 1)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)

@@ -1,12 +1,14 @@
-"""Name -> model builder registry: `get("convnet", num_classes=10, ...)`."""
+"""Name -> model builder registry: `get("resnet", depth=20, input_shape=(32, 32, 3), ...)`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import keras
 
 _BUILDERS: dict[str, Callable[..., keras.Model]] = {}
+_STAGE = re.compile(r"^stage(\d+)_out$")
 
 
 def register(name: str) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
@@ -19,12 +21,27 @@ def register(name: str) -> Callable[[Callable[..., keras.Model]], Callable[..., 
     return decorator
 
 
-def available() -> list[str]:
+def names() -> list[str]:
+    """The registered family names."""
     return sorted(_BUILDERS)
 
 
 def get(name: str, /, **kwargs) -> keras.Model:
-    """Builds the registered model `name` with the builder's keyword arguments."""
+    """Builds family `name`; keyword arguments (input_shape, num_classes, ...) go to its builder."""
     if name not in _BUILDERS:
-        raise ValueError(f"Unknown model {name!r}; available: {available()}.")
+        raise ValueError(f"Unknown model {name!r}; available: {names()}.")
     return _BUILDERS[name](**kwargs)
+
+
+def stage_name(index: int) -> str:
+    """Name of the layer whose output ends resolution stage `index` (1-based)."""
+    return f"stage{index}_out"
+
+
+def stage_outputs(model: keras.Model) -> list[str]:
+    """Names of the layers that end each resolution stage, shallow to deep: the taps of
+    attention transfer (for a CIFAR ResNet or WRN, its three residual groups)."""
+    found = [
+        (int(m.group(1)), layer.name) for layer in model.layers if (m := _STAGE.match(layer.name))
+    ]
+    return [name for _, name in sorted(found)]
