@@ -11,12 +11,15 @@ from tfdistill import data, models  # noqa: E402
 from tfdistill.data import cache_teacher_outputs  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss  # noqa: E402
+from tfdistill.profile import Profile, profile  # noqa: E402
 
 __all__ = [
     "Distiller",
     "HardTargetLoss",
+    "Profile",
     "SoftTargetLoss",
     "cache_teacher_outputs",
     "data",
     "models",
+    "profile",
 ]

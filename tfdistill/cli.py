@@ -8,7 +8,7 @@ import sys
 
 from absl import app, flags
 
-COMMANDS = ("run",)
+COMMANDS = ("run", "profile")
 
 _OUT = flags.DEFINE_string("out", None, "Output folder; default runs/<timestamp>.")
 _DATASET = flags.DEFINE_string("dataset", "digits", "Dataset: digits, cifar10 or cifar100.")
@@ -27,9 +27,21 @@ _LABELS = flags.DEFINE_integer(
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", 10, "Teacher training epochs.")
 _STUDENT_EPOCHS = flags.DEFINE_integer("student_epochs", 30, "Student epochs over all images.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.")
-_ALPHA = flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss, in [0, 1].")
+_ALPHA = flags.DEFINE_float(
+    "alpha",
+    0.1,
+    "run: weight of the hard-label loss, in [0, 1]. profile: the MobileNet width multiplier.",
+)
 _TEMPERATURE = flags.DEFINE_float("temperature", 4.0, "Softmax temperature T > 0.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_INPUT_SHAPE = flags.DEFINE_list(
+    "input_shape", None, "profile: input size H,W,C; default the family's own (224,224,3)."
+)
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "profile: classes; default the family's.")
+_MODEL_KWARGS = flags.DEFINE_string(
+    "model_kwargs", "{}", "profile: more builder arguments, JSON, e.g. '{\"groups\": 3}'."
+)
+_PER_LAYER = flags.DEFINE_boolean("per_layer", False, "profile: print every layer.")
 
 
 def _json_flag(flag: flags.FlagHolder) -> dict:
@@ -72,14 +84,41 @@ def _run() -> int:
     return 0
 
 
+def _profile(name: str) -> int:
+    from tfdistill import models
+    from tfdistill.profile import profile
+
+    kwargs = _json_flag(_MODEL_KWARGS)
+    if flags.FLAGS["alpha"].present:
+        kwargs["alpha"] = _ALPHA.value
+    if _INPUT_SHAPE.value:
+        try:
+            kwargs["input_shape"] = tuple(int(v) for v in _INPUT_SHAPE.value)
+        except ValueError:
+            raise app.UsageError(
+                f"--input_shape must be integers H,W,C, got {','.join(_INPUT_SHAPE.value)}"
+            ) from None
+    if _NUM_CLASSES.value is not None:
+        kwargs["num_classes"] = _NUM_CLASSES.value
+    try:
+        model = models.get(name, **kwargs)
+    except ValueError as error:
+        print(f"tfdistill profile: {error}", file=sys.stderr)
+        return 2
+    print(profile(model).table(per_layer=_PER_LAYER.value))
+    return 0
+
+
 def _main(argv: list[str]) -> int:
     command = argv[1:]
-    if len(command) != 1 or command[0] not in COMMANDS:
-        raise app.UsageError(
-            f"usage: tfdistill COMMAND [--flags]; COMMAND is one of {', '.join(COMMANDS)}, "
-            f"got {' '.join(command) or 'nothing'}"
-        )
-    return _run()
+    if command[:1] == ["run"] and len(command) == 1:
+        return _run()
+    if command[:1] == ["profile"] and len(command) == 2:
+        return _profile(command[1])
+    raise app.UsageError(
+        "usage: tfdistill run [--flags] | tfdistill profile MODEL [--flags]; got "
+        f"{' '.join(command) or 'nothing'}"
+    )
 
 
 def main() -> None:

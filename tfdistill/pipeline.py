@@ -19,9 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import artifacts, data, models, profile, report
+from tfdistill import artifacts, data, models, report
 from tfdistill.distiller import Distiller, check_alpha
 from tfdistill.losses import check_temperature
+from tfdistill.profile import profile, weight_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +91,14 @@ def _accuracy(model: keras.Model, ds: data.Dataset, batch_size: int) -> float:
 
 
 def _entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: Any) -> dict:
+    cost = profile(trained)
     return {
         "accuracy": _accuracy(trained, ds, config.batch_size),
-        **profile.parameter_counts(trained),
-        "weight_bytes": profile.weight_bytes(trained),
+        "params": cost.params,
+        "trainable_params": cost.trainable_params,
+        "macs": cost.macs,
+        "peak_activation_bytes": cost.peak_activation_bytes,
+        "weight_bytes": weight_bytes(trained),
         **extra,
     }
 

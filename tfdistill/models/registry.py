@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 
@@ -30,7 +31,12 @@ def get(name: str, /, **kwargs) -> keras.Model:
     """Builds family `name`; keyword arguments (input_shape, num_classes, ...) go to its builder."""
     if name not in _BUILDERS:
         raise ValueError(f"Unknown model {name!r}; available: {names()}.")
-    return _BUILDERS[name](**kwargs)
+    builder = _BUILDERS[name]
+    accepted = list(inspect.signature(builder).parameters)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name} does not take {unknown}; its arguments are {accepted}.")
+    return builder(**kwargs)
 
 
 def stage_name(index: int) -> str:
