@@ -1,6 +1,13 @@
 """Model families, one file each, built by name: `tfdistill.models.get(name, **kwargs)`."""
 
-from tfdistill.models import convnet  # noqa: F401  (registers the family)
+from tfdistill.models import (  # noqa: F401  (each module registers its family)
+    convnet,
+    mobilenet,
+    resnet,
+    resnext,
+    shufflenet,
+    wide_resnet,
+)
 from tfdistill.models.layers import ChannelShuffle
 from tfdistill.models.registry import get, names, register, stage_outputs
 

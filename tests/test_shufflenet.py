@@ -1,0 +1,220 @@
+"""ShuffleNet v1/v2: widths and complexity against the papers, the shuffle and split layers,
+serialization and TFLite conversion."""
+
+from functools import cache
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+import tfdistill.models.shufflenet as shufflenet
+from tfdistill.models.layers import ChannelShuffle
+from tfdistill.models.registry import get, names, stage_outputs
+from tfdistill.models.shufflenet import ChannelSplit
+from tfdistill.profile import profile
+
+
+def macs(model: keras.Model) -> int:
+    """Mult-adds as the papers count them: convolutions, depthwise convolutions, classifier."""
+    return profile(model).macs
+
+
+def trainable_params(model: keras.Model) -> int:
+    return profile(model).trainable_params
+
+
+@cache
+def v1(groups: int, scale: float) -> keras.Model:
+    return shufflenet.shufflenet_v1(groups=groups, scale=scale)
+
+
+@cache
+def v2(scale: float) -> keras.Model:
+    return shufflenet.shufflenet_v2(scale=scale)
+
+
+def stage_channels(model: keras.Model) -> list[int]:
+    return [model.get_layer(name).output.shape[-1] for name in stage_outputs(model)]
+
+
+def stage_sizes(model: keras.Model) -> list[int]:
+    return [model.get_layer(name).output.shape[1] for name in stage_outputs(model)]
+
+
+# Zhang et al. 2018, Table 1: stage 2-4 widths and complexity of ShuffleNet 1×; parameters (not
+# in the paper) from the authors' reference code.
+@pytest.mark.parametrize(
+    "groups, widths, mmacs, mparams",
+    [
+        (1, [144, 288, 576], 143, None),
+        (2, [200, 400, 800], 140, None),
+        (3, [240, 480, 960], 137, 1.9),
+        (4, [272, 544, 1088], 133, None),
+        (8, [384, 768, 1536], 137, 2.4),
+    ],
+)
+def test_v1_table1(groups, widths, mmacs, mparams):
+    model = v1(groups, 1.0)
+    assert stage_channels(model) == widths
+    assert stage_sizes(model) == [28, 14, 7]
+    assert macs(model) / 1e6 == pytest.approx(mmacs, rel=0.03)
+    if mparams is not None:
+        assert trainable_params(model) / 1e6 == pytest.approx(mparams, rel=0.03)
+
+
+# Table 2 (0.5×, 0.25×: 38M, 13M for every g) and Table 5 (1.5×: 292M, 2×: 524M, g = 3);
+# parameters from the authors' reference code.
+@pytest.mark.parametrize(
+    "groups, scale, mmacs, rel, mparams",
+    [
+        (3, 0.25, 13, 0.10, None),
+        (1, 0.25, 13, 0.10, None),
+        (3, 0.5, 38, 0.10, 0.7),
+        (8, 0.5, 38, 0.10, 1.0),
+        (3, 1.5, 292, 0.03, 3.4),
+        (3, 2.0, 524, 0.03, 5.4),
+    ],
+)
+def test_v1_scaled(groups, scale, mmacs, rel, mparams):
+    model = v1(groups, scale)
+    assert stage_channels(model) == [int(c * scale) for c in shufflenet.V1_CHANNELS[groups]]
+    assert macs(model) / 1e6 == pytest.approx(mmacs, rel=rel)
+    if mparams is not None:
+        assert trainable_params(model) / 1e6 == pytest.approx(mparams, rel=0.05)
+
+
+def test_v1_rounding():
+    assert shufflenet.v1_channels(2, 0.25) == (48, 104, 200)
+    assert shufflenet.v1_channels(4, 1.5) == (416, 816, 1632)
+    assert shufflenet.v1_stem_channels(8, 0.5) == 16
+    for groups in shufflenet.V1_GROUPS:
+        for scale in shufflenet.V1_SCALES:
+            assert all(c % (4 * groups) == 0 for c in shufflenet.v1_channels(groups, scale))
+            assert shufflenet.v1_stem_channels(groups, scale) % groups == 0
+
+
+# Ma et al. 2018, Table 5.
+@pytest.mark.parametrize(
+    "scale, widths, mmacs, mparams",
+    [
+        (0.5, [48, 96, 192], 41, 1.4),
+        (1.0, [116, 232, 464], 146, 2.3),
+        (1.5, [176, 352, 704], 299, 3.5),
+        (2.0, [244, 488, 976], 591, 7.4),
+    ],
+)
+def test_v2_table5(scale, widths, mmacs, mparams):
+    model = v2(scale)
+    assert stage_channels(model) == widths
+    assert stage_sizes(model) == [28, 14, 7]
+    assert model.get_layer("conv5_conv").output.shape[-1] == (2048 if scale == 2.0 else 1024)
+    assert macs(model) / 1e6 == pytest.approx(mmacs, rel=0.03)
+    assert trainable_params(model) / 1e6 == pytest.approx(mparams, rel=0.03)
+
+
+SMALL = {"shufflenet_v1": {"groups": 3, "scale": 0.25}, "shufflenet_v2": {"scale": 0.5}}
+
+
+@cache
+def small(family: str) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """A 32×32 CIFAR-stem model, a batch of inputs and the Keras predictions for it."""
+    model = get(family, input_shape=(32, 32, 3), num_classes=10, **SMALL[family])
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    return model, x, model.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_cifar_stem(family):
+    assert family in names()
+    model, _, expected = small(family)
+    assert expected.shape == (2, 10)
+    assert model.get_layer("conv1_conv").strides == (1, 1)
+    assert "maxpool" not in [layer.name for layer in model.layers]
+    assert stage_sizes(model) == [16, 8, 4]
+
+
+def test_forced_imagenet_stem():
+    model = get(
+        "shufflenet_v2", input_shape=(64, 64, 3), num_classes=10, scale=0.5, stem="imagenet"
+    )
+    assert model.get_layer("conv1_conv").strides == (2, 2)
+    assert stage_sizes(model) == [8, 4, 2]
+
+
+def test_channel_shuffle_by_hand():
+    x = np.arange(6, dtype="float32").reshape(1, 1, 1, 6)
+    out = keras.ops.convert_to_numpy(ChannelShuffle(2)(x))
+    np.testing.assert_array_equal(out[0, 0, 0], [0, 3, 1, 4, 2, 5])
+    out = keras.ops.convert_to_numpy(ChannelShuffle(3)(x))
+    np.testing.assert_array_equal(out[0, 0, 0], [0, 2, 4, 1, 3, 5])
+    layer = ChannelShuffle(3, name="shuffle")
+    clone = ChannelShuffle.from_config(layer.get_config())
+    assert (clone.groups, clone.name) == (3, "shuffle")
+    assert keras.layers.deserialize(keras.layers.serialize(layer)).groups == 3
+
+
+def test_channel_split():
+    x = np.arange(2 * 3 * 3 * 8, dtype="float32").reshape(2, 3, 3, 8)
+    left, right = ChannelSplit(2)(x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(left), x[..., :4])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(right), x[..., 4:])
+    layer = ChannelSplit(2, name="split")
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(clone, ChannelSplit)
+    assert (clone.num_splits, clone.name) == (2, "split")
+    with pytest.raises(ValueError, match="does not divide"):
+        ChannelSplit(3)(keras.Input((4, 4, 8)))
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_save_load(family, tmp_path):
+    model, x, expected = small(family)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert stage_outputs(loaded) == ["stage1_out", "stage2_out", "stage3_out"]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_tflite_builtins(family):
+    model, x, expected = small(family)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    interpreter = Interpreter(model_content=converter.convert())
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not {op for op in ops if op.startswith("Flex") or op == "CUSTOM"}
+    interpreter.allocate_tensors()
+    for sample, want in zip(x, expected, strict=True):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        np.testing.assert_allclose(got[0], want, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "family, kwargs, match",
+    [
+        ("shufflenet_v1", {"groups": 5}, r"groups=5 .*\[1, 2, 3, 4, 8\]"),
+        ("shufflenet_v1", {"scale": 0.75}, r"scale=0.75 .*\[0.25, 0.5, 1.0, 1.5, 2.0\]"),
+        ("shufflenet_v2", {"scale": 0.25}, r"scale=0.25 .*\[0.5, 1.0, 1.5, 2.0\]"),
+        ("shufflenet_v2", {"stem": "tiny"}, "stem must be one of"),
+    ],
+)
+def test_bad_arguments(family, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get(family, **kwargs)
+
+
+def test_unit_channel_checks():
+    x = keras.Input((8, 8, 24))
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        shufflenet.v1_unit(x, 100, groups=3, strides=2, name="u")
+    with pytest.raises(ValueError, match="groups=8 must divide"):
+        shufflenet.v1_unit(x, 120, groups=8, strides=2, name="u")
+    with pytest.raises(ValueError, match="C_in = C_out"):
+        shufflenet.v1_unit(x, 48, groups=2, strides=1, name="u")
+    with pytest.raises(ValueError, match="cannot build"):
+        shufflenet.v2_unit(x, 48, strides=1, name="u")
