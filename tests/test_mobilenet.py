@@ -6,7 +6,6 @@ from functools import cache
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfdistill.models.mobilenet  # noqa: F401  (registers the families)
 from tfdistill.models import get, names, stage_outputs
@@ -129,23 +128,6 @@ def test_keras_round_trip(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
     assert stage_outputs(loaded) == stage_outputs(model)
-
-
-def test_tflite_builtins():
-    """v2 only: its ops (conv, depthwise, ReLU6, add, mean, dense) cover v1's but plain ReLU, and
-    each conversion takes 10-20 s."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    model = _small("mobilenet_v2")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interpreter = Interpreter(model_content=converter.convert())
-    interpreter.allocate_tensors()
-    x = np.random.default_rng(2).normal(size=(1, 32, 32, 3)).astype("float32")
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    np.testing.assert_allclose(out, model(x, training=False), atol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,6 @@ import functools
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 from tfdistill.models import resnet, resnext, wide_resnet  # noqa: F401  (registers the families)
 from tfdistill.models.registry import get, names, stage_outputs
@@ -155,22 +153,6 @@ def test_keras_round_trip(family, kwargs, tmp_path):
     loaded = keras.saving.load_model(path)
     assert stage_outputs(loaded) == stage_outputs(model)
     np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
-
-
-@pytest.mark.parametrize("family, kwargs", SMALL)
-def test_tflite_builtins(family, kwargs):
-    model = build(family, **kwargs)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interpreter = Interpreter(model_content=converter.convert())
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}
-    assert not {op for op in ops if op.startswith("Flex") or op == "CUSTOM"}
-    interpreter.allocate_tensors()
-    x = np.random.default_rng(2).normal(size=(1, 32, 32, 3)).astype("float32")
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    np.testing.assert_allclose(out, model(x, training=False), atol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,6 @@ from functools import cache
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 import tfdistill.models.shufflenet as shufflenet
 from tfdistill.models.layers import ChannelShuffle
@@ -176,22 +174,6 @@ def test_save_load(family, tmp_path):
     loaded = keras.saving.load_model(path)
     assert stage_outputs(loaded) == ["stage1_out", "stage2_out", "stage3_out"]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("family", sorted(SMALL))
-def test_tflite_builtins(family):
-    model, x, expected = small(family)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interpreter = Interpreter(model_content=converter.convert())
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}
-    assert not {op for op in ops if op.startswith("Flex") or op == "CUSTOM"}
-    interpreter.allocate_tensors()
-    for sample, want in zip(x, expected, strict=True):
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
-        interpreter.invoke()
-        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-        np.testing.assert_allclose(got[0], want, atol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,74 @@
+"""What every registered family must do: small configurations that convert to TFLite with
+builtin ops only and agree with Keras in LiteRT, stage taps that halve, a BatchNorm momentum that
+suits small data and can be changed."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from tfdistill import models
+
+SMALL = {
+    "convnet": {"widths": (4, 8)},
+    "mobilenet_v1": {"alpha": 0.25},
+    "mobilenet_v2": {"alpha": 0.35},
+    "shufflenet_v1": {"groups": 3, "scale": 0.25},
+    "shufflenet_v2": {"scale": 0.5},
+    "resnet": {"depth": 8},
+    "wide_resnet": {"depth": 10, "width": 1},
+    "resnext": {"depth": 29, "cardinality": 2, "bottleneck_width": 4},
+}
+
+
+def small(family, **kwargs):
+    return models.get(
+        family, input_shape=(32, 32, 3), num_classes=10, **{**SMALL[family], **kwargs}
+    )
+
+
+def test_every_family_is_covered():
+    assert sorted(SMALL) == models.names()
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_converts_to_builtin_tflite_and_agrees_in_litert(family):
+    model = small(family)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            rng = np.random.default_rng(0)
+            layer.moving_mean.assign(rng.normal(size=layer.moving_mean.shape) * 0.1)
+            layer.moving_variance.assign(rng.random(layer.moving_variance.shape) + 0.5)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    interpreter = Interpreter(model_content=converter.convert())
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not {op for op in ops if op.startswith("Flex") or op == "CUSTOM"}
+    interpreter.allocate_tensors()
+    x = np.random.default_rng(2).normal(size=(1, 32, 32, 3)).astype("float32")
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(out, model(x, training=False), atol=1e-4)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_stage_taps_halve_and_momentum_is_an_argument(family):
+    model = small(family)
+    stages = models.stage_outputs(model)
+    assert len(stages) >= 2
+    sides = [model.get_layer(name).output.shape[1] for name in stages]
+    assert all(a >= b for a, b in zip(sides, sides[1:], strict=False)) and sides[-1] < sides[0]
+    momenta = {
+        layer.momentum
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert momenta == {0.9}
+    changed = small(family, bn_momentum=0.99)
+    assert {
+        layer.momentum
+        for layer in changed.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    } == {0.99}
