@@ -74,3 +74,13 @@ def test_profile_command(capsys):
         assert "convnet does not take ['depht']" in capsys.readouterr().err
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_our_mobilenet_reproduces_table_2():
+    p = tfdistill.profile(tfdistill.models.get("mobilenet_v1"))
+    macs_share, _ = p.share("conv1x1")
+    assert macs_share == pytest.approx(0.9486, abs=5e-5)
+    assert p.share("dense")[0] == pytest.approx(0.0018, abs=5e-5)
+    conv_dense_weights = sum(v["params"] for v in p.by_type.values()) - 1000  # paper: no FC bias
+    assert p.by_type["conv1x1"]["params"] / conv_dense_weights == pytest.approx(0.7459, abs=5e-5)
+    assert p.by_type["dense"]["params"] - 1000 == 1024 * 1000

@@ -72,3 +72,13 @@ def test_stage_taps_halve_and_momentum_is_an_argument(family):
         for layer in changed.layers
         if isinstance(layer, keras.layers.BatchNormalization)
     } == {0.99}
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_keras_round_trip(family, tmp_path):
+    model = small(family)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
+    assert models.stage_outputs(loaded) == models.stage_outputs(model)
