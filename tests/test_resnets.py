@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tfdistill.models import resnet, resnext, wide_resnet  # noqa: F401  (registers the families)
+from tfdistill.models.layers import SubsampleZeroPad
 from tfdistill.models.registry import get, names, stage_outputs
-from tfdistill.models.resnet import SubsampleZeroPad
 from tfdistill.profile import profile
 
 IMAGENET = {"input_shape": (224, 224, 3), "num_classes": 1000}

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import tfdistill.models.shufflenet as shufflenet
-from tfdistill.models.layers import ChannelShuffle
+from tfdistill.models.layers import ChannelShuffle, ChannelSplit
 from tfdistill.models.registry import get, names, stage_outputs
-from tfdistill.models.shufflenet import ChannelSplit
 from tfdistill.profile import profile
 
 

@@ -8,7 +8,15 @@ from tfdistill.models import (  # noqa: F401  (each module registers its family)
     shufflenet,
     wide_resnet,
 )
-from tfdistill.models.layers import ChannelShuffle
+from tfdistill.models.layers import ChannelShuffle, ChannelSplit, SubsampleZeroPad
 from tfdistill.models.registry import get, names, register, stage_outputs
 
-__all__ = ["ChannelShuffle", "get", "names", "register", "stage_outputs"]
+__all__ = [
+    "ChannelShuffle",
+    "ChannelSplit",
+    "SubsampleZeroPad",
+    "get",
+    "names",
+    "register",
+    "stage_outputs",
+]

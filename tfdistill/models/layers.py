@@ -42,3 +42,61 @@ class ChannelShuffle(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "groups": self.groups}
+
+
+@keras.saving.register_keras_serializable(package="tfdistill")
+class ChannelSplit(keras.layers.Layer):
+    """(B, H, W, C) -> [(B, H, W, C / n)] * n along channels; lowers to the TFLite builtin SPLIT."""
+
+    def __init__(self, num_splits: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1:
+            raise ValueError(
+                f"ChannelSplit num_splits must be a positive integer, got {num_splits!r}."
+            )
+        self.num_splits = num_splits
+
+    def build(self, input_shape: tuple) -> None:
+        channels = input_shape[-1]
+        if channels is not None and channels % self.num_splits:
+            raise ValueError(
+                f"ChannelSplit num_splits={self.num_splits} does not divide {channels} channels."
+            )
+        self.built = True
+
+    def call(self, inputs):
+        return keras.ops.split(inputs, self.num_splits, axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> list[tuple]:
+        channels = input_shape[-1]
+        part = None if channels is None else channels // self.num_splits
+        return [(*input_shape[:-1], part) for _ in range(self.num_splits)]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_splits": self.num_splits}
+
+
+@keras.saving.register_keras_serializable(package="tfdistill")
+class SubsampleZeroPad(keras.layers.Layer):
+    """The paper's option-A shortcut, free of parameters: (B, H, W, C) -> (B, ⌈H/s⌉, ⌈W/s⌉,
+    filters), keeping every s-th pixel and appending filters - C zero channels. Lowers to TFLite
+    builtin STRIDED_SLICE and PAD."""
+
+    def __init__(self, filters: int, strides: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+
+    def call(self, inputs):
+        x = inputs[:, :: self.strides, :: self.strides, :]
+        extra = self.filters - inputs.shape[-1]
+        return keras.ops.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra))) if extra else x
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        def sub(n):
+            return None if n is None else -(-n // self.strides)
+
+        return (input_shape[0], sub(input_shape[1]), sub(input_shape[2]), self.filters)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides}

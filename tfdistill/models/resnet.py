@@ -24,6 +24,7 @@ from tfdistill.models.blocks import (
     end_stage,
     resolve_stem,
 )
+from tfdistill.models.layers import SubsampleZeroPad
 from tfdistill.models.registry import register
 
 IMAGENET_BLOCKS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -34,32 +35,6 @@ IMAGENET_BLOCKS: dict[int, tuple[str, tuple[int, ...]]] = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 SHORTCUTS = ("A", "B")
-
-
-@keras.saving.register_keras_serializable(package="tfdistill")
-class SubsampleZeroPad(keras.layers.Layer):
-    """The paper's option-A shortcut, free of parameters: (B, H, W, C) -> (B, ⌈H/s⌉, ⌈W/s⌉,
-    filters), keeping every s-th pixel and appending filters - C zero channels. Lowers to TFLite
-    builtin STRIDED_SLICE and PAD."""
-
-    def __init__(self, filters: int, strides: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.strides = strides
-
-    def call(self, inputs):
-        x = inputs[:, :: self.strides, :: self.strides, :]
-        extra = self.filters - inputs.shape[-1]
-        return keras.ops.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra))) if extra else x
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        def sub(n):
-            return None if n is None else -(-n // self.strides)
-
-        return (input_shape[0], sub(input_shape[1]), sub(input_shape[2]), self.filters)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
 def stem_block(x, filters: int, kind: str, *, bn_momentum: float, plain: bool = False):

@@ -26,7 +26,7 @@ from tfdistill.models.blocks import (
     end_stage,
     resolve_stem,
 )
-from tfdistill.models.layers import ChannelShuffle
+from tfdistill.models.layers import ChannelShuffle, ChannelSplit
 from tfdistill.models.registry import register
 
 STEM_CHANNELS = 24
@@ -47,38 +47,6 @@ V2_CHANNELS = {
     1.5: (176, 352, 704, 1024),
     2.0: (244, 488, 976, 2048),
 }
-
-
-@keras.saving.register_keras_serializable(package="tfdistill")
-class ChannelSplit(keras.layers.Layer):
-    """(B, H, W, C) -> [(B, H, W, C / n)] * n along channels; lowers to the TFLite builtin SPLIT."""
-
-    def __init__(self, num_splits: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1:
-            raise ValueError(
-                f"ChannelSplit num_splits must be a positive integer, got {num_splits!r}."
-            )
-        self.num_splits = num_splits
-
-    def build(self, input_shape: tuple) -> None:
-        channels = input_shape[-1]
-        if channels is not None and channels % self.num_splits:
-            raise ValueError(
-                f"ChannelSplit num_splits={self.num_splits} does not divide {channels} channels."
-            )
-        self.built = True
-
-    def call(self, inputs):
-        return keras.ops.split(inputs, self.num_splits, axis=-1)
-
-    def compute_output_shape(self, input_shape: tuple) -> list[tuple]:
-        channels = input_shape[-1]
-        part = None if channels is None else channels // self.num_splits
-        return [(*input_shape[:-1], part) for _ in range(self.num_splits)]
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "num_splits": self.num_splits}
 
 
 def v1_channels(groups: int, scale: float) -> tuple[int, int, int]:
