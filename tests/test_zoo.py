@@ -9,6 +9,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from tfdistill import models
+from tfdistill.folding import folded_forward, folded_pairs
 
 SMALL = {
     "convnet": {"widths": (4, 8)},
@@ -82,3 +83,20 @@ def test_keras_round_trip(family, tmp_path):
     x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
     assert models.stage_outputs(loaded) == models.stage_outputs(model)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_folded_teacher_pass_matches_inference(family):
+    """The Distiller runs teachers with BatchNorm folded: exact for every family."""
+    model = small(family)
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(size=layer.moving_mean.shape) * 0.1)
+            layer.moving_variance.assign(rng.random(layer.moving_variance.shape) + 0.5)
+            layer.gamma.assign(rng.random(layer.gamma.shape) + 0.5)
+    x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        folded_forward(model)(x), model(x, training=False), rtol=1e-4, atol=1e-4
+    )
+    assert folded_pairs(model)
