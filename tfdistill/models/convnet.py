@@ -7,18 +7,8 @@ from collections.abc import Sequence
 
 import keras
 
-from tfdistill.models.blocks import DEFAULT_BN_MOMENTUM, end_stage
+from tfdistill.models.blocks import DEFAULT_BN_MOMENTUM, conv_bn, end_stage
 from tfdistill.models.registry import register
-
-
-def conv_bn_relu(
-    x, filters: int, *, strides: int = 1, bn_momentum: float = 0.9, name: str
-) -> keras.KerasTensor:
-    x = keras.layers.Conv2D(
-        filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
-    )(x)
-    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
 @register("convnet")
@@ -40,8 +30,8 @@ def convnet(
     for stage, width in enumerate(widths):
         for block in range(depth):
             strides = 2 if stage > 0 and block == 0 else 1
-            x = conv_bn_relu(
-                x, width, strides=strides, bn_momentum=bn_momentum, name=f"s{stage}b{block}"
+            x = conv_bn(
+                x, width, 3, strides=strides, bn_momentum=bn_momentum, name=f"s{stage}b{block}"
             )
         x = end_stage(x, stage + 1)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
