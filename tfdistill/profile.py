@@ -12,11 +12,11 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras.src.layers.convolutional.base_conv import BaseConv
-from keras.src.layers.convolutional.base_depthwise_conv import BaseDepthwiseConv
-from keras.src.layers.convolutional.base_separable_conv import BaseSeparableConv
 
 KINDS = ("conv1x1", "conv", "grouped", "depthwise", "dense")
+_CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,16 +92,16 @@ def _size(shape: tuple) -> int:
 
 
 def _kind_and_macs(layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple) -> tuple:
-    """(kind or None, MACs, conv/dense weight count) of one call of `layer`, for one image."""
-    if isinstance(layer, BaseDepthwiseConv):
+    """(kind or None, MACs) of one call of `layer`, for one image."""
+    if isinstance(layer, _DEPTHWISE):
         macs = _size(out_shape[:-1] + (1,)) * math.prod(layer.kernel_size) * out_shape[-1]
-        return "depthwise", macs, _weights(layer)
-    if isinstance(layer, BaseSeparableConv):
+        return "depthwise", macs
+    if isinstance(layer, _SEPARABLE):
         depthwise = _size(out_shape[:-1] + (1,)) * math.prod(layer.kernel_size) * in_shape[-1]
         depthwise *= layer.depth_multiplier
         pointwise = _size(out_shape) * in_shape[-1] * layer.depth_multiplier
-        return "depthwise", depthwise + pointwise, _weights(layer)
-    if isinstance(layer, BaseConv):
+        return "depthwise", depthwise + pointwise
+    if isinstance(layer, _CONV):
         per_output = math.prod(layer.kernel_size) * in_shape[-1] // layer.groups
         macs = _size(out_shape) * per_output
         if layer.groups > 1:
@@ -110,14 +110,10 @@ def _kind_and_macs(layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple)
             kind = "conv1x1"
         else:
             kind = "conv"
-        return kind, macs, _weights(layer)
+        return kind, macs
     if isinstance(layer, keras.layers.Dense):
-        return "dense", _size(in_shape) * layer.units, _weights(layer)
-    return None, 0, 0
-
-
-def _weights(layer: keras.layers.Layer) -> int:
-    return int(sum(np.prod(w.shape) for w in layer.trainable_weights + layer.non_trainable_weights))
+        return "dense", _size(in_shape) * layer.units
+    return None, 0
 
 
 def _node_shapes(node: Any) -> tuple[tuple, tuple]:
@@ -134,7 +130,7 @@ def _rows(model: keras.Model) -> list[LayerRow]:
             if not node.input_tensors:
                 continue
             in_shape, out_shape = _node_shapes(node)
-            kind, macs, _ = _kind_and_macs(layer, in_shape, out_shape)
+            kind, macs = _kind_and_macs(layer, in_shape, out_shape)
             rows.append(
                 LayerRow(
                     layer.name,
@@ -195,14 +191,10 @@ def profile(model: keras.Model) -> Profile:
     """Parameters, MACs (per image) by layer type, per-layer rows and peak activation memory."""
     rows = _rows(model)
     by_type = {kind: {"macs": 0, "params": 0} for kind in KINDS}
-    for layer in _leaf_layers(model):
-        for node in layer._inbound_nodes:
-            if not node.input_tensors:
-                continue
-            kind, macs, weights = _kind_and_macs(layer, *_node_shapes(node))
-            if kind is not None:
-                by_type[kind]["macs"] += macs
-                by_type[kind]["params"] += weights
+    for row in rows:
+        if row.kind in by_type:
+            by_type[row.kind]["macs"] += row.macs
+            by_type[row.kind]["params"] += row.params
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
     return Profile(
@@ -215,16 +207,6 @@ def profile(model: keras.Model) -> Profile:
         layers=tuple(rows),
         peak_activation_bytes=_peak_activation_bytes(model),
     )
-
-
-def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    leaves = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
-            leaves += _leaf_layers(layer)
-        else:
-            leaves.append(layer)
-    return leaves
 
 
 def weight_bytes(model: keras.Model) -> int:
