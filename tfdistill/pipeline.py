@@ -106,15 +106,16 @@ def _entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: A
 def train_teacher(config: RunConfig, ds: data.Dataset) -> keras.Model:
     """The teacher learns from every label in the training split."""
     teacher = _classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
-    steps = math.ceil(len(ds.x_train) / config.batch_size) * config.teacher_epochs
+    steps = _steps(config, ds, config.teacher_epochs)
     _compile(teacher, config.teacher_learning_rate, steps)
     train = ds.as_tf_dataset("train", config.batch_size, shuffle=True, seed=config.seed)
     teacher.fit(train, epochs=config.teacher_epochs, verbose=0, shuffle=False)
     return teacher
 
 
-def _steps(config: RunConfig, ds: data.Dataset) -> int:
-    return math.ceil(len(ds.x_train) / config.batch_size) * config.student_epochs
+def _steps(config: RunConfig, ds: data.Dataset, epochs: int) -> int:
+    """Optimizer steps for `epochs` passes over every training image."""
+    return math.ceil(len(ds.x_train) / config.batch_size) * epochs
 
 
 def train_scratch(
@@ -123,7 +124,8 @@ def train_scratch(
     """The student alone, on the labeled images, for as many steps as the distilled one takes."""
     student = _classifier(config.student, config.student_kwargs, ds, "student_scratch")
     student.set_weights(init)
-    _compile(student, config.student_learning_rate, _steps(config, ds))
+    steps = _steps(config, ds, config.student_epochs)
+    _compile(student, config.student_learning_rate, steps)
     x, y = ds.x_train[labeled], ds.y_train[labeled]
     train = (
         tf.data.Dataset.from_tensor_slices((x, y))
@@ -131,7 +133,7 @@ def train_scratch(
         .repeat()
         .batch(config.batch_size)
     )
-    student.fit(train, epochs=1, steps_per_epoch=_steps(config, ds), verbose=0, shuffle=False)
+    student.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
     return student
 
 
@@ -154,7 +156,7 @@ def distil(
     )
     distiller = Distiller(student, teacher)
     distiller.compile(
-        optimizer=_adam(config.student_learning_rate, _steps(config, ds)),
+        optimizer=_adam(config.student_learning_rate, _steps(config, ds, config.student_epochs)),
         metrics=["accuracy"],
         alpha=config.alpha,
         temperature=config.temperature,
