@@ -107,18 +107,18 @@ class Distiller(keras.Model):
     ):
         super().__init__(**kwargs)
         _check_models(student, teacher)
-        self.student = student
-        self.teacher = teacher
-        self.teacher.trainable = False
-        self._teacher_forward = folded_forward(teacher)
-        self.teacher_outputs = outputs_lib.check_output_kind(teacher_outputs, "teacher_outputs")
-        self.student_outputs = outputs_lib.check_output_kind(student_outputs, "student_outputs")
         self._teacher_kind = outputs_lib.resolve_output_kind(
             teacher, teacher_outputs, "teacher_outputs"
         )
         self._student_kind = outputs_lib.resolve_output_kind(
             student, student_outputs, "student_outputs"
         )
+        self.teacher_outputs = teacher_outputs
+        self.student_outputs = student_outputs
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self._teacher_forward = folded_forward(teacher)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")

@@ -9,10 +9,9 @@ OUTPUT_KINDS = ("auto", "logits", "probabilities")
 _EPSILON = 1e-7
 
 
-def check_output_kind(kind: str, what: str) -> str:
+def _check_output_kind(kind: str, what: str) -> None:
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"{what}={kind!r} is not one of {OUTPUT_KINDS}.")
-    return kind
 
 
 def _final_layer(model: keras.Model) -> keras.layers.Layer | None:
@@ -42,7 +41,7 @@ def ends_in_softmax(model: keras.Model) -> bool:
 
 def resolve_output_kind(model: keras.Model, kind: str, what: str) -> str:
     """Returns "logits" or "probabilities"; "auto" looks for a final softmax."""
-    check_output_kind(kind, what)
+    _check_output_kind(kind, what)
     if kind != "auto":
         return kind
     return "probabilities" if ends_in_softmax(model) else "logits"
