@@ -3,6 +3,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 # Two logical CPUs for the MirroredStrategy tests; must be set before TensorFlow makes devices.
@@ -10,3 +11,13 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs for the whole session: a second strategy
+    in the same process restarts the collective instance keys, and its all-reduces then collide
+    with the first one's (shape-mismatch aborts)."""
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) == 2, "conftest sets up two logical CPUs"
+    return tf.distribute.MirroredStrategy(devices)

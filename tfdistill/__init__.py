@@ -7,19 +7,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from tfdistill import data, models  # noqa: E402
+from tfdistill import data, losses, models  # noqa: E402
+from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
 from tfdistill.data import cache_teacher_outputs  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss  # noqa: E402
 from tfdistill.profile import Profile, profile  # noqa: E402
 
 __all__ = [
+    "AttentionTransfer",
     "Distiller",
+    "GradientAttentionTransfer",
     "HardTargetLoss",
     "Profile",
     "SoftTargetLoss",
     "cache_teacher_outputs",
     "data",
+    "losses",
     "models",
     "profile",
 ]

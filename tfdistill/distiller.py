@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
 
 from tfdistill import outputs as outputs_lib
+from tfdistill.attention import (
+    AttentionLike,
+    check_functional,
+    split_methods,
+)
 from tfdistill.folding import folded_forward
 from tfdistill.losses import (
     HardTargetLoss,
@@ -74,6 +80,60 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
+class TeacherPass(NamedTuple):
+    """The frozen teacher's outputs for one batch, all without gradient."""
+
+    logits: tf.Tensor
+    features: list[tf.Tensor]
+    input_grad: tf.Tensor | None
+    targets: tf.Tensor | None
+
+
+class StudentPass(NamedTuple):
+    logits: tf.Tensor
+    features: list[tf.Tensor]
+    input_grad: tf.Tensor | None
+
+
+def _tap_model(model: keras.Model, taps: list[Any], name: str) -> keras.Model:
+    """One functional model giving [model's output, *taps]: the features come from the same
+    forward pass as the prediction."""
+    return keras.Model(model.inputs, [model.outputs[0], *taps], name=name)
+
+
+def _float_input(x: Any) -> tf.Tensor:
+    if isinstance(x, (dict, list, tuple)):
+        raise ValueError(
+            "Gradient attention transfer needs a single image tensor as input, got "
+            f"{type(x).__name__}."
+        )
+    x = tf.convert_to_tensor(x)
+    return x if x.dtype.is_floating else tf.cast(x, tf.float32)
+
+
+def _gradient_targets(y: Any, mask: tf.Tensor, teacher_logits: tf.Tensor) -> tf.Tensor:
+    """(B, C) one-hot targets of the cross-entropy behind J: the label, or where there is none,
+    the teacher's top class."""
+    num_classes = teacher_logits.shape[-1]
+    guess = tf.one_hot(tf.argmax(teacher_logits, axis=-1), num_classes)
+    if y is None:
+        return guess
+    y = tf.convert_to_tensor(y)
+    if y.shape.rank is not None and y.shape.rank >= 2 and y.shape[-1] == num_classes:
+        labels = tf.cast(y, tf.float32)
+    else:
+        sparse = tf.reshape(tf.cast(y, tf.int32), [-1])
+        labels = tf.one_hot(tf.maximum(sparse, 0), num_classes)
+    return tf.where(mask[:, tf.newaxis] > 0, labels, guess)
+
+
+def _summed_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Σ over the batch, so its input gradient is each example's own ∂CE/∂x."""
+    return tf.reduce_sum(
+        tf.nn.softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))
+    )
+
+
 def _global_sum(values: tf.Tensor) -> tf.Tensor:
     """Sum over all replicas (identity outside tf.distribute)."""
     context = tf.distribute.get_replica_context()
@@ -92,6 +152,9 @@ class Distiller(keras.Model):
     example, which only the soft term sees. Batches shaped `({"inputs": x, "teacher_logits": t},
     y)`, as made by `tfdistill.data.cache_teacher_outputs`, skip the teacher.
 
+    `attention`: an `AttentionTransfer`, a `GradientAttentionTransfer`, or a list with one of
+    each; their terms add to the loss above (see `tfdistill.attention`).
+
     `teacher_outputs` / `student_outputs`: "logits", "probabilities", or "auto" (a final softmax
     means probabilities, used as log-probabilities).
     """
@@ -101,6 +164,7 @@ class Distiller(keras.Model):
         student: keras.Model,
         teacher: keras.Model,
         *,
+        attention: AttentionLike | list[AttentionLike] | None = None,
         teacher_outputs: str = "auto",
         student_outputs: str = "auto",
         **kwargs,
@@ -113,19 +177,56 @@ class Distiller(keras.Model):
         self._student_kind = outputs_lib.resolve_output_kind(
             student, student_outputs, "student_outputs"
         )
+        self._activation_at, self._gradient_at = split_methods(attention)
+        pairs = self._activation_at.resolve(student, teacher) if self._activation_at else []
+        object.__setattr__(self, "pairs", tuple(pairs))
+        if self._gradient_at is not None:
+            check_functional(student, "student", "Gradient attention transfer")
+            if len(student.inputs) != 1:
+                raise ValueError(
+                    "Gradient attention transfer needs a model with one image input; the "
+                    f"student has {len(student.inputs)} inputs."
+                )
+        self.attention = tuple(attention) if isinstance(attention, list) else attention
         self.teacher_outputs = teacher_outputs
         self.student_outputs = student_outputs
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
-        self._teacher_forward = folded_forward(teacher)
+        self._build_forwards()
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        object.__setattr__(self, "_attention_trackers", {})
+        if self._activation_at is not None:
+            self.attention_loss_tracker = keras.metrics.Mean(name="attention_loss")
+            self._attention_trackers["attention_loss"] = self.attention_loss_tracker
+        if self._gradient_at is not None:
+            self.gradient_attention_loss_tracker = keras.metrics.Mean(
+                name="gradient_attention_loss"
+            )
+            self._attention_trackers["gradient_attention_loss"] = (
+                self.gradient_attention_loss_tracker
+            )
         self.alpha = 0.1
         self.temperature = 3.0
         if student.built and teacher.built:
             self.built = True
+
+    def _build_forwards(self) -> None:
+        """The teacher's folded inference pass and, with attention, the student's multi-output
+        pass. Kept off Keras's tracking: they share the student's and teacher's variables."""
+        student_forward: Any = self.student
+        teacher_graph = self.teacher
+        if self.pairs:
+            student_forward = _tap_model(
+                self.student, [p.student_tensor for p in self.pairs], f"{self.student.name}_taps"
+            )
+            teacher_graph = _tap_model(
+                self.teacher, [p.teacher_tensor for p in self.pairs], f"{self.teacher.name}_taps"
+            )
+        object.__setattr__(self, "_student_forward", student_forward)
+        object.__setattr__(self, "_teacher_forward", folded_forward(teacher_graph))
 
     def build(self, input_shape: Any = None) -> None:
         for model in (self.student, self.teacher):
@@ -186,6 +287,7 @@ class Distiller(keras.Model):
         config.update(
             student=keras.saving.serialize_keras_object(self.student),
             teacher=keras.saving.serialize_keras_object(self.teacher),
+            attention=keras.saving.serialize_keras_object(self.attention),
             teacher_outputs=self.teacher_outputs,
             student_outputs=self.student_outputs,
         )
@@ -196,11 +298,19 @@ class Distiller(keras.Model):
         config = dict(config)
         student = keras.saving.deserialize_keras_object(config.pop("student"))
         teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
-        return cls(student, teacher, **config)
+        config["attention"] = keras.saving.deserialize_keras_object(config.get("attention"))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Attention pair")
+            return cls(student, teacher, **config)
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        metrics = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        metrics = [
+            self.loss_tracker,
+            self.student_loss_tracker,
+            self.distillation_loss_tracker,
+            *self._attention_trackers.values(),
+        ]
         if self.compiled and self._compile_metrics is not None:
             metrics.append(self._compile_metrics)
         return metrics
@@ -210,41 +320,115 @@ class Distiller(keras.Model):
         inputs, _ = split_cached(inputs)
         return self.student(inputs, training=training)
 
+    def _teacher_outputs(self, x: Any) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        outputs = self._teacher_forward(x)
+        if not self.pairs:
+            return outputs_lib.as_logits(outputs, self._teacher_kind), []
+        return outputs_lib.as_logits(outputs[0], self._teacher_kind), list(outputs[1:])
+
     def teacher_logits(self, x: Any) -> tf.Tensor:
         """(B, C) float32 teacher logits, no gradient; the teacher runs in inference mode, with its
         BatchNorm folded into the preceding layers (`tfdistill.folding`)."""
-        return tf.stop_gradient(outputs_lib.as_logits(self._teacher_forward(x), self._teacher_kind))
+        return tf.stop_gradient(self._teacher_outputs(x)[0])
+
+    def _teacher_pass(self, x: Any, y: Any) -> TeacherPass:
+        if self._gradient_at is None:
+            logits, features = self._teacher_outputs(x)
+            return TeacherPass(
+                tf.stop_gradient(logits), [tf.stop_gradient(f) for f in features], None, None
+            )
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits, features = self._teacher_outputs(x)
+            mask = tf.zeros_like(logits[:, 0]) if y is None else labeled_mask(y, logits.shape[-1])
+            targets = _gradient_targets(y, mask, logits)
+            cross_entropy = _summed_cross_entropy(targets, logits)
+        input_grad = tape.gradient(cross_entropy, x)
+        return TeacherPass(
+            tf.stop_gradient(logits),
+            [tf.stop_gradient(f) for f in features],
+            tf.stop_gradient(input_grad),
+            targets,
+        )
+
+    def _student_pass(self, x: Any, training: bool, teacher: TeacherPass) -> StudentPass:
+        """Runs the student once; with gradient attention, also takes ∂CE/∂x on an inner tape,
+        which stays differentiable for the outer one (double backprop)."""
+        num_classes = teacher.logits.shape[-1]
+        if self._gradient_at is None:
+            logits, features = self._student_outputs(x, training, num_classes)
+            return StudentPass(logits, features, None)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits, features = self._student_outputs(x, training, num_classes)
+            cross_entropy = _summed_cross_entropy(teacher.targets, logits)
+        return StudentPass(logits, features, tape.gradient(cross_entropy, x))
+
+    def _student_outputs(
+        self, x: Any, training: bool, num_classes: int | None
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        outputs = self._student_forward(x, training=training)
+        features = []
+        if self.pairs:
+            outputs, features = outputs[0], list(outputs[1:])
+        logits = outputs_lib.as_logits(outputs, self._student_kind)
+        _check_class_counts(logits.shape[-1], num_classes)
+        return logits, features
+
+    def _attention_terms(
+        self, student: StudentPass, teacher: TeacherPass
+    ) -> dict[str, tuple[float, tf.Tensor]]:
+        """name -> (weight in the loss, (B,) unweighted per-example value)."""
+        terms = {}
+        if self._activation_at is not None:
+            terms["attention_loss"] = (
+                self._activation_at.beta / 2.0,
+                self._activation_at.per_example(student.features, teacher.features),
+            )
+        if self._gradient_at is not None:
+            terms["gradient_attention_loss"] = (
+                self._gradient_at.beta / 2.0,
+                self._gradient_at.per_example(student.input_grad, teacher.input_grad),
+            )
+        return terms
 
     def _loss_terms(
         self,
         y: Any,
         mask: tf.Tensor,
-        student_logits: tf.Tensor,
-        teacher_logits: tf.Tensor,
+        student: StudentPass,
+        teacher: TeacherPass,
         sample_weight: Any,
     ) -> tuple[tf.Tensor, dict[str, tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """This replica's share of the global loss; (local mean, local weight) per logged term; and
         global batch / local batch, which turns a share into a value a Mean tracker can average."""
+        student_logits = student.logits
         weights = (
             tf.ones_like(student_logits[:, 0])
             if sample_weight is None
             else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
         )
         hard_sum = tf.reduce_sum(weights * self.hard_loss.call(y, student_logits))
-        soft_sum = tf.reduce_sum(weights * self.soft_loss.call(teacher_logits, student_logits))
+        soft_sum = tf.reduce_sum(weights * self.soft_loss.call(teacher.logits, student_logits))
         local_counts = tf.stack(
             [tf.cast(tf.shape(student_logits)[0], tf.float32), tf.reduce_sum(mask)]
         )
         global_counts = _global_sum(local_counts)
         alpha = self.alpha
-        share = alpha * hard_sum / tf.maximum(global_counts[1], 1.0) + (
-            1.0 - alpha
-        ) * soft_sum / tf.maximum(global_counts[0], 1.0)
+        global_n = tf.maximum(global_counts[0], 1.0)
+        share = (
+            alpha * hard_sum / tf.maximum(global_counts[1], 1.0)
+            + (1.0 - alpha) * soft_sum / global_n
+        )
         n_local, labeled_local = local_counts[0], local_counts[1]
         logged = {
             "student_loss": (hard_sum / tf.maximum(labeled_local, 1.0), labeled_local),
             "distillation_loss": (soft_sum / tf.maximum(n_local, 1.0), n_local),
         }
+        for name, (weight, values) in self._attention_terms(student, teacher).items():
+            total = tf.reduce_sum(weights * values)
+            share = share + weight * total / global_n
+            logged[name] = (total / tf.maximum(n_local, 1.0), n_local)
         return share, logged, global_counts[0] / tf.maximum(n_local, 1.0)
 
     def _regularization(self) -> tf.Tensor:
@@ -257,6 +441,8 @@ class Distiller(keras.Model):
         self.loss_tracker.update_state(logged["loss"][0], sample_weight=logged["loss"][1])
         self.student_loss_tracker.update_state(*logged["student_loss"])
         self.distillation_loss_tracker.update_state(*logged["distillation_loss"])
+        for name, tracker in self._attention_trackers.items():
+            tracker.update_state(*logged[name])
 
     def _metrics_update(
         self, y: Any, mask: tf.Tensor, student_logits: tf.Tensor, sample_weight: Any
@@ -269,42 +455,45 @@ class Distiller(keras.Model):
             None, tf.gather(y, keep), tf.gather(student_logits, keep), sample_weight=sample_weight
         )
 
-    def _prepare(self, data: Any) -> tuple[Any, Any, Any, tf.Tensor, tf.Tensor]:
-        """(x, y, sample_weight, labeled mask (B,), teacher logits (B, C)) of a batch."""
+    def _prepare(self, data: Any) -> tuple[Any, Any, Any, tf.Tensor, TeacherPass]:
+        """(x, y, sample_weight, labeled mask (B,), the teacher's pass) of a batch."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = split_cached(x)
-        teacher_logits = self.teacher_logits(x) if cached is None else tf.cast(cached, tf.float32)
-        num_classes = teacher_logits.shape[-1]
-        return x, y, sample_weight, labeled_mask(y, num_classes), teacher_logits
-
-    def _student_logits(self, x: Any, training: bool, num_classes: int | None) -> tf.Tensor:
-        logits = outputs_lib.as_logits(self.student(x, training=training), self._student_kind)
-        _check_class_counts(logits.shape[-1], num_classes)
-        return logits
+        if self._gradient_at is not None:
+            x = _float_input(x)
+        if cached is None:
+            teacher = self._teacher_pass(x, y)
+        elif self.pairs or self._gradient_at is not None:
+            raise ValueError(
+                "Cached teacher outputs hold only the teacher's logits, but attention transfer "
+                "needs its features or input gradients each step; train on the uncached data."
+            )
+        else:
+            teacher = TeacherPass(tf.cast(cached, tf.float32), [], None, None)
+        num_classes = teacher.logits.shape[-1]
+        return x, y, sample_weight, labeled_mask(y, num_classes), teacher
 
     def train_step(self, data: Any) -> dict:
-        x, y, sample_weight, mask, teacher_logits = self._prepare(data)
+        x, y, sample_weight, mask, teacher = self._prepare(data)
         variables = self.student.trainable_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            student_logits = self._student_logits(x, True, teacher_logits.shape[-1])
-            share, logged, to_mean = self._loss_terms(
-                y, mask, student_logits, teacher_logits, sample_weight
-            )
+            student = self._student_pass(x, True, teacher)
+            share, logged, to_mean = self._loss_terms(y, mask, student, teacher, sample_weight)
             share = share + self._regularization() / replicas
             scaled = self.optimizer.scale_loss(share)
         logged["loss"] = (share * to_mean, logged["distillation_loss"][1])
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self._update_trackers(logged)
-        return self._metrics_update(y, mask, student_logits, sample_weight)
+        return self._metrics_update(y, mask, student.logits, sample_weight)
 
     def test_step(self, data: Any) -> dict:
         """Logs the student's own loss (hard labels plus regularization) as `loss`."""
-        x, y, sample_weight, mask, teacher_logits = self._prepare(data)
-        student_logits = self._student_logits(x, False, teacher_logits.shape[-1])
-        _, logged, _ = self._loss_terms(y, mask, student_logits, teacher_logits, sample_weight)
+        x, y, sample_weight, mask, teacher = self._prepare(data)
+        student = self._student_pass(x, False, teacher)
+        _, logged, _ = self._loss_terms(y, mask, student, teacher, sample_weight)
         own = logged["student_loss"][0] + self._regularization()
         logged["loss"] = (own, logged["student_loss"][1])
         self._update_trackers(logged)
-        return self._metrics_update(y, mask, student_logits, sample_weight)
+        return self._metrics_update(y, mask, student.logits, sample_weight)

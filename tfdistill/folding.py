@@ -20,7 +20,7 @@ import tensorflow as tf
 _FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
 
 
-def _graph(model: keras.Model) -> Any | None:
+def functional_graph(model: keras.Model) -> Any | None:
     """The model's Functional graph, or None (subclassed models have none)."""
     if isinstance(model, keras.Sequential):
         model = getattr(model, "_functional", None)
@@ -95,7 +95,7 @@ def folded_forward(model: keras.Model) -> Callable[[Any], Any]:
     Falls back to the plain inference call where nothing can be folded (subclassed models,
     BN after a non-linear activation, shared layers, channels-first).
     """
-    graph = _graph(model)
+    graph = functional_graph(model)
     pairs = _foldable_pairs(graph) if graph is not None else {}
     if not pairs:
         return lambda x: model(x, training=False)
@@ -118,7 +118,7 @@ def folded_forward(model: keras.Model) -> Callable[[Any], Any]:
 
 def folded_pairs(model: keras.Model) -> list[tuple[str, str]]:
     """(producer name, BN name) for every pair `folded_forward` folds."""
-    graph = _graph(model)
+    graph = functional_graph(model)
     if graph is None:
         return []
     by_id = {id(layer): layer for layer in graph.layers}

@@ -188,3 +188,95 @@ class HardTargetLoss(keras.losses.Loss):
         config = dict(config)
         config["base"] = _deserialize(config.get("base"))
         return cls(**config)
+
+
+def check_p(p: float) -> float:
+    """The exponent of an attention map; p >= 1 keeps |A|^p differentiable where A = 0."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise ValueError(f"p must be a number >= 1, got {p!r}.")
+    if not p >= 1:
+        raise ValueError(
+            f"p must be >= 1, got {p}: below 1 the gradient of |A|^p is infinite where an "
+            "activation is 0, as after every ReLU."
+        )
+    return float(p)
+
+
+def spatial_size(features: Any) -> tuple[int | None, int | None]:
+    """(H, W) of (B, H, W, C) features."""
+    shape = tuple(features.shape)
+    if len(shape) != 4:
+        raise ValueError(f"Attention maps need features shaped (B, H, W, C), got {shape}.")
+    return shape[1], shape[2]
+
+
+def check_resizable(source: tuple[int, int], target: tuple[int, int], what: str = "") -> None:
+    """Raises unless each side of `source` is an integer multiple or divisor of `target`'s."""
+    for a, b in zip(source, target, strict=True):
+        if a is None or b is None or (a % b and b % a):
+            raise ValueError(
+                f"Cannot resize a {source[0]}x{source[1]} attention map to {target[0]}x"
+                f"{target[1]}{what}: the sides must be an integer factor apart. Pair layers of "
+                "matching resolution."
+            )
+
+
+def _resize_map(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """(B, H, W) -> (B, *size): average pooling where a side shrinks, bilinear where it grows."""
+    (h, w), (th, tw) = maps.shape[1:3], size
+    check_resizable((h, w), size)
+    maps = maps[..., tf.newaxis]
+    pool = (h // th if h > th else 1, w // tw if w > tw else 1)
+    if pool != (1, 1):
+        maps = tf.nn.avg_pool2d(maps, pool, pool, "VALID")
+    if tuple(maps.shape[1:3]) != tuple(size):
+        maps = tf.image.resize(maps, size, method="bilinear")
+    return maps[..., 0]
+
+
+def attention_map(
+    features: tf.Tensor, p: float = 2.0, size: tuple[int, int] | None = None
+) -> tf.Tensor:
+    """Activation-based attention (Zagoruyko & Komodakis 2017): (B, H, W, C) -> (B, H·W).
+
+    The mean over channels of |A|^p, L2-normalised per example. `size` resamples the map to
+    (H', W') before normalising (sides an integer factor apart), giving (B, H'·W').
+    """
+    p = check_p(p)
+    spatial_size(features)
+    magnitude = tf.abs(tf.cast(features, tf.float32))
+    powered = tf.square(magnitude) if p == 2.0 else tf.pow(magnitude, p)
+    maps = tf.reduce_mean(powered, axis=-1)
+    if size is not None and tuple(maps.shape[1:3]) != tuple(size):
+        maps = _resize_map(maps, tuple(size))
+    flat = tf.reshape(maps, [tf.shape(maps)[0], -1])
+    return tf.math.l2_normalize(flat, axis=-1)
+
+
+def attention_transfer_per_example(
+    student_features: tf.Tensor, teacher_features: tf.Tensor, p: float = 2.0
+) -> tf.Tensor:
+    """(B,) mean over positions of (map_s − map_t)²; the student's map is resampled to the
+    teacher's resolution when they differ by an integer factor. Channel counts may differ."""
+    size = spatial_size(teacher_features)
+    student = attention_map(student_features, p, size=size)
+    teacher = attention_map(teacher_features, p)
+    return tf.reduce_mean(tf.square(student - teacher), axis=-1)
+
+
+def attention_transfer_loss(
+    student_features: tf.Tensor, teacher_features: tf.Tensor, p: float = 2.0
+) -> tf.Tensor:
+    """Scalar: the mean over the batch and the positions of (map_s − map_t)²."""
+    return tf.reduce_mean(attention_transfer_per_example(student_features, teacher_features, p))
+
+
+def input_gradient_distance(student_grad: tf.Tensor, teacher_grad: tf.Tensor) -> tf.Tensor:
+    """(B,) ‖J_s − J_t‖₂ per example, J = ∂CE/∂x (B, ...); its gradient is 0, not NaN, where the
+    two are equal."""
+    difference = tf.cast(student_grad, tf.float32) - tf.cast(teacher_grad, tf.float32)
+    squares = tf.reduce_sum(
+        tf.reshape(tf.square(difference), [tf.shape(difference)[0], -1]), axis=-1
+    )
+    positive = squares > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, squares, 1.0)), 0.0)

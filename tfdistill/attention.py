@@ -1,0 +1,264 @@
+"""Attention transfer (Zagoruyko & Komodakis 2017): what to tap, and how it adds to the loss.
+
+`AttentionTransfer` pairs student and teacher layers; the Distiller taps them through one
+multi-output functional model per network, so each network still runs forward once a step.
+`GradientAttentionTransfer` matches the input gradients ∂CE/∂x of the two networks, trained by
+double backprop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tfdistill.folding import functional_graph
+from tfdistill.losses import (
+    attention_transfer_per_example,
+    check_p,
+    check_resizable,
+    input_gradient_distance,
+)
+from tfdistill.models.registry import stage_outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """A student layer whose output's attention map must match a teacher layer's."""
+
+    student: str
+    teacher: str
+    student_size: tuple[int, int]
+    teacher_size: tuple[int, int]
+    student_tensor: Any = dataclasses.field(default=None, compare=False, repr=False)
+    teacher_tensor: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+
+def _check_beta(beta: float, what: str) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+        raise ValueError(f"{what} beta must be a number >= 0, got {beta!r}.")
+    return float(beta)
+
+
+def check_functional(model: keras.Model, role: str, method: str) -> None:
+    """Tapping layers needs the model's graph: a functional or Sequential model."""
+    if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
+        raise ValueError(
+            f"{method} needs the {role}'s layer graph, but {model.name!r} is a subclassed or "
+            "unbuilt model. Build it with the functional API or as a Sequential with an Input."
+        )
+
+
+def _nodes(model: keras.Model) -> list[Any]:
+    """The calls of layers that make up this model's graph, inputs first."""
+    graph = functional_graph(model)
+    depths = sorted(graph._nodes_by_depth, reverse=True)
+    return [node for depth in depths for node in graph._nodes_by_depth[depth]]
+
+
+def _layer_output(model: keras.Model, name: str, role: str) -> Any:
+    """The output of layer `name` in this model's graph (a layer shared with another model
+    has other outputs too)."""
+    calls = [node for node in _nodes(model) if node.operation.name == name]
+    if not calls:
+        raise ValueError(
+            f"The {role} has no layer named {name!r}; its stage outputs are "
+            f"{sorted(_candidates(model).values()) or 'none (no 4-D layer outputs)'}."
+        )
+    if len(calls) > 1 or len(calls[0].outputs) != 1:
+        raise ValueError(
+            f"The {role}'s layer {name!r} is called more than once or has several outputs, so "
+            "which output to tap is ambiguous; tap a layer with one output, used once."
+        )
+    return calls[0].outputs[0]
+
+
+def _static_size(tensor: Any, model: keras.Model, name: str) -> tuple[int, int]:
+    shape = tuple(tensor.shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"Layer {name!r} of {model.name!r} gives {shape}; attention transfer taps "
+            "(B, H, W, C) feature maps."
+        )
+    if shape[1] is None or shape[2] is None:
+        raise ValueError(
+            f"Layer {name!r} of {model.name!r} has an unknown spatial size {shape[1:3]}; "
+            "attention transfer needs a fixed input size (keras.Input(shape=(H, W, C)))."
+        )
+    return int(shape[1]), int(shape[2])
+
+
+def _candidates(model: keras.Model) -> dict[tuple[int, int], str]:
+    """Resolution (H, W) -> the layer ending it: named stage outputs for zoo models, else the
+    last layer at each resolution. Single-position maps (1×1) carry nothing and are left out."""
+    named = set(stage_outputs(model))
+    found: dict[tuple[int, int], str] = {}
+    for node in _nodes(model):
+        layer = node.operation
+        if isinstance(layer, keras.layers.InputLayer) or len(node.outputs) != 1:
+            continue
+        if named and layer.name not in named:
+            continue
+        shape = tuple(node.outputs[0].shape)
+        if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
+            if shape[1] * shape[2] > 1:
+                found[(int(shape[1]), int(shape[2]))] = layer.name
+    return found
+
+
+@keras.saving.register_keras_serializable(package="tfdistill")
+class AttentionTransfer:
+    """Activation-based attention transfer; give it as `Distiller(..., attention=...)`.
+
+    The Distiller's loss gains beta / 2 · Σ_pairs mean((map_s − map_t)²), where a map is
+    `tfdistill.losses.attention_map` of a (B, H, W, C) layer output. The unweighted sum is logged
+    as `attention_loss`.
+
+    pairs: "auto" pairs the stage outputs of the two models that share a spatial resolution (zoo
+        models name theirs; for others, the last layer at each resolution), or a list of
+        (student_layer, teacher_layer) names. An explicit pair of different resolutions an
+        integer factor apart resamples the student's map to the teacher's, with a warning.
+    """
+
+    def __init__(
+        self,
+        pairs: str | Sequence[tuple[str, str]] = "auto",
+        beta: float = 1000.0,
+        p: float = 2.0,
+    ):
+        if isinstance(pairs, str):
+            if pairs != "auto":
+                raise ValueError(
+                    f'pairs must be "auto" or a list of (student_layer, teacher_layer), '
+                    f"got {pairs!r}."
+                )
+        else:
+            pairs = [tuple(pair) for pair in pairs]
+            if not pairs or any(
+                len(pair) != 2 or not all(isinstance(n, str) for n in pair) for pair in pairs
+            ):
+                raise ValueError(
+                    f"pairs must be a non-empty list of (student_layer, teacher_layer) names, "
+                    f"got {pairs!r}."
+                )
+        self.pairs = pairs
+        self.beta = _check_beta(beta, "AttentionTransfer")
+        self.p = check_p(p)
+
+    def resolve(self, student: keras.Model, teacher: keras.Model) -> list[Pair]:
+        """The concrete layer pairs for these two models, shallow to deep."""
+        for role, model in (("student", student), ("teacher", teacher)):
+            check_functional(model, role, "Attention transfer")
+        if self.pairs == "auto":
+            return self._auto(student, teacher)
+        resolved = []
+        for s_name, t_name in self.pairs:
+            s_out = _layer_output(student, s_name, "student")
+            t_out = _layer_output(teacher, t_name, "teacher")
+            s_size = _static_size(s_out, student, s_name)
+            t_size = _static_size(t_out, teacher, t_name)
+            if s_size != t_size:
+                check_resizable(s_size, t_size, f" for the pair ({s_name!r}, {t_name!r})")
+                warnings.warn(
+                    f"Attention pair ({s_name!r}, {t_name!r}): the student's {s_size[0]}x"
+                    f"{s_size[1]} map is resampled to the teacher's {t_size[0]}x{t_size[1]}.",
+                    stacklevel=3,
+                )
+            resolved.append(Pair(s_name, t_name, s_size, t_size, s_out, t_out))
+        return resolved
+
+    @staticmethod
+    def _auto(student: keras.Model, teacher: keras.Model) -> list[Pair]:
+        s_taps, t_taps = _candidates(student), _candidates(teacher)
+        shared = sorted(set(s_taps) & set(t_taps), key=lambda hw: (-hw[0] * hw[1], hw))
+        if not shared:
+            raise ValueError(
+                f"pairs='auto' found no spatial resolution shared by the student "
+                f"{sorted(s_taps, reverse=True)} and the teacher {sorted(t_taps, reverse=True)}; "
+                "give pairs=[(student_layer, teacher_layer), ...]."
+            )
+        return [
+            Pair(
+                s_taps[hw],
+                t_taps[hw],
+                hw,
+                hw,
+                _layer_output(student, s_taps[hw], "student"),
+                _layer_output(teacher, t_taps[hw], "teacher"),
+            )
+            for hw in shared
+        ]
+
+    def per_example(
+        self, student_features: Sequence[tf.Tensor], teacher_features: Sequence[tf.Tensor]
+    ) -> tf.Tensor:
+        """(B,) Σ over pairs of the mean over positions of (map_s − map_t)², unweighted."""
+        terms = [
+            attention_transfer_per_example(s, tf.stop_gradient(t), self.p)
+            for s, t in zip(student_features, teacher_features, strict=True)
+        ]
+        return tf.add_n(terms)
+
+    def get_config(self) -> dict:
+        pairs = self.pairs if isinstance(self.pairs, str) else [list(p) for p in self.pairs]
+        return {"pairs": pairs, "beta": self.beta, "p": self.p}
+
+    @classmethod
+    def from_config(cls, config: dict) -> AttentionTransfer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"AttentionTransfer(pairs={self.pairs!r}, beta={self.beta}, p={self.p})"
+
+
+@keras.saving.register_keras_serializable(package="tfdistill")
+class GradientAttentionTransfer:
+    """Gradient-based attention transfer: the loss gains beta / 2 · ‖J_s − J_t‖₂ per example,
+    averaged over the batch, where J = ∂CE/∂x (B, ...) is a network's input gradient.
+
+    The cross-entropy uses the label where there is one and the teacher's top class where the
+    example is unlabeled. Trained by double backprop; logged unweighted as
+    `gradient_attention_loss`.
+    """
+
+    def __init__(self, beta: float = 1.0):
+        self.beta = _check_beta(beta, "GradientAttentionTransfer")
+
+    @staticmethod
+    def per_example(student_grad: tf.Tensor, teacher_grad: tf.Tensor) -> tf.Tensor:
+        """(B,) ‖J_s − J_t‖₂."""
+        return input_gradient_distance(student_grad, tf.stop_gradient(teacher_grad))
+
+    def get_config(self) -> dict:
+        return {"beta": self.beta}
+
+    @classmethod
+    def from_config(cls, config: dict) -> GradientAttentionTransfer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"GradientAttentionTransfer(beta={self.beta})"
+
+
+AttentionLike = AttentionTransfer | GradientAttentionTransfer
+
+
+def split_methods(
+    attention: AttentionLike | Sequence[AttentionLike] | None,
+) -> tuple[AttentionTransfer | None, GradientAttentionTransfer | None]:
+    """`Distiller(attention=...)`: None, one method, or a list with at most one of each kind."""
+    if attention is None:
+        return None, None
+    methods = list(attention) if isinstance(attention, (list, tuple)) else [attention]
+    activation = [m for m in methods if isinstance(m, AttentionTransfer)]
+    gradient = [m for m in methods if isinstance(m, GradientAttentionTransfer)]
+    if len(activation) + len(gradient) != len(methods) or len(activation) > 1 or len(gradient) > 1:
+        raise ValueError(
+            "attention must be None, an AttentionTransfer, a GradientAttentionTransfer, or a list "
+            f"with at most one of each; got {attention!r}."
+        )
+    return (activation or [None])[0], (gradient or [None])[0]
