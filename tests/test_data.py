@@ -256,3 +256,31 @@ def test_unknown_dataset_lists_names():
     assert data.available() == ["digits", "cifar10", "cifar100"]
     with pytest.raises(ValueError, match="digits, cifar10, cifar100"):
         data.load("mnist")
+
+
+def _crop_flip_candidates(image, pad):
+    """Every zero-padded shift of `image` (H, W, C) by up to `pad` pixels, and its mirror."""
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    crops = [padded[i : i + h, j : j + w] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+    return crops + [crop[:, ::-1] for crop in crops]
+
+
+def test_random_crop_flip():
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).random((16, 5, 6, 2), dtype=np.float32) + 1.0
+    assert data.random_crop_flip(images, seed=1).shape == images.shape
+    np.testing.assert_array_equal(data.random_crop_flip(images, pad=0, flip=False), images)
+    out = np.asarray(data.random_crop_flip(images, pad=2, seed=1))
+    matches = [
+        [k for k, c in enumerate(_crop_flip_candidates(image, 2)) if np.array_equal(o, c)]
+        for image, o in zip(images, out, strict=True)
+    ]
+    assert all(len(m) == 1 for m in matches)
+    kinds = {m[0] for m in matches}
+    assert len(kinds) > 2 and min(kinds) < 25 <= max(kinds)  # several shifts, both mirrorings
+    mapped = tf.data.Dataset.from_tensor_slices(images).batch(8).map(data.random_crop_flip)
+    assert mapped.element_spec.shape.as_list() == [None, 5, 6, 2]
+    with pytest.raises(ValueError, match=">= 0"):
+        data.random_crop_flip(images, pad=-1)

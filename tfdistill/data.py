@@ -128,6 +128,35 @@ def mask_labels(y: np.ndarray, keep_indices: np.ndarray | Sequence[int]) -> np.n
     return masked
 
 
+def random_crop_flip(
+    images: Any, pad: int = 4, flip: bool = True, seed: int | None = None
+) -> tf.Tensor:
+    """Random translation and mirroring of a batch, for ``tf.data.Dataset.map`` or eager use.
+
+    ``images``: float (B, H, W, C). Each image is zero-padded by ``pad`` pixels on every side,
+    cropped back to H×W at a random offset, and (with ``flip``) mirrored left-right with
+    probability 0.5; the result has the shape and dtype of ``images``. ``seed`` is the op seed of
+    the random draws (see ``tf.random.uniform``).
+    """
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    draws = tf.random.uniform([batch, 3], seed=seed)
+    offsets = tf.minimum(tf.cast(draws[:, :2] * (2 * pad + 1), tf.int32), 2 * pad)
+    rows = offsets[:, :1] + tf.range(height)[tf.newaxis]
+    cols = tf.range(width)[tf.newaxis]
+    if flip:
+        cols = tf.where(draws[:, 2:] < 0.5, width - 1 - cols, cols)
+    cols = offsets[:, 1:] + cols
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+
+
 def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) float64 weights of 1-D bilinear resizing with half-pixel centers."""
     src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
