@@ -23,6 +23,7 @@ def tiny_run(tmp_path_factory):
         teacher_epochs=1,
         student_epochs=1,
         batch_size=128,
+        bench_runs=3,
     )
     return out, pipeline.run(config, log=lambda _: None)
 
@@ -33,8 +34,13 @@ def test_run_writes_report_and_models(tiny_run):
     assert sorted(p.name for p in out.iterdir()) == [
         "report.json",
         "student_distilled.keras",
+        "student_distilled_dynamic.tflite",
+        "student_distilled_float16.tflite",
+        "student_distilled_fp32.tflite",
+        "student_distilled_int8.tflite",
         "student_scratch.keras",
         "teacher.keras",
+        "teacher_fp32.tflite",
     ]
     assert result["dataset"] == {
         "name": "digits",
@@ -59,6 +65,56 @@ def test_run_writes_report_and_models(tiny_run):
     assert "student (distilled)" in table and f"{result['teacher']['params']:,}" in table
 
 
+def test_run_exports_evaluates_and_times_tflite(tiny_run):
+    out, result = tiny_run
+    rows = {row["file"]: row for row in result["tflite"]}
+    assert [(r["model"], r["quantization"]) for r in result["tflite"]] == [
+        ("student_distilled", "none"),
+        ("student_distilled", "float16"),
+        ("student_distilled", "dynamic"),
+        ("student_distilled", "int8"),
+        ("teacher", "none"),
+    ]
+    fp32 = rows["student_distilled_fp32.tflite"]
+    assert fp32["accuracy"] == pytest.approx(result["students"]["distilled"]["accuracy"], abs=1e-9)
+    assert fp32["agreement"] == 1.0 and fp32["max_abs_error"] < 1e-3
+    assert rows["teacher_fp32.tflite"]["agreement"] == 1.0
+    for name, row in rows.items():
+        assert row["size_bytes"] == (out / name).stat().st_size
+        assert row["latency_us"] > 0 and 0.0 <= row["accuracy"] <= 1.0
+    assert rows["student_distilled_int8.tflite"]["agreement"] >= 0.9
+    assert "student_distilled_int8.tflite" in report.format_table(result)
+
+
+def test_cli_convert_and_bench(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    target = tmp_path / "s.tflite"
+    argv = flags.FLAGS(
+        ["tfdistill", "--quantization=int8", "--calibration_samples=8", f"--out={target}"]
+    )
+    try:
+        assert cli._main([*argv, "convert", str(out / "student_distilled.keras")]) == 0
+        assert f"{target} (" in capsys.readouterr().out and target.stat().st_size > 0
+        flags.FLAGS.unparse_flags()
+        argv = flags.FLAGS(["tfdistill", "--num_runs=3", "--threads=2"])
+        assert cli._main([*argv, "bench", str(target)]) == 0
+        printed = capsys.readouterr().out
+        assert "2 threads, 3 runs" in printed
+        assert cli._main([*argv, "bench", str(tmp_path / "missing.tflite")]) == 2
+        assert "model file not found" in capsys.readouterr().err
+        flags.FLAGS.unparse_flags()
+        argv = flags.FLAGS(["tfdistill", "--quantization=int4"])
+        assert cli._main([*argv, "convert", str(out / "teacher.keras")]) == 2
+        assert "'int4' is not one of ['none', 'float16'" in capsys.readouterr().err
+        assert cli._main([*argv, "convert", str(out / "report.json")]) == 2
+        flags.FLAGS.unparse_flags()
+        argv = flags.FLAGS(["tfdistill", "--android"])
+        assert cli._main([*argv, "bench", str(target)]) == 2
+        assert "--android needs --benchmark_binary" in capsys.readouterr().err
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -67,6 +123,8 @@ def test_run_writes_report_and_models(tiny_run):
         ({"labels_per_class": 0}, "labels_per_class must be >= 1, got 0"),
         ({"dataset": "mnist"}, "Unknown dataset 'mnist'; available: \\[.*'digits'"),
         ({"student": "vgg"}, "Unknown student model 'vgg'; available: \\['convnet'"),
+        ({"quantize": ("none", "int4")}, "Unknown quantization \\['int4'\\]; choose from"),
+        ({"threads": 0}, "threads must be >= 1, got 0"),
     ],
 )
 def test_bad_config_fails_before_training(change, message):

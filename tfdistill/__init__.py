@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from tfdistill import data, losses, models  # noqa: E402
+from tfdistill import bench, data, export, losses, models  # noqa: E402
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
 from tfdistill.data import cache_teacher_outputs  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
@@ -21,8 +21,10 @@ __all__ = [
     "HardTargetLoss",
     "Profile",
     "SoftTargetLoss",
+    "bench",
     "cache_teacher_outputs",
     "data",
+    "export",
     "losses",
     "models",
     "profile",

@@ -1,16 +1,29 @@
-"""`tfdistill run`: the main job, with absl flags (`tfdistill run --helpfull` lists them)."""
+"""The `tfdistill` command (absl flags; `tfdistill run --helpfull` lists them):
+
+tfdistill run [--flags]                          the main job
+tfdistill profile MODEL [--flags]                parameters and MACs of a zoo model
+tfdistill convert MODEL.keras --quantization=…   a .tflite file
+tfdistill bench MODEL.tflite [--threads=N]       latency in LiteRT, or on a phone (--android)
+"""
 
 from __future__ import annotations
 
 import datetime
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from absl import app, flags
 
-COMMANDS = ("run", "profile")
+COMMANDS = ("run", "profile", "convert", "bench")
 
-_OUT = flags.DEFINE_string("out", None, "Output folder; default runs/<timestamp>.")
+_OUT = flags.DEFINE_string(
+    "out",
+    None,
+    "run: output folder, default runs/<timestamp>. convert: the .tflite path, default "
+    "MODEL_<quantization>.tflite beside the model.",
+)
 _DATASET = flags.DEFINE_string("dataset", "digits", "Dataset: digits, cifar10 or cifar100.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the CIFAR files.")
 _TEACHER = flags.DEFINE_string("teacher", "convnet", "Registered teacher model name.")
@@ -42,6 +55,33 @@ _MODEL_KWARGS = flags.DEFINE_string(
     "model_kwargs", "{}", "profile: more builder arguments, JSON, e.g. '{\"groups\": 3}'."
 )
 _PER_LAYER = flags.DEFINE_boolean("per_layer", False, "profile: print every layer.")
+_QUANTIZE = flags.DEFINE_list(
+    "quantize", "none,float16,dynamic,int8", "run: .tflite modes of the distilled student."
+)
+_QUANTIZATION = flags.DEFINE_string(
+    "quantization", "none", "convert: none, float16, dynamic, int8 or int16x8."
+)
+_CALIBRATION = flags.DEFINE_integer(
+    "calibration_samples",
+    200,
+    "convert: training images of --dataset that calibrate int8 and int16x8.",
+)
+_THREADS = flags.DEFINE_integer("threads", None, "run, bench: interpreter threads (default 1).")
+_NUM_RUNS = flags.DEFINE_integer("num_runs", 50, "bench, run: timed inferences.")
+_WARMUP = flags.DEFINE_integer("warmup_runs", 1, "bench: untimed inferences first.")
+_XNNPACK = flags.DEFINE_boolean("use_xnnpack", True, "bench: the XNNPACK CPU delegate.")
+_ANDROID = flags.DEFINE_boolean("android", False, "bench: run benchmark_model on a phone (adb).")
+_BINARY = flags.DEFINE_string(
+    "benchmark_binary", None, "bench --android: the benchmark_model binary for the phone."
+)
+_SERIAL = flags.DEFINE_string("serial", None, "bench --android: device serial (adb -s).")
+_ADB = flags.DEFINE_string("adb", "adb", "bench --android: the adb executable.")
+_USE_GPU = flags.DEFINE_boolean("use_gpu", False, "bench --android: the GPU delegate.")
+_USE_NNAPI = flags.DEFINE_boolean("use_nnapi", False, "bench --android: the NNAPI delegate.")
+_OP_PROFILING = flags.DEFINE_boolean(
+    "enable_op_profiling", False, "bench --android: per-op timings."
+)
+_TASKSET = flags.DEFINE_string("taskset", None, "bench --android: CPU mask, e.g. f0.")
 
 
 def _json_flag(flag: flags.FlagHolder) -> dict:
@@ -74,6 +114,9 @@ def _run() -> int:
             alpha=_ALPHA.value,
             temperature=_TEMPERATURE.value,
             seed=_SEED.value,
+            quantize=tuple(_QUANTIZE.value),
+            threads=_THREADS.value,
+            bench_runs=_NUM_RUNS.value,
         )
         result = pipeline.run(config)
     except (ValueError, FileNotFoundError) as error:
@@ -109,14 +152,100 @@ def _profile(name: str) -> int:
     return 0
 
 
+def _load_classifier(path: Path) -> Any:
+    """A `.keras` classifier; a saved Distiller gives its student."""
+    import keras
+
+    import tfdistill
+
+    if path.suffix != ".keras" or not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a .keras file.")
+    model = keras.models.load_model(path)
+    return model.student if isinstance(model, tfdistill.Distiller) else model
+
+
+def _convert(model_path: str) -> int:
+    from tfdistill import data, export
+
+    path = Path(model_path)
+    quantization = _QUANTIZATION.value
+    out = Path(_OUT.value or path.with_name(f"{path.stem}_{quantization}.tflite"))
+    try:
+        if quantization not in export.QUANTIZATIONS:
+            raise ValueError(
+                f"--quantization={quantization!r} is not one of {list(export.QUANTIZATIONS)}."
+            )
+        model = _load_classifier(path)
+        calibration = None
+        if quantization in ("int8", "int16x8"):
+            ds = data.load(_DATASET.value, data_dir=_DATA_DIR.value)
+            expected = tuple(model.inputs[0].shape[1:])
+            if tuple(ds.input_shape) != expected:
+                raise ValueError(
+                    f"--dataset={_DATASET.value} gives {tuple(ds.input_shape)} images but the "
+                    f"model takes {expected}; calibrate with the data it was trained on."
+                )
+            calibration = ds.x_train
+        export.to_tflite(
+            model,
+            out,
+            quantization=quantization,
+            representative_data=calibration,
+            num_calibration_samples=_CALIBRATION.value,
+        )
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"tfdistill convert: {error}", file=sys.stderr)
+        return 2
+    print(f"{out} ({out.stat().st_size:,} bytes, {quantization})")
+    return 0
+
+
+def _bench(model_path: str) -> int:
+    from tfdistill import bench
+
+    try:
+        if _ANDROID.value:
+            if not _BINARY.value:
+                raise ValueError("--android needs --benchmark_binary, the phone's benchmark_model.")
+            result = bench.android.benchmark(
+                model_path,
+                benchmark_binary=_BINARY.value,
+                adb=_ADB.value,
+                serial=_SERIAL.value,
+                num_threads=_THREADS.value or 1,
+                use_xnnpack=_XNNPACK.value,
+                use_gpu=_USE_GPU.value,
+                use_nnapi=_USE_NNAPI.value,
+                num_runs=_NUM_RUNS.value,
+                warmup_runs=_WARMUP.value,
+                enable_op_profiling=_OP_PROFILING.value,
+                taskset=_TASKSET.value,
+            )
+        else:
+            result = bench.benchmark_tflite(
+                model_path,
+                num_threads=_THREADS.value,
+                warmup_runs=_WARMUP.value,
+                num_runs=_NUM_RUNS.value,
+                use_xnnpack=_XNNPACK.value,
+            )
+    except (ValueError, OSError, bench.android.AndroidBenchmarkError) as error:
+        print(f"tfdistill bench: {error}", file=sys.stderr)
+        return 2
+    print(result.table())
+    return 0
+
+
 def _main(argv: list[str]) -> int:
     command = argv[1:]
     if command[:1] == ["run"] and len(command) == 1:
         return _run()
-    if command[:1] == ["profile"] and len(command) == 2:
-        return _profile(command[1])
+    one_argument = {"profile": _profile, "convert": _convert, "bench": _bench}
+    if len(command) == 2 and command[0] in one_argument:
+        return one_argument[command[0]](command[1])
     raise app.UsageError(
-        "usage: tfdistill run [--flags] | tfdistill profile MODEL [--flags]; got "
+        "usage: tfdistill run [--flags] | tfdistill profile MODEL | tfdistill convert "
+        "MODEL.keras [--quantization=...] | tfdistill bench MODEL.tflite [--threads=N]; got "
         f"{' '.join(command) or 'nothing'}"
     )
 

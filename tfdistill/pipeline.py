@@ -20,7 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfdistill import artifacts, data, models, report
+from tfdistill.bench import benchmark_tflite
 from tfdistill.distiller import Distiller, check_alpha
+from tfdistill.export import QUANTIZATIONS, evaluate_tflite, inference_function, to_tflite
 from tfdistill.losses import check_temperature
 from tfdistill.profile import profile, weight_bytes
 
@@ -45,6 +47,9 @@ class RunConfig:
     alpha: float = 0.1
     temperature: float = 4.0
     seed: int = 0
+    quantize: tuple[str, ...] = ("none", "float16", "dynamic", "int8")
+    threads: int | None = None
+    bench_runs: int = 50
 
     def __post_init__(self) -> None:
         for name in ("labels_per_class", "teacher_epochs", "student_epochs", "batch_size"):
@@ -52,6 +57,13 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         check_alpha(self.alpha)
         check_temperature(self.temperature)
+        unknown = [q for q in self.quantize if q not in QUANTIZATIONS]
+        if unknown:
+            raise ValueError(f"Unknown quantization {unknown}; choose from {list(QUANTIZATIONS)}.")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}.")
+        if self.bench_runs < 1:
+            raise ValueError(f"bench_runs must be >= 1, got {self.bench_runs}.")
         if self.dataset not in data.available():
             raise ValueError(f"Unknown dataset {self.dataset!r}; available: {data.available()}.")
         for role in ("teacher", "student"):
@@ -165,6 +177,47 @@ def distil(
     return student
 
 
+CALIBRATION_SAMPLES = 1000
+
+
+def export(
+    config: RunConfig, ds: data.Dataset, trained: dict[str, keras.Model], out: Path
+) -> list[dict]:
+    """The distilled student in every `config.quantize` mode and the teacher in float32, each
+    as `<model>_<mode>.tflite`, evaluated on the test split and timed in LiteRT."""
+    rows = []
+    plan = [("student_distilled", config.quantize), ("teacher", ("none",))]
+    for name, quantizations in plan:
+        model = trained[name]
+        function = inference_function(model)
+        for quantization in quantizations:
+            suffix = "fp32" if quantization == "none" else quantization
+            path = to_tflite(
+                function,
+                out / f"{name}_{suffix}.tflite",
+                quantization=quantization,
+                representative_data=ds.x_train,
+                num_calibration_samples=min(len(ds.x_train), CALIBRATION_SAMPLES),
+            )
+            checked = evaluate_tflite(path, ds.x_test, ds.y_test, reference=model)
+            timing = benchmark_tflite(path, num_threads=config.threads, num_runs=config.bench_runs)
+            rows.append(
+                {
+                    "file": path.name,
+                    "model": name,
+                    "quantization": quantization,
+                    "size_bytes": path.stat().st_size,
+                    "accuracy": checked.accuracy,
+                    "agreement": checked.agreement,
+                    "max_abs_error": checked.max_abs_error,
+                    "latency_us": timing.avg_us,
+                    "latency_p50_us": timing.p50_us,
+                    "threads": timing.num_threads,
+                }
+            )
+    return rows
+
+
 def _config_json(config: RunConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
@@ -197,6 +250,8 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
         ("student_distilled", distilled),
     ):
         artifacts.save_model(model, out / f"{name}.keras")
+    trained = {"student_distilled": distilled, "teacher": teacher}
+    tflite = stage("export", lambda: export(config, ds, trained, out))
     timings["total"] = round(time.perf_counter() - start, 2)
     result = {
         "dataset": {
@@ -229,6 +284,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
                 file="student_distilled.keras",
             ),
         },
+        "tflite": tflite,
         "config": _config_json(config),
         "timings_s": timings,
     }

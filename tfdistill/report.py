@@ -21,4 +21,18 @@ def format_table(report: dict) -> str:
     lines = [f"dataset: {report['dataset']['name']}", header, "-" * len(header)]
     for name, entry in rows:
         lines.append(f"{name:<22} {entry['accuracy']:>9.2%} {entry['params']:>10,}")
+    if report.get("tflite"):
+        lines += ["", _tflite_table(report["tflite"])]
+    return "\n".join(lines)
+
+
+def _tflite_table(rows: list[dict]) -> str:
+    """One row per `.tflite` file: size, accuracy, agreement with Keras, LiteRT latency."""
+    header = f"{'file':<34} {'size KB':>8} {'accuracy':>9} {'agrees':>8} {'latency us':>11}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{row['file']:<34} {row['size_bytes'] / 1024:>8.1f} {row['accuracy']:>9.2%} "
+            f"{row['agreement']:>8.2%} {row['latency_us']:>11.1f}"
+        )
     return "\n".join(lines)
