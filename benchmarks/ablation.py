@@ -13,7 +13,7 @@ augmentation), with the same optimizer, number of steps and initial student weig
   kd       alpha (--alpha 0.1) and temperature (--temperature 4): Hinton et al. 2015
   at       alpha 1 + AttentionTransfer(beta=--at_beta 1000): activation-based attention transfer
   at+kd    kd + AttentionTransfer(beta=--at_beta)
-  gat      alpha 1 + GradientAttentionTransfer(beta=--gat_beta 1): matches input gradients
+  gat      alpha 1 + GradientAttentionTransfer(beta=--gat_beta 0.1): matches input gradients
            ∂CE/∂x by double backprop (on digits about twice the time of at)
 scratch and kd train on `cache_teacher_outputs` batches (no teacher pass) unless the training
 batches are augmented; the others need the teacher's features or input gradients every step.
@@ -221,7 +221,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--alpha", type=float, default=_RUN.alpha, help="hard-label weight of kd and at+kd")
     add("--temperature", type=float, default=4.0, help="of kd and at+kd")
     add("--at_beta", type=float, default=None, help="AttentionTransfer beta (1000; cifar_wrn 2000)")
-    add("--gat_beta", type=float, default=1.0, help="GradientAttentionTransfer beta")
+    add("--gat_beta", type=float, default=0.1, help="GradientAttentionTransfer beta")
     add("--seeds", default=None, help="comma-separated ints (default 0,1,2)")
     add("--limit_train", type=int, default=None, help="random subset of N training images")
     add("--limit_test", type=int, default=None, help="random subset of N test images")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags
+from absl import app, flags, logging
 
 COMMANDS = ("run", "profile", "convert", "bench")
 
@@ -237,6 +237,7 @@ def _bench(model_path: str) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    logging.set_verbosity(logging.WARNING)
     command = argv[1:]
     if command[:1] == ["run"] and len(command) == 1:
         return _run()
