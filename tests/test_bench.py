@@ -600,3 +600,32 @@ def test_script_without_adb(files, tmp_path):
         ["bash", str(SCRIPT), str(binary), str(model)], capture_output=True, text=True, env=env
     )
     assert done.returncode == 2 and "adb not found" in done.stderr
+
+
+def test_cli_bench_android_through_the_stand_in(adb, files, capsys):
+    from absl import flags
+
+    from tfdistill import cli
+
+    binary, model = files
+    argv = flags.FLAGS(
+        [
+            "tfdistill",
+            "--android",
+            f"--benchmark_binary={binary}",
+            f"--adb={adb.path}",
+            "--threads=4",
+            "--num_runs=50",
+            "--taskset=f0",
+        ]  # fmt: skip
+    )
+    try:
+        assert cli._main([*argv, "bench", str(model)]) == 0
+    finally:
+        flags.FLAGS.unparse_flags()
+    printed = capsys.readouterr().out
+    assert "source: benchmark_model, 4 threads, 50 runs" in printed
+    assert "971.535 ms" in printed
+    run = next(c for c in adb.calls() if c[2:3] == ["shell"] and "--graph=" in c[3])
+    assert run[3].startswith("taskset f0 ") and "--num_threads=4" in run[3]
+    assert adb.left_on_device() == []
