@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from tfdistill import bench, data, export, losses, models  # noqa: E402
+from tfdistill import bench, compress, data, export, losses, models  # noqa: E402
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
 from tfdistill.data import cache_teacher_outputs  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
@@ -23,6 +23,7 @@ __all__ = [
     "SoftTargetLoss",
     "bench",
     "cache_teacher_outputs",
+    "compress",
     "data",
     "export",
     "losses",
