@@ -20,6 +20,7 @@ from tfdistill.losses import (
     LossLike,
     SoftTargetLoss,
     check_temperature,
+    is_one_hot,
     labeled_mask,
 )
 
@@ -119,7 +120,7 @@ def _gradient_targets(y: Any, mask: tf.Tensor, teacher_logits: tf.Tensor) -> tf.
     if y is None:
         return guess
     y = tf.convert_to_tensor(y)
-    if y.shape.rank is not None and y.shape.rank >= 2 and y.shape[-1] == num_classes:
+    if is_one_hot(y, num_classes):
         labels = tf.cast(y, tf.float32)
     else:
         sparse = tf.reshape(tf.cast(y, tf.int32), [-1])

@@ -119,12 +119,13 @@ class SoftTargetLoss(keras.losses.Loss):
 def labeled_mask(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
     """(B,) float mask, 0 where unlabeled: sparse label < 0, or an all-zero one-hot row."""
     labels = tf.convert_to_tensor(labels)
-    if _is_one_hot(labels, num_classes):
+    if is_one_hot(labels, num_classes):
         return tf.cast(tf.reduce_sum(tf.cast(labels, tf.float32), axis=-1) > 0, tf.float32)
     return tf.cast(tf.reshape(labels, [-1]) >= 0, tf.float32)
 
 
-def _is_one_hot(labels: tf.Tensor, num_classes: int) -> bool:
+def is_one_hot(labels: tf.Tensor, num_classes: int) -> bool:
+    """Whether (B, C) labels are one-hot rows rather than (B,) or (B, 1) class indices."""
     return (
         labels.shape.rank is not None
         and labels.shape.rank >= 2
@@ -160,7 +161,7 @@ class HardTargetLoss(keras.losses.Loss):
         logits = tf.cast(student_logits, tf.float32)
         num_classes = logits.shape[-1]
         mask = labeled_mask(labels, num_classes)
-        if _is_one_hot(labels, num_classes):
+        if is_one_hot(labels, num_classes):
             targets = tf.cast(labels, tf.float32)
             if self.base is None or isinstance(self.base, str):
                 values = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
