@@ -18,8 +18,13 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff"],
         "compress": ["tensorflow-model-optimization>=0.8,<0.9", "tf-keras~=2.21.0"],
+        "test": [
+            "pytest>=8",
+            "ruff",
+            "tensorflow-model-optimization>=0.8,<0.9",
+            "tf-keras~=2.21.0",
+        ],
     },
     entry_points={"console_scripts": ["tfdistill=tfdistill.cli:main"]},
 )

@@ -1,3 +1,4 @@
+import gzip
 import json
 import re
 import subprocess
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from tfdistill import artifacts, cli, pipeline, report
+from tfdistill import artifacts, cli, compress, pipeline, report
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,9 @@ def tiny_run(tmp_path_factory):
         student_epochs=1,
         batch_size=128,
         bench_runs=3,
+        prune=0.5,
+        qat=True,
+        compress_epochs=1,
     )
     return out, pipeline.run(config, log=lambda _: None)
 
@@ -38,6 +42,10 @@ def test_run_writes_report_and_models(tiny_run):
         "student_distilled_float16.tflite",
         "student_distilled_fp32.tflite",
         "student_distilled_int8.tflite",
+        "student_pruned.keras",
+        "student_pruned_fp32.tflite",
+        "student_pruned_int8.tflite",
+        "student_qat_int8.tflite",
         "student_scratch.keras",
         "teacher.keras",
         "teacher_fp32.tflite",
@@ -73,6 +81,9 @@ def test_run_exports_evaluates_and_times_tflite(tiny_run):
         ("student_distilled", "float16"),
         ("student_distilled", "dynamic"),
         ("student_distilled", "int8"),
+        ("student_pruned", "none"),
+        ("student_pruned", "int8"),
+        ("student_qat", "int8"),
         ("teacher", "none"),
     ]
     fp32 = rows["student_distilled_fp32.tflite"]
@@ -81,7 +92,16 @@ def test_run_exports_evaluates_and_times_tflite(tiny_run):
     assert rows["teacher_fp32.tflite"]["agreement"] == 1.0
     for name, row in rows.items():
         assert row["size_bytes"] == (out / name).stat().st_size
+        assert row["gzip_bytes"] == len(gzip.compress((out / name).read_bytes(), 9, mtime=0))
         assert row["latency_us"] > 0 and 0.0 <= row["accuracy"] <= 1.0
+    assert [r["file"] for r in result["tflite"] if r["sparse_format"]] == [
+        "student_pruned_fp32.tflite"
+    ]
+    assert result["students"]["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.02)
+    pruned = keras.models.load_model(out / "student_pruned.keras")
+    assert compress.overall_sparsity(pruned) == result["students"]["pruned"]["sparsity"]
+    assert rows["student_pruned_fp32.tflite"]["agreement"] == 1.0
+    assert rows["student_qat_int8.tflite"]["agreement"] >= 0.9
     assert rows["student_distilled_int8.tflite"]["agreement"] >= 0.9
     assert "student_distilled_int8.tflite" in report.format_table(result)
 
@@ -125,6 +145,8 @@ def test_cli_convert_and_bench(tiny_run, tmp_path, capsys):
         ({"student": "vgg"}, "Unknown student model 'vgg'; available: \\['convnet'"),
         ({"quantize": ("none", "int4")}, "Unknown quantization \\['int4'\\]; choose from"),
         ({"threads": 0}, "threads must be >= 1, got 0"),
+        ({"prune": 1.0}, "prune \\(the target sparsity\\) must be in \\(0, 1\\), got 1.0"),
+        ({"compress_epochs": 0}, "compress_epochs must be >= 1, got 0"),
     ],
 )
 def test_bad_config_fails_before_training(change, message):

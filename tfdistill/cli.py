@@ -58,6 +58,21 @@ _PER_LAYER = flags.DEFINE_boolean("per_layer", False, "profile: print every laye
 _QUANTIZE = flags.DEFINE_list(
     "quantize", "none,float16,dynamic,int8", "run: .tflite modes of the distilled student."
 )
+_PRUNE = flags.DEFINE_float(
+    "prune",
+    None,
+    "run: also prune the distilled student to this sparsity in (0, 1) with TFMOT, distilling "
+    "while it fine-tunes (needs the compress extra).",
+)
+_QAT = flags.DEFINE_boolean(
+    "qat",
+    False,
+    "run: also fine-tune the student quantization-aware and export it to int8 (the pruned "
+    "student, keeping its zeros, with --prune; needs the compress extra).",
+)
+_COMPRESS_EPOCHS = flags.DEFINE_integer(
+    "compress_epochs", 6, "run: fine-tuning epochs of --prune and of --qat, each."
+)
 _QUANTIZATION = flags.DEFINE_string(
     "quantization", "none", "convert: none, float16, dynamic, int8 or int16x8."
 )
@@ -117,9 +132,12 @@ def _run() -> int:
             quantize=tuple(_QUANTIZE.value),
             threads=_THREADS.value,
             bench_runs=_NUM_RUNS.value,
+            prune=_PRUNE.value,
+            qat=_QAT.value,
+            compress_epochs=_COMPRESS_EPOCHS.value,
         )
         result = pipeline.run(config)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"tfdistill run: {error}", file=sys.stderr)
         return 2
     print(report.format_table(result))

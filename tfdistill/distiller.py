@@ -135,7 +135,7 @@ def _summed_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     )
 
 
-def _global_sum(values: tf.Tensor) -> tf.Tensor:
+def global_sum(values: tf.Tensor) -> tf.Tensor:
     """Sum over all replicas (identity outside tf.distribute)."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
@@ -414,7 +414,7 @@ class Distiller(keras.Model):
         local_counts = tf.stack(
             [tf.cast(tf.shape(student_logits)[0], tf.float32), tf.reduce_sum(mask)]
         )
-        global_counts = _global_sum(local_counts)
+        global_counts = global_sum(local_counts)
         alpha = self.alpha
         global_n = tf.maximum(global_counts[0], 1.0)
         share = (

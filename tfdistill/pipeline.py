@@ -19,10 +19,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import artifacts, data, models, report
+from tfdistill import artifacts, compress, data, models, report
 from tfdistill.bench import benchmark_tflite
 from tfdistill.distiller import Distiller, check_alpha
-from tfdistill.export import QUANTIZATIONS, evaluate_tflite, inference_function, to_tflite
+from tfdistill.export import (
+    QUANTIZATIONS,
+    evaluate_tflite,
+    file_size,
+    inference_function,
+    to_tflite,
+)
 from tfdistill.losses import check_temperature
 from tfdistill.profile import profile, weight_bytes
 
@@ -50,6 +56,9 @@ class RunConfig:
     quantize: tuple[str, ...] = ("none", "float16", "dynamic", "int8")
     threads: int | None = None
     bench_runs: int = 50
+    prune: float | None = None
+    qat: bool = False
+    compress_epochs: int = 6
 
     def __post_init__(self) -> None:
         for name in ("labels_per_class", "teacher_epochs", "student_epochs", "batch_size"):
@@ -64,6 +73,12 @@ class RunConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}.")
         if self.bench_runs < 1:
             raise ValueError(f"bench_runs must be >= 1, got {self.bench_runs}.")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise ValueError(f"prune (the target sparsity) must be in (0, 1), got {self.prune}.")
+        if self.compress_epochs < 1:
+            raise ValueError(f"compress_epochs must be >= 1, got {self.compress_epochs}.")
+        if self.prune is not None or self.qat:
+            compress.require_tfmot()
         if self.dataset not in data.available():
             raise ValueError(f"Unknown dataset {self.dataset!r}; available: {data.available()}.")
         for role in ("teacher", "student"):
@@ -149,23 +164,29 @@ def train_scratch(
     return student
 
 
-def distil(
-    config: RunConfig,
-    ds: data.Dataset,
-    teacher: keras.Model,
-    labeled: np.ndarray,
-    init: list[np.ndarray],
-) -> keras.Model:
-    """The student on every training image: soft targets everywhere, labels where it has them."""
-    student = _classifier(config.student, config.student_kwargs, ds, "student_distilled")
-    student.set_weights(init)
+def distillation_data(
+    config: RunConfig, ds: data.Dataset, teacher: keras.Model, labeled: np.ndarray
+) -> tf.data.Dataset:
+    """Every training image with the teacher's cached logits; labels only where `labeled`."""
     partly_labeled = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, labeled))
-    train = data.cache_teacher_outputs(
+    return data.cache_teacher_outputs(
         partly_labeled.as_tf_dataset("train", config.batch_size),
         teacher,
         shuffle=True,
         seed=config.seed,
     )
+
+
+def distil(
+    config: RunConfig,
+    ds: data.Dataset,
+    teacher: keras.Model,
+    train: tf.data.Dataset,
+    init: list[np.ndarray],
+) -> keras.Model:
+    """The student on every training image: soft targets everywhere, labels where it has them."""
+    student = _classifier(config.student, config.student_kwargs, ds, "student_distilled")
+    student.set_weights(init)
     distiller = Distiller(student, teacher)
     distiller.compile(
         optimizer=_adam(config.student_learning_rate, _steps(config, ds, config.student_epochs)),
@@ -177,36 +198,81 @@ def distil(
     return student
 
 
+def prune(
+    config: RunConfig, ds: data.Dataset, distilled: keras.Model, train: tf.data.Dataset
+) -> keras.Model:
+    """The distilled student pruned to `config.prune` sparsity, still distilling from the cached
+    teacher logits: sparsity rises over all but the last epoch (about ten mask updates), and
+    the last epoch recovers at the target."""
+    per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
+    horizon = per_epoch * max(config.compress_epochs - 1, 1)
+    return compress.prune(
+        distilled,
+        train,
+        target_sparsity=config.prune,
+        epochs=config.compress_epochs,
+        frequency=max(horizon // 10, 1),
+        alpha=config.alpha,
+        temperature=config.temperature,
+    )
+
+
+def quantize_aware(config: RunConfig, student: keras.Model, train: tf.data.Dataset) -> Any:
+    """Quantization-aware fine-tuning of `student` with distillation; keeps a pruned student's
+    zeros."""
+    return compress.quantize_aware(
+        student,
+        train,
+        epochs=config.compress_epochs,
+        alpha=config.alpha,
+        temperature=config.temperature,
+        preserve_sparsity=config.prune is not None,
+    )
+
+
 CALIBRATION_SAMPLES = 1000
 
 
-def export(
-    config: RunConfig, ds: data.Dataset, trained: dict[str, keras.Model], out: Path
-) -> list[dict]:
-    """The distilled student in every `config.quantize` mode and the teacher in float32, each
-    as `<model>_<mode>.tflite`, evaluated on the test split and timed in LiteRT."""
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """One model to export: files `<name>_<mode>.tflite`, one per quantization mode."""
+
+    name: str
+    model: Any
+    quantizations: tuple[str, ...]
+    sparse: bool = False
+
+
+def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -> list[dict]:
+    """Every planned model in each of its modes, evaluated on the test split against its own
+    Keras model and timed in LiteRT. Sparse float files store pruned kernels in TFLite's sparse
+    format; int8 ones stay dense, since XNNPACK cannot run sparse int8 FULLY_CONNECTED (their
+    zeros show in the gzipped size)."""
     rows = []
-    plan = [("student_distilled", config.quantize), ("teacher", ("none",))]
-    for name, quantizations in plan:
-        model = trained[name]
-        function = inference_function(model)
-        for quantization in quantizations:
+    for item in plan:
+        function = inference_function(item.model)
+        for quantization in item.quantizations:
             suffix = "fp32" if quantization == "none" else quantization
+            sparse = item.sparse and quantization in ("none", "float16")
             path = to_tflite(
                 function,
-                out / f"{name}_{suffix}.tflite",
+                out / f"{item.name}_{suffix}.tflite",
                 quantization=quantization,
                 representative_data=ds.x_train,
                 num_calibration_samples=min(len(ds.x_train), CALIBRATION_SAMPLES),
+                sparsity=sparse,
             )
-            checked = evaluate_tflite(path, ds.x_test, ds.y_test, reference=model)
+            checked = evaluate_tflite(path, ds.x_test, ds.y_test, reference=item.model)
             timing = benchmark_tflite(path, num_threads=config.threads, num_runs=config.bench_runs)
+            size = file_size(path)
             rows.append(
                 {
                     "file": path.name,
-                    "model": name,
+                    "model": item.name,
                     "quantization": quantization,
-                    "size_bytes": path.stat().st_size,
+                    "sparse_format": sparse,
+                    "size_bytes": size.raw_bytes,
+                    "gzip_bytes": size.gzip_bytes,
                     "accuracy": checked.accuracy,
                     "agreement": checked.agreement,
                     "max_abs_error": checked.max_abs_error,
@@ -243,15 +309,24 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
     artifacts.save_model(teacher, out / "teacher.keras")
     init = _classifier(config.student, config.student_kwargs, ds, "student").get_weights()
     scratch = stage("scratch", lambda: train_scratch(config, ds, labeled, init))
-    distilled = stage("distil", lambda: distil(config, ds, teacher, labeled, init))
-
-    for name, model in (
-        ("student_scratch", scratch),
-        ("student_distilled", distilled),
-    ):
+    train = distillation_data(config, ds, teacher, labeled)
+    distilled = stage("distil", lambda: distil(config, ds, teacher, train, init))
+    saved = {"student_scratch": scratch, "student_distilled": distilled}
+    plan = [Export("student_distilled", distilled, config.quantize)]
+    students = {}
+    if config.prune is not None:
+        pruned = stage("prune", lambda: prune(config, ds, distilled, train))
+        saved["student_pruned"] = pruned
+        plan.append(Export("student_pruned", pruned, ("none", "int8"), sparse=True))
+        students["pruned"] = {"sparsity": compress.overall_sparsity(pruned)}
+    if config.qat:
+        base = saved.get("student_pruned", distilled)
+        qat = stage("qat", lambda: quantize_aware(config, base, train))
+        plan.append(Export("student_qat", qat, ("int8",), sparse=config.prune is not None))
+    for name, model in saved.items():
         artifacts.save_model(model, out / f"{name}.keras")
-    trained = {"student_distilled": distilled, "teacher": teacher}
-    tflite = stage("export", lambda: export(config, ds, trained, out))
+    plan.append(Export("teacher", teacher, ("none",)))
+    tflite = stage("export", lambda: export(config, ds, plan, out))
     timings["total"] = round(time.perf_counter() - start, 2)
     result = {
         "dataset": {
@@ -283,6 +358,17 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
                 temperature=config.temperature,
                 file="student_distilled.keras",
             ),
+            **{
+                name: _entry(
+                    saved[f"student_{name}"],
+                    ds,
+                    config,
+                    model=config.student,
+                    file=f"student_{name}.keras",
+                    **extra,
+                )
+                for name, extra in students.items()
+            },
         },
         "tflite": tflite,
         "config": _config_json(config),

@@ -27,12 +27,17 @@ def format_table(report: dict) -> str:
 
 
 def _tflite_table(rows: list[dict]) -> str:
-    """One row per `.tflite` file: size, accuracy, agreement with Keras, LiteRT latency."""
-    header = f"{'file':<34} {'size KB':>8} {'accuracy':>9} {'agrees':>8} {'latency us':>11}"
+    """One row per `.tflite` file: size as stored and gzipped, accuracy, agreement with its
+    Keras model, LiteRT latency."""
+    header = (
+        f"{'file':<34} {'size KB':>8} {'gzip KB':>8} {'accuracy':>9} {'agrees':>8} "
+        f"{'latency us':>11}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['file']:<34} {row['size_bytes'] / 1024:>8.1f} {row['accuracy']:>9.2%} "
+            f"{row['file']:<34} {row['size_bytes'] / 1024:>8.1f} "
+            f"{row.get('gzip_bytes', 0) / 1024:>8.1f} {row['accuracy']:>9.2%} "
             f"{row['agreement']:>8.2%} {row['latency_us']:>11.1f}"
         )
     return "\n".join(lines)

@@ -1,11 +1,29 @@
-"""Compression of trained models: structured channel pruning (more to come)."""
+"""Compression that combines with distillation.
+
+- `prune_channels`: structured L1 filter pruning into a smaller dense Keras 3 model.
+- `prune`: magnitude pruning to a target sparsity with TFMOT, fine-tuned with distillation.
+- `quantize_aware`: quantization-aware training with TFMOT, for int8 `.tflite` export.
+- `to_tf_keras` / `to_keras`: the tf_keras twin TFMOT works on, and back.
+
+`prune`, `quantize_aware` and the bridge need the optional extra: tensorflow-model-optimization
+0.8 and tf_keras, `pip install "tfdistill[compress]"`.
+"""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
+from tfdistill.compress.bridge import register_tf_keras_twin, to_keras, to_tf_keras
 from tfdistill.compress.channels import CRITERIA, kept_channels, prune_channels
+from tfdistill.compress.qat import quantize_aware
+from tfdistill.compress.sparsity import (
+    expected_sparsity,
+    kernel_sparsity,
+    overall_sparsity,
+    prune,
+    pruning_end_step,
+)
 
 INSTALL_HINT = 'pip install "tfdistill[compress]" (or pip install -e ".[compress]" from the repo)'
 
@@ -24,4 +42,19 @@ def require_tfmot() -> tuple[ModuleType, ModuleType]:
     return tfmot, tf_keras
 
 
-__all__ = ["CRITERIA", "INSTALL_HINT", "kept_channels", "prune_channels", "require_tfmot"]
+__all__ = [
+    "CRITERIA",
+    "INSTALL_HINT",
+    "expected_sparsity",
+    "kept_channels",
+    "kernel_sparsity",
+    "overall_sparsity",
+    "prune",
+    "prune_channels",
+    "pruning_end_step",
+    "quantize_aware",
+    "register_tf_keras_twin",
+    "require_tfmot",
+    "to_keras",
+    "to_tf_keras",
+]

@@ -54,6 +54,9 @@ def to_tflite(
       - "int8": int8 weights and activations (full integer), calibrated on
         `representative_data`; with `int8_io` the input and output tensors are int8 as well,
         otherwise float32.
+        A quantization-aware model (`tfdistill.compress.quantize_aware`) keeps its trained
+        ranges and needs no `representative_data`; given, it only calibrates tensors the
+        training left in float.
       - "int16x8": int16 activations, int8 weights, calibrated like "int8".
 
     `representative_data` is a (N, *input_shape) array, or a `tf.data.Dataset` of such
@@ -68,17 +71,18 @@ def to_tflite(
         raise ValueError(
             f"quantization={quantization!r} is not one of {', '.join(map(repr, QUANTIZATIONS))}."
         )
-    if quantization in _NEEDS_CALIBRATION and representative_data is None:
-        raise ValueError(
-            f'quantization="{quantization}" needs representative data: pass '
-            "representative_data=, e.g. a few hundred training images of shape (N, H, W, C)."
-        )
     if int8_io and quantization != "int8":
         raise ValueError(f'int8_io=True needs quantization="int8", got {quantization!r}.')
     if num_calibration_samples < 1:
         raise ValueError(f"num_calibration_samples must be >= 1, got {num_calibration_samples}.")
 
     function = inference_function(model, input_shape)
+    trained_ranges = quantization == "int8" and is_quantization_aware(function)
+    if quantization in _NEEDS_CALIBRATION and representative_data is None and not trained_ranges:
+        raise ValueError(
+            f'quantization="{quantization}" needs representative data: pass '
+            "representative_data=, e.g. a few hundred training images of shape (N, H, W, C)."
+        )
     (spec,) = tf.nest.flatten(function.structured_input_signature)
     shape, dtype = tuple(spec.shape[1:]), spec.dtype
     # No trackable object: the converter then freezes the captured variables into constants
@@ -95,6 +99,8 @@ def to_tflite(
     converter.optimizations = optimizations
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
+    elif trained_ranges and representative_data is None:
+        pass
     elif quantization in _NEEDS_CALIBRATION:
         samples = _calibration_samples(representative_data, shape, dtype, num_calibration_samples)
         converter.representative_dataset = lambda: ([s] for s in samples)
@@ -136,6 +142,12 @@ def inference_function(
         return model(x, **training)
 
     return serve.get_concrete_function()
+
+
+def is_quantization_aware(function: tf.types.experimental.ConcreteFunction) -> bool:
+    """Whether the traced model holds fake-quantization ops (a TFMOT quantization-aware model),
+    whose learned ranges the int8 conversion keeps."""
+    return any(op.type.startswith("FakeQuant") for op in function.graph.get_operations())
 
 
 def accepts_training(model: Any) -> bool:
@@ -279,4 +291,4 @@ def _names(text: str) -> list[str]:
     return sorted(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
-__all__ = ["QUANTIZATIONS", "inference_function", "to_tflite"]
+__all__ = ["QUANTIZATIONS", "inference_function", "is_quantization_aware", "to_tflite"]
