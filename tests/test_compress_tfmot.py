@@ -39,7 +39,7 @@ def every_layer_kind() -> keras.Model:
     y = keras.layers.Conv2D(16, 3, strides=2, padding="same", groups=4, name="grouped")(x)
     x = keras.layers.Add(name="add")([y, models.SubsampleZeroPad(16, 2, name="pad")(x)])
     x = keras.layers.MaxPooling2D(name="max")(keras.layers.Identity(name="identity")(x))
-    x = keras.layers.AveragePooling2D(name="avg")(x)
+    x = keras.layers.AveragePooling2D(2, name="avg")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(keras.layers.ReLU(name="r2")(x))
     dense = keras.layers.Dense(10, kernel_regularizer=keras.regularizers.L2(1e-3), name="logits")
     return keras.Model(inputs, dense(x))
