@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from tfdistill import bench
 from tfdistill.bench import BenchmarkResult, OpProfileRow, android, parse_benchmark_model_output
-from tfdistill.bench.litert import _interpreter, random_input
+from tfdistill.bench.litert import random_input
+from tfdistill.export.interpreter import litert_interpreter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"
 FAKE_ADB = Path(__file__).parent / "fake_adb.py"
@@ -307,8 +308,7 @@ def test_benchmark_tflite_threads_and_no_warmup(tflite_model):
 
 @pytest.mark.parametrize("use_xnnpack", [True, False])
 def test_use_xnnpack_false_really_disables_the_delegate(tflite_model, use_xnnpack):
-    interpreter = _interpreter(tflite_model, 1, use_xnnpack)
-    interpreter.allocate_tensors()
+    interpreter = litert_interpreter(tflite_model, num_threads=1, use_xnnpack=use_xnnpack)
     ops = [op["op_name"] for op in interpreter._get_ops_details()]
     assert ("DELEGATE" in ops) == use_xnnpack
 

@@ -181,20 +181,21 @@ def test_prune_reaches_the_target_with_a_teacher_and_exports_sparse(trained, dig
     x, y, x_test, y_test = digits
     before = [w.copy() for w in student.get_weights()]
     pruned = compress.prune(
-        student, (x[:512], y[:512]), teacher=teacher, target_sparsity=0.6, epochs=2, frequency=4
+        student, (x[:512], y[:512]), teacher=teacher, target_sparsity=0.5, epochs=3, frequency=4
     )
     assert isinstance(pruned, keras.Model) and not isinstance(pruned, tf_keras.Model)
     assert [layer.name for layer in pruned.layers] == [layer.name for layer in student.layers]
     assert all(np.array_equal(a, b) for a, b in zip(before, student.get_weights(), strict=True))
     assert compress.overall_sparsity(student) == 0.0
-    assert compress.overall_sparsity(pruned) == pytest.approx(0.6, abs=0.01)
+    assert compress.overall_sparsity(pruned) == pytest.approx(0.5, abs=0.01)
     for name, value in compress.kernel_sparsity(pruned).items():
         size = pruned.get_layer(name).kernel.numpy().size
-        assert value == pytest.approx(compress.expected_sparsity(0.6, size)), name
+        assert value == pytest.approx(compress.expected_sparsity(0.5, size)), name
     accuracy = np.mean(np.argmax(pruned.predict(x_test, verbose=0), -1) == y_test)
     original = np.mean(np.argmax(student.predict(x_test, verbose=0), -1) == y_test)
-    # 16 steps of recovery for a 7k-parameter network: it loses points, but still classifies.
-    assert original > 0.85 and accuracy > 0.55, (original, accuracy)
+    # 32 steps of pruning and 16 of recovery for a 7k-parameter network: it loses points, but
+    # still classifies (0.80 when written).
+    assert original > 0.85 and accuracy > 0.65, (original, accuracy)
 
     dense = to_tflite(pruned, tmp_path / "dense.tflite")
     sparse = to_tflite(pruned, tmp_path / "sparse.tflite", sparsity=True)
@@ -202,6 +203,23 @@ def test_prune_reaches_the_target_with_a_teacher_and_exports_sparse(trained, dig
     assert file_size(dense).gzip_bytes < 0.8 * file_size(dense).raw_bytes
     checked = evaluate_tflite(sparse, x_test[:64], y_test[:64], reference=pruned)
     assert checked.agreement == 1.0 and checked.max_abs_error < 1e-4
+
+    int8 = to_tflite(
+        pruned, tmp_path / "int8.tflite", quantization="int8", representative_data=x[:64]
+    )
+    sparse_int8 = to_tflite(
+        pruned,
+        tmp_path / "sparse_int8.tflite",
+        quantization="int8",
+        representative_data=x[:64],
+        sparsity=True,
+    )
+    assert file_size(sparse_int8).raw_bytes != file_size(int8).raw_bytes
+    with pytest.raises(RuntimeError, match="XNNPACK delegate cannot run.*use_xnnpack=False"):
+        evaluate_tflite(sparse_int8, x_test[:8], y_test[:8])
+    builtin = evaluate_tflite(sparse_int8, x_test[:64], y_test[:64], use_xnnpack=False)
+    dense = evaluate_tflite(int8, x_test[:64], y_test[:64], use_xnnpack=False)
+    np.testing.assert_allclose(builtin.outputs, dense.outputs, atol=1e-6)
 
 
 def test_prune_refuses_bad_arguments(trained, digits):

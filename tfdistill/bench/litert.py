@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from tfdistill.bench.result import BenchmarkResult
+from tfdistill.export.interpreter import litert_interpreter
 
 PERCENTILES = (5, 50, 90, 95, 99)
 
@@ -23,21 +24,6 @@ def _peak_rss_mb() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def _interpreter(path: Path, num_threads: int | None, use_xnnpack: bool) -> Any:
-    """A LiteRT interpreter; `use_xnnpack=False` keeps the default XNNPACK delegate off."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = OpResolverType.AUTO
-    if not use_xnnpack:
-        resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    try:
-        return Interpreter(
-            model_path=str(path), num_threads=num_threads, experimental_op_resolver_type=resolver
-        )
-    except ValueError as error:
-        raise ValueError(f"LiteRT could not load {str(path)!r} as a model: {error}") from None
 
 
 def random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
@@ -86,8 +72,7 @@ def benchmark_tflite(
 
     peak_before = _peak_rss_mb()
     start = time.perf_counter_ns()
-    interpreter = _interpreter(path, num_threads, use_xnnpack)
-    interpreter.allocate_tensors()
+    interpreter = litert_interpreter(path, num_threads=num_threads, use_xnnpack=use_xnnpack)
     init_ns = time.perf_counter_ns() - start
 
     rng = np.random.default_rng(seed)

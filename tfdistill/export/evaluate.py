@@ -7,8 +7,8 @@ import os
 from typing import Any
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
+from tfdistill.export.interpreter import litert_interpreter
 from tfdistill.export.tflite import accepts_training
 from tfdistill.outputs import ends_in_softmax
 
@@ -44,7 +44,12 @@ class TFLiteEvaluation:
 
 
 def evaluate_tflite(
-    path: str | os.PathLike, x: Any, y: Any = None, *, reference: Any = None
+    path: str | os.PathLike,
+    x: Any,
+    y: Any = None,
+    *,
+    reference: Any = None,
+    use_xnnpack: bool = True,
 ) -> TFLiteEvaluation:
     """Runs the `.tflite` classifier at `path` on `x`, one example at a time, in LiteRT.
 
@@ -57,8 +62,9 @@ def evaluate_tflite(
     errors. The relative error is max |a - b| / max |b| over all N × C outputs, a the file's
     and b the reference's. When one side ends in a softmax and the other does not, the other
     side's outputs go through a softmax first, so probabilities meet probabilities.
+    `use_xnnpack=False` runs LiteRT's own kernels instead of the XNNPACK delegate.
     """
-    interpreter = Interpreter(model_path=os.fspath(path))
+    interpreter = litert_interpreter(path, use_xnnpack=use_xnnpack)
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(
@@ -78,7 +84,7 @@ def evaluate_tflite(
         raise ValueError(f"x has {len(x)} examples but y has {len(y)} labels.")
     if input_detail["shape"][0] != 1:
         interpreter.resize_tensor_input(input_detail["index"], [1, *example_shape])
-    interpreter.allocate_tensors()
+        interpreter.allocate_tensors()
 
     results = []
     for i in range(len(x)):
