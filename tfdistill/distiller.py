@@ -44,13 +44,13 @@ def _single_output(model: keras.Model, role: str) -> Any:
     return outputs[0]
 
 
-def _check_models(student: keras.Model, teacher: keras.Model) -> None:
+def check_models(student: keras.Model, teacher: keras.Model) -> None:
     for role, model in (("student", student), ("teacher", teacher)):
         if not isinstance(model, keras.Model):
             raise ValueError(f"The {role} must be a keras.Model, not {type(model).__name__}.")
     s_out, t_out = _single_output(student, "student"), _single_output(teacher, "teacher")
     if s_out is not None and t_out is not None:
-        _check_class_counts(s_out.shape[-1], t_out.shape[-1])
+        check_class_counts(s_out.shape[-1], t_out.shape[-1])
     s_in, t_in = getattr(student, "inputs", None), getattr(teacher, "inputs", None)
     if s_in and t_in:
         s_shape, t_shape = tuple(s_in[0].shape[1:]), tuple(t_in[0].shape[1:])
@@ -64,7 +64,7 @@ def _check_models(student: keras.Model, teacher: keras.Model) -> None:
             )
 
 
-def _check_class_counts(student_classes: int | None, teacher_classes: int | None) -> None:
+def check_class_counts(student_classes: int | None, teacher_classes: int | None) -> None:
     if student_classes is not None and teacher_classes is not None:
         if student_classes != teacher_classes:
             raise ValueError(
@@ -171,7 +171,7 @@ class Distiller(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_models(student, teacher)
+        check_models(student, teacher)
         self._teacher_kind = outputs_lib.resolve_output_kind(
             teacher, teacher_outputs, "teacher_outputs"
         )
@@ -373,7 +373,7 @@ class Distiller(keras.Model):
         if self.pairs:
             outputs, features = outputs[0], list(outputs[1:])
         logits = outputs_lib.as_logits(outputs, self._student_kind)
-        _check_class_counts(logits.shape[-1], num_classes)
+        check_class_counts(logits.shape[-1], num_classes)
         return logits, features
 
     def _attention_terms(

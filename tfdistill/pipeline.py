@@ -214,6 +214,7 @@ def prune(
         frequency=max(horizon // 10, 1),
         alpha=config.alpha,
         temperature=config.temperature,
+        seed=config.seed,
     )
 
 
@@ -227,6 +228,7 @@ def quantize_aware(config: RunConfig, student: keras.Model, train: tf.data.Datas
         alpha=config.alpha,
         temperature=config.temperature,
         preserve_sparsity=config.prune is not None,
+        seed=config.seed,
     )
 
 
@@ -322,7 +324,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
     if config.qat:
         base = saved.get("student_pruned", distilled)
         qat = stage("qat", lambda: quantize_aware(config, base, train))
-        plan.append(Export("student_qat", qat, ("int8",), sparse=config.prune is not None))
+        plan.append(Export("student_qat", qat, ("int8",)))
     for name, model in saved.items():
         artifacts.save_model(model, out / f"{name}.keras")
     plan.append(Export("teacher", teacher, ("none",)))

@@ -1,5 +1,8 @@
 """Keras 3 models to tf_keras (Keras 2) models and back, for tensorflow-model-optimization.
 
+Walks the functional graph through Keras 3 internals (`_run_through_graph`, `_inputs_struct`,
+`_keras_history`), as `tfdistill.folding` and `compress.channels` do; checked on Keras 3.15.
+
 TFMOT 0.8 wraps only tf_keras layers. `to_tf_keras` rebuilds a functional Keras 3 model layer by
 layer in tf_keras (same classes, configs, names and graph) and copies the weights, so the two
 give equal outputs; `to_keras` copies a fine-tuned tf_keras twin's weights back into a fresh
@@ -60,6 +63,10 @@ def _graph(model: keras.Model, action: str) -> Any:
 
 
 def _twin_class(layer: keras.layers.Layer, tf_keras: Any) -> type:
+    if isinstance(layer, keras.Model):
+        raise ValueError(
+            f"Layer {layer.name!r} is a nested model; TFMOT needs a flat functional model."
+        )
     for cls in type(layer).__mro__:
         if cls in _TWINS:
             return _TWINS[cls]()
@@ -71,10 +78,6 @@ def _twin_class(layer: keras.layers.Layer, tf_keras: Any) -> type:
             f"Layer {layer.name!r} ({kind} class {type(layer).__name__}) has no tf_keras "
             "counterpart, so TFMOT cannot fine-tune this model. Register one with "
             "tfdistill.compress.register_tf_keras_twin(LayerClass, TfKerasLayerClass)."
-        )
-    if isinstance(layer, keras.Model):
-        raise ValueError(
-            f"Layer {layer.name!r} is a nested model; TFMOT needs a flat functional model."
         )
     return twin
 
@@ -155,7 +158,13 @@ def to_tf_keras(model: keras.Model) -> Any:
     def twin_of(layer: Any) -> Any:
         if id(layer) not in twins:
             cls = _twin_class(layer, tf_keras)
-            twins[id(layer)] = cls.from_config(_twin_config(layer, cls, tf_keras))
+            try:
+                twins[id(layer)] = cls.from_config(_twin_config(layer, cls, tf_keras))
+            except TypeError as error:
+                raise ValueError(
+                    f"Layer {layer.name!r}: its tf_keras twin {cls.__name__} does not take its "
+                    f"config ({error}); register a twin that does (register_tf_keras_twin)."
+                ) from None
         return twins[id(layer)]
 
     def call(layer: Any, *args: Any, **kwargs: Any) -> Any:

@@ -65,8 +65,9 @@ def _folds(bn: Any) -> bool:
     """Whether TFMOT folds this BatchNorm into the layer before it: a linear Conv2D or
     DepthwiseConv2D whose only consumer it is. Any other BatchNorm (pre-activation ResNets)
     stays a layer of its own, quantized at its output."""
-    (node,) = bn._inbound_nodes
-    producers = node.inbound_layers
+    if len(bn._inbound_nodes) != 1:
+        return False
+    producers = bn._inbound_nodes[0].inbound_layers
     if isinstance(producers, list):
         return False
     return (
@@ -94,7 +95,7 @@ def quantize_aware(
 
     `data`, `teacher`, `alpha`, `temperature` and `optimizer` as for `prune`. The result,
     (B, ...) -> (B, C) float logits, is what `tfdistill.export.to_tflite(model, path,
-    quantization="int8", representative_data=x)` turns into an int8 `.tflite` that keeps the
+    quantization="int8")` turns into an int8 `.tflite` that keeps the
     ranges learned here. With `preserve_sparsity`, TFMOT's prune-preserving scheme keeps the
     zeros of a pruned student (`prune`) through training, so the int8 file is sparse too.
     A BatchNorm that does not follow a convolution is quantized at its
@@ -106,8 +107,8 @@ def quantize_aware(
     check_integers(epochs=(epochs, 1), batch_size=(batch_size, 1))
     check_alpha(alpha)
     check_temperature(temperature)
-    dataset = tuner.as_dataset(data, batch_size, seed)
-    tuner.steps_per_epoch(dataset)
+    dataset, _, kind = tuner.prepare(student, data, teacher, batch_size, seed)
+    optimizer = tuner.optimizer_from(optimizer)
 
     quantize = tfmot.quantization.keras
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
@@ -147,9 +148,17 @@ def quantize_aware(
     )
     with quantize.quantize_scope(custom):
         model = quantize.quantize_apply(annotated, scheme)
-    fine_tuner = tuner.FineTuner(model, teacher, alpha=alpha, temperature=temperature)
-    fine_tuner.compile(optimizer=tuner.optimizer_from(optimizer))
-    fine_tuner.fit(dataset, epochs=epochs, verbose=verbose)
+    tuner.fine_tune(
+        model,
+        dataset,
+        teacher,
+        student_outputs=kind,
+        epochs=epochs,
+        alpha=alpha,
+        temperature=temperature,
+        optimizer=optimizer,
+        verbose=verbose,
+    )
     return model
 
 

@@ -69,6 +69,12 @@ def pruning_end_step(
     total = steps_per_epoch * epochs
     if end_step is None:
         horizon = steps_per_epoch * max(epochs - 1, 1)
+        if begin_step >= horizon:
+            raise ValueError(
+                f"begin_step={begin_step} leaves no pruning before step {horizon} "
+                f"({steps_per_epoch} steps per epoch × {epochs} epochs, the last one for "
+                "recovery): lower begin_step or train longer."
+            )
         updates = (horizon - begin_step) // frequency
         if updates < 1:
             raise ValueError(
@@ -140,8 +146,8 @@ def prune(
     check_temperature(temperature)
     from tfdistill.compress import tuner
 
-    dataset = tuner.as_dataset(data, batch_size, seed)
-    per_epoch = tuner.steps_per_epoch(dataset)
+    dataset, per_epoch, kind = tuner.prepare(student, data, teacher, batch_size, seed)
+    optimizer = tuner.optimizer_from(optimizer)
     end = pruning_end_step(per_epoch, epochs, begin_step, end_step, frequency)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0,
@@ -158,11 +164,15 @@ def prune(
 
     twin = to_tf_keras(student)
     wrapped = tf_keras.models.clone_model(twin, clone_function=wrap)
-    fine_tuner = tuner.FineTuner(wrapped, teacher, alpha=alpha, temperature=temperature)
-    fine_tuner.compile(optimizer=tuner.optimizer_from(optimizer))
-    fine_tuner.fit(
+    tuner.fine_tune(
+        wrapped,
         dataset,
+        teacher,
+        student_outputs=kind,
         epochs=epochs,
+        alpha=alpha,
+        temperature=temperature,
+        optimizer=optimizer,
         verbose=verbose,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
     )

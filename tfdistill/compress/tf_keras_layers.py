@@ -27,7 +27,7 @@ class ChannelShuffle(tf_keras.layers.Layer):
         x = tf.transpose(x, (0, 1, 2, 4, 3))
         return tf.reshape(x, (tf.shape(inputs)[0], height, width, channels))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
     def get_config(self) -> dict:

@@ -15,15 +15,23 @@ import tensorflow as tf
 import tf_keras
 
 from tfdistill import outputs as outputs_lib
-from tfdistill.distiller import global_sum, split_cached
+from tfdistill.distiller import (
+    INPUTS,
+    TEACHER_LOGITS,
+    check_class_counts,
+    check_models,
+    global_sum,
+    split_cached,
+)
 from tfdistill.folding import folded_forward
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss, is_one_hot, labeled_mask
 
 
 class FineTuner(tf_keras.Model):
     """Trains `student` (a tf_keras model, TFMOT wrappers allowed) on (x, y) batches; labels of
-    -1 mark unlabeled examples. Batches from `tfdistill.data.cache_teacher_outputs` bring the
-    teacher's (B, C) logits; otherwise a Keras 3 `teacher` runs in inference mode each step."""
+    -1 mark unlabeled examples. `student_outputs` is "logits" or "probabilities" (a final
+    softmax; its log is used as logits). Batches from `tfdistill.data.cache_teacher_outputs`
+    bring the teacher's (B, C) logits; otherwise a Keras 3 `teacher` runs in inference mode."""
 
     def __init__(
         self,
@@ -32,10 +40,12 @@ class FineTuner(tf_keras.Model):
         *,
         alpha: float = 0.1,
         temperature: float = 3.0,
+        student_outputs: str = "logits",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.student = student
+        self.student_outputs = student_outputs
         self.alpha = alpha
         self.hard_loss = HardTargetLoss()
         self.soft_loss = SoftTargetLoss(temperature)
@@ -67,7 +77,8 @@ class FineTuner(tf_keras.Model):
         teacher_logits = self._teacher_logits(x, cached)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            logits = tf.cast(self.student(x, training=True), tf.float32)
+            outputs = self.student(x, training=True)
+            logits = tf.cast(outputs_lib.as_logits(outputs, self.student_outputs), tf.float32)
             mask = labeled_mask(y, logits.shape[-1])
             weights = (
                 tf.ones_like(mask)
@@ -86,7 +97,8 @@ class FineTuner(tf_keras.Model):
                     1.0 - self.alpha
                 ) * soft / tf.maximum(counts[0], 1.0)
             if self.student.losses:
-                share += tf.add_n(self.student.losses) / replicas
+                penalties = [tf.cast(v, tf.float32) for v in self.student.losses]
+                share += tf.add_n(penalties) / replicas
         variables = self.student.trainable_variables
         gradients = tape.gradient(share, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
@@ -111,9 +123,11 @@ def _class_ids(y: tf.Tensor, num_classes: int) -> tf.Tensor:
     return tf.reshape(tf.cast(y, tf.int64), [-1])
 
 
-def as_dataset(data: Any, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
-    """Batches of (x, y[, w]): `data` is a batched `tf.data.Dataset`, or a tuple of arrays
-    (x (N, ...), y (N,) or (N, C)[, w (N,)]), shuffled every epoch."""
+def as_dataset(
+    data: Any, batch_size: int, student: keras.Model, seed: int | None = None
+) -> tf.data.Dataset:
+    """Batches of (x, y[, w]) for `student` (Keras 3): `data` is a batched `tf.data.Dataset`,
+    or a tuple of arrays (x (N, ...), y (N,) or (N, C)[, w (N,)]), shuffled every epoch."""
     if isinstance(data, tf.data.Dataset):
         return data
     if isinstance(data, tuple | list) and len(data) in (2, 3):
@@ -121,6 +135,7 @@ def as_dataset(data: Any, batch_size: int, seed: int | None = None) -> tf.data.D
         lengths = {len(a) for a in arrays}
         if len(lengths) != 1:
             raise ValueError(f"x, y (and sample weights) differ in length: {sorted(lengths)}.")
+        check_labels(arrays[1], student.outputs[0].shape[-1])
         return (
             tf.data.Dataset.from_tensor_slices(arrays)
             .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
@@ -130,6 +145,49 @@ def as_dataset(data: Any, batch_size: int, seed: int | None = None) -> tf.data.D
         "data must be a tuple of arrays (x, y[, sample_weight]) or a batched tf.data.Dataset of "
         f"such tuples, not {type(data).__name__}."
     )
+
+
+def check_data(dataset: tf.data.Dataset, student: keras.Model, teacher: Any = None) -> None:
+    """A ValueError, before any training, for batches the student cannot train on: not
+    (x, y[, w]) tuples, unbatched, examples of another shape, or teacher logits (given or
+    cached) for another number of classes than the student's (B, C) output."""
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+        raise ValueError(
+            f"data must yield (x, y) or (x, y, sample_weight) batches; this dataset yields {spec}."
+        )
+    x_spec = spec[0]
+    cached = None
+    if isinstance(x_spec, dict) and TEACHER_LOGITS in x_spec:
+        x_spec, cached = x_spec[INPUTS], x_spec[TEACHER_LOGITS]
+    if not isinstance(x_spec, tf.TensorSpec):
+        raise ValueError(f"data's x must be one tensor of images, got {x_spec}.")
+    expected = tuple(student.inputs[0].shape)
+    shape = tuple(x_spec.shape)
+    if len(shape) != len(expected):
+        raise ValueError(
+            f"data yields x of shape {shape}, but the student takes batches of shape {expected}: "
+            "batch the dataset (dataset.batch(32))."
+        )
+    pairs = zip(shape[1:], expected[1:], strict=True)
+    if any(a is not None and b is not None and a != b for a, b in pairs):
+        raise ValueError(f"data yields x of shape {shape}; the student takes {expected}.")
+    classes = student.outputs[0].shape[-1]
+    if cached is not None:
+        check_class_counts(classes, cached.shape[-1])
+    elif teacher is not None:
+        check_models(student, teacher)
+
+
+def check_labels(y: np.ndarray, num_classes: int) -> None:
+    """Sparse labels must be -1 (unlabeled) or a class index below `num_classes`."""
+    if y.ndim == 1 or (y.ndim == 2 and y.shape[-1] == 1):
+        bad = (y < -1) | (y >= num_classes)
+        if np.any(bad):
+            raise ValueError(
+                f"labels must be -1 (unlabeled) or in [0, {num_classes}); found "
+                f"{sorted(set(np.asarray(y)[bad].ravel().tolist()))[:5]}."
+            )
 
 
 def steps_per_epoch(dataset: tf.data.Dataset) -> int:
@@ -159,4 +217,46 @@ def optimizer_from(optimizer: Any) -> Any:
         ) from error
 
 
-__all__ = ["FineTuner", "as_dataset", "optimizer_from", "steps_per_epoch"]
+def fine_tune(
+    model: Any,
+    dataset: tf.data.Dataset,
+    teacher: keras.Model | None,
+    *,
+    student_outputs: str,
+    epochs: int,
+    alpha: float,
+    temperature: float,
+    optimizer: Any,
+    verbose: int,
+    callbacks: list | None = None,
+) -> None:
+    """Fits the tf_keras `model` (a TFMOT-wrapped student) on `dataset` with the distillation
+    loss (see `FineTuner`); `optimizer` is a tf_keras optimizer or its name."""
+    fine_tuner = FineTuner(
+        model, teacher, alpha=alpha, temperature=temperature, student_outputs=student_outputs
+    )
+    fine_tuner.compile(optimizer=optimizer)
+    fine_tuner.fit(dataset, epochs=epochs, verbose=verbose, callbacks=callbacks)
+
+
+def prepare(
+    student: keras.Model, data: Any, teacher: keras.Model | None, batch_size: int, seed: Any
+) -> tuple[tf.data.Dataset, int, str]:
+    """The checked batches, their number per epoch and the student's output kind ("logits" or
+    "probabilities"), before anything is built."""
+    dataset = as_dataset(data, batch_size, student, seed)
+    check_data(dataset, student, teacher)
+    kind = outputs_lib.resolve_output_kind(student, "auto", "student_outputs")
+    return dataset, steps_per_epoch(dataset), kind
+
+
+__all__ = [
+    "FineTuner",
+    "as_dataset",
+    "check_data",
+    "check_labels",
+    "fine_tune",
+    "optimizer_from",
+    "prepare",
+    "steps_per_epoch",
+]

@@ -99,9 +99,9 @@ def to_tflite(
     converter.optimizations = optimizations
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif trained_ranges and representative_data is None:
-        pass
-    elif quantization in _NEEDS_CALIBRATION:
+    elif quantization in _NEEDS_CALIBRATION and not (
+        trained_ranges and representative_data is None
+    ):
         samples = _calibration_samples(representative_data, shape, dtype, num_calibration_samples)
         converter.representative_dataset = lambda: ([s] for s in samples)
         if quantization == "int8":
