@@ -176,7 +176,19 @@ def test_fine_tuner_loss_is_the_distillers(trained, digits):
     assert alone.train_on_batch(x, y, return_dict=True)["loss"] == pytest.approx(hard, rel=1e-4)
 
     probabilities = keras.Model(student.inputs, keras.layers.Softmax()(student.outputs[0]))
-    dataset, _, kind = tuner.prepare(probabilities, (x, y), teacher, 16, seed=0)
+    tuning = tuner.prepare(
+        probabilities,
+        (x, y),
+        teacher,
+        batch_size=16,
+        seed=0,
+        alpha=0.3,
+        temperature=4.0,
+        optimizer="sgd",
+        epochs=1,
+        verbose=0,
+    )
+    kind = tuning.student_outputs
     assert kind == "probabilities"
     softmax_twin = compress.to_tf_keras(probabilities)
     fine_tuner = tuner.FineTuner(

@@ -20,8 +20,6 @@ import tensorflow as tf
 
 from tfdistill.compress.bridge import to_tf_keras
 from tfdistill.compress.sparsity import check_integers
-from tfdistill.distiller import check_alpha
-from tfdistill.losses import check_temperature
 
 PASS_THROUGH = ("ChannelShuffle", "ChannelSplit", "SubsampleZeroPad", "Identity")
 
@@ -105,10 +103,18 @@ def quantize_aware(
 
     tfmot, tf_keras = require_tfmot()
     check_integers(epochs=(epochs, 1), batch_size=(batch_size, 1))
-    check_alpha(alpha)
-    check_temperature(temperature)
-    dataset, _, kind = tuner.prepare(student, data, teacher, batch_size, seed)
-    optimizer = tuner.optimizer_from(optimizer)
+    tuning = tuner.prepare(
+        student,
+        data,
+        teacher,
+        batch_size=batch_size,
+        seed=seed,
+        alpha=alpha,
+        temperature=temperature,
+        optimizer=optimizer,
+        epochs=epochs,
+        verbose=verbose,
+    )
 
     quantize = tfmot.quantization.keras
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
@@ -148,17 +154,7 @@ def quantize_aware(
     )
     with quantize.quantize_scope(custom):
         model = quantize.quantize_apply(annotated, scheme)
-    tuner.fine_tune(
-        model,
-        dataset,
-        teacher,
-        student_outputs=kind,
-        epochs=epochs,
-        alpha=alpha,
-        temperature=temperature,
-        optimizer=optimizer,
-        verbose=verbose,
-    )
+    tuning.run(model)
     return model
 
 

@@ -15,8 +15,6 @@ import keras
 import numpy as np
 
 from tfdistill.compress.bridge import to_keras, to_tf_keras
-from tfdistill.distiller import check_alpha
-from tfdistill.losses import check_temperature
 
 _KERNELS = {
     "Conv1D": "kernel",
@@ -142,13 +140,21 @@ def prune(
         frequency=(frequency, 1),
         begin_step=(begin_step, 0),
     )
-    check_alpha(alpha)
-    check_temperature(temperature)
     from tfdistill.compress import tuner
 
-    dataset, per_epoch, kind = tuner.prepare(student, data, teacher, batch_size, seed)
-    optimizer = tuner.optimizer_from(optimizer)
-    end = pruning_end_step(per_epoch, epochs, begin_step, end_step, frequency)
+    tuning = tuner.prepare(
+        student,
+        data,
+        teacher,
+        batch_size=batch_size,
+        seed=seed,
+        alpha=alpha,
+        temperature=temperature,
+        optimizer=optimizer,
+        epochs=epochs,
+        verbose=verbose,
+    )
+    end = pruning_end_step(tuning.steps_per_epoch, epochs, begin_step, end_step, frequency)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=target_sparsity,
@@ -164,18 +170,7 @@ def prune(
 
     twin = to_tf_keras(student)
     wrapped = tf_keras.models.clone_model(twin, clone_function=wrap)
-    tuner.fine_tune(
-        wrapped,
-        dataset,
-        teacher,
-        student_outputs=kind,
-        epochs=epochs,
-        alpha=alpha,
-        temperature=temperature,
-        optimizer=optimizer,
-        verbose=verbose,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-    )
+    tuning.run(wrapped, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     return to_keras(stripped, like=student)
 

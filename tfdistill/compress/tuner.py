@@ -7,6 +7,7 @@ teacher, CE alone), plus the student's weight penalties, averaged over the globa
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -18,13 +19,20 @@ from tfdistill import outputs as outputs_lib
 from tfdistill.distiller import (
     INPUTS,
     TEACHER_LOGITS,
+    check_alpha,
     check_class_counts,
     check_models,
     global_sum,
     split_cached,
 )
 from tfdistill.folding import folded_forward
-from tfdistill.losses import HardTargetLoss, SoftTargetLoss, is_one_hot, labeled_mask
+from tfdistill.losses import (
+    HardTargetLoss,
+    SoftTargetLoss,
+    check_temperature,
+    is_one_hot,
+    labeled_mask,
+)
 
 
 class FineTuner(tf_keras.Model):
@@ -217,45 +225,72 @@ def optimizer_from(optimizer: Any) -> Any:
         ) from error
 
 
-def fine_tune(
-    model: Any,
-    dataset: tf.data.Dataset,
-    teacher: keras.Model | None,
-    *,
-    student_outputs: str,
-    epochs: int,
-    alpha: float,
-    temperature: float,
-    optimizer: Any,
-    verbose: int,
-    callbacks: list | None = None,
-) -> None:
-    """Fits the tf_keras `model` (a TFMOT-wrapped student) on `dataset` with the distillation
-    loss (see `FineTuner`); `optimizer` is a tf_keras optimizer or its name."""
-    fine_tuner = FineTuner(
-        model, teacher, alpha=alpha, temperature=temperature, student_outputs=student_outputs
-    )
-    fine_tuner.compile(optimizer=optimizer)
-    fine_tuner.fit(dataset, epochs=epochs, verbose=verbose, callbacks=callbacks)
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """A checked fine-tuning job: batches, their number per epoch, the student's output kind
+    ("logits" or "probabilities"), the teacher, the loss weights and a tf_keras optimizer."""
+
+    dataset: tf.data.Dataset
+    steps_per_epoch: int
+    student_outputs: str
+    teacher: keras.Model | None
+    alpha: float
+    temperature: float
+    optimizer: Any
+    epochs: int
+    verbose: int
+
+    def run(self, model: Any, callbacks: list | None = None) -> None:
+        """Fits the tf_keras `model` (a TFMOT-wrapped twin of the student) with `FineTuner`."""
+        fine_tuner = FineTuner(
+            model,
+            self.teacher,
+            alpha=self.alpha,
+            temperature=self.temperature,
+            student_outputs=self.student_outputs,
+        )
+        fine_tuner.compile(optimizer=self.optimizer)
+        fine_tuner.fit(self.dataset, epochs=self.epochs, verbose=self.verbose, callbacks=callbacks)
 
 
 def prepare(
-    student: keras.Model, data: Any, teacher: keras.Model | None, batch_size: int, seed: Any
-) -> tuple[tf.data.Dataset, int, str]:
-    """The checked batches, their number per epoch and the student's output kind ("logits" or
-    "probabilities"), before anything is built."""
+    student: keras.Model,
+    data: Any,
+    teacher: keras.Model | None,
+    *,
+    batch_size: int,
+    seed: int | None,
+    alpha: float,
+    temperature: float,
+    optimizer: Any,
+    epochs: int,
+    verbose: int,
+) -> Tuning:
+    """Checks everything about a fine-tuning job of the Keras 3 `student` before any model is
+    built: the data against the student and teacher, alpha, temperature, the optimizer."""
+    check_alpha(alpha)
+    check_temperature(temperature)
     dataset = as_dataset(data, batch_size, student, seed)
     check_data(dataset, student, teacher)
-    kind = outputs_lib.resolve_output_kind(student, "auto", "student_outputs")
-    return dataset, steps_per_epoch(dataset), kind
+    return Tuning(
+        dataset=dataset,
+        steps_per_epoch=steps_per_epoch(dataset),
+        student_outputs=outputs_lib.resolve_output_kind(student, "auto", "student_outputs"),
+        teacher=teacher,
+        alpha=alpha,
+        temperature=temperature,
+        optimizer=optimizer_from(optimizer),
+        epochs=epochs,
+        verbose=verbose,
+    )
 
 
 __all__ = [
     "FineTuner",
+    "Tuning",
     "as_dataset",
     "check_data",
     "check_labels",
-    "fine_tune",
     "optimizer_from",
     "prepare",
     "steps_per_epoch",
