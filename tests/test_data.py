@@ -253,9 +253,85 @@ def test_as_tf_dataset_batches(digits):
 
 
 def test_unknown_dataset_lists_names():
-    assert data.available() == ["digits", "cifar10", "cifar100"]
-    with pytest.raises(ValueError, match="digits, cifar10, cifar100"):
+    assert data.available() == ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]
+    with pytest.raises(ValueError, match="digits, mnist, .*folder:PATH .* or tfds:NAME"):
+        data.load("imagenet")
+    with pytest.raises(ValueError, match="unknown dataset 'folder:'"):
+        data.load("folder:")
+
+
+def test_keras_datasets_loader_and_its_offline_message(monkeypatch):
+    import keras
+
+    rng = np.random.default_rng(0)
+    fake = (
+        (rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), rng.integers(0, 10, 6)),
+        (rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), rng.integers(0, 10, (4, 1))),
+    )
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", lambda: fake)
+    ds = data.load("fashion_mnist")
+    assert ds.x_train.shape == (6, 28, 28, 1) and ds.x_train.dtype == np.float32
+    np.testing.assert_allclose(ds.x_test[..., 0] * 255.0, fake[1][0], atol=1e-4)
+    assert ds.y_test.shape == (4,) and ds.y_test.dtype == np.int64
+    assert ds.class_names[9] == "Ankle boot" and ds.num_classes == 10
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(FileNotFoundError, match="could not load mnist .*folder:PATH"):
         data.load("mnist")
+
+
+def test_tfds_without_the_package_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(ValueError, match="tfds:mnist needs tensorflow-datasets: pip install"):
+        data.load("tfds:mnist")
+
+
+def _write_png(path, image):
+    import tensorflow as tf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tf.io.encode_png(image).numpy())
+
+
+def test_image_folder_splits_skips_unreadable_files_and_converts(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for name in ("cat", "dog"):
+        for i in range(5):
+            image = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+            pixels[(name, i)] = image
+            _write_png(tmp_path / "flat" / name / f"{i}.png", image)
+    _write_png(tmp_path / "flat" / "dog" / "gray.png", rng.integers(0, 256, (12, 16, 1), np.uint8))
+    (tmp_path / "flat" / "cat" / "broken.png").write_bytes(b"not an image")
+    ds = data.load(f"folder:{tmp_path / 'flat'}", seed=0)
+    assert ds.class_names == ("cat", "dog") and ds.num_classes == 2 and ds.skipped == 1
+    assert len(ds.x_train) + len(ds.x_test) == 11 and ds.input_shape == (6, 8, 3)
+    assert sorted(np.bincount(ds.y_test)) == [1, 2]
+    assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train.min() <= ds.x_train.max() <= 1.0
+    first = np.concatenate([ds.x_train, ds.x_test]) * 255.0
+    assert any(np.allclose(first_image, pixels[("cat", 0)], atol=1e-3) for first_image in first)
+
+    for split, names in (("train", ("a", "b")), ("val", ("b", "a"))):
+        for name in names:
+            _write_png(tmp_path / "split" / split / name / "0.png", np.full((4, 4, 1), 9, np.uint8))
+    split = data.load(f"folder:{tmp_path / 'split'}")
+    assert (len(split.x_train), len(split.x_test), split.input_shape) == (2, 2, (4, 4, 1))
+    assert split.class_names == ("a", "b")
+
+    _write_png(tmp_path / "extra" / "train" / "a" / "0.png", np.zeros((4, 4, 1), np.uint8))
+    _write_png(tmp_path / "extra" / "train" / "b" / "0.png", np.zeros((4, 4, 1), np.uint8))
+    _write_png(tmp_path / "extra" / "test" / "c" / "0.png", np.zeros((4, 4, 1), np.uint8))
+    with pytest.raises(ValueError, match="class folder 'c' is not among the training classes"):
+        data.load(f"folder:{tmp_path / 'extra'}")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        data.load(f"folder:{tmp_path / 'missing'}")
+    with pytest.raises(ValueError, match="needs one subfolder per class"):
+        data.load(f"folder:{tmp_path / 'flat' / 'cat'}")
 
 
 def _crop_flip_candidates(image, pad):

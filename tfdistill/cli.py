@@ -24,7 +24,12 @@ _OUT = flags.DEFINE_string(
     "run: output folder, default runs/<timestamp>. convert: the .tflite path, default "
     "MODEL_<quantization>.tflite beside the model.",
 )
-_DATASET = flags.DEFINE_string("dataset", "digits", "Dataset: digits, cifar10 or cifar100.")
+_DATASET = flags.DEFINE_string(
+    "dataset",
+    "digits",
+    "Dataset: digits, mnist, fashion_mnist, cifar10, cifar100, folder:PATH (one subfolder of "
+    "images per class; train/ and test/ or val/ subfolders are the splits) or tfds:NAME.",
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the CIFAR files.")
 _TEACHER = flags.DEFINE_string("teacher", "convnet", "Registered teacher model name.")
 _TEACHER_KWARGS = flags.DEFINE_string(

@@ -1,9 +1,10 @@
 """Dataset loading: the first stage of the pipeline (data -> models -> distiller).
 
 Every loader returns a :class:`Dataset` holding images as float32 arrays of shape (N, H, W, C)
-with values in [0, 1] and integer labels of shape (N,) and dtype int64. Nothing is downloaded:
-``"digits"`` ships with scikit-learn and the CIFAR loaders read the standard python-pickle
-release from disk.
+with values in [0, 1] and integer labels of shape (N,) and dtype int64. ``"digits"`` ships with
+scikit-learn; the CIFAR loaders read the standard python-pickle release from disk; ``"mnist"``
+and ``"fashion_mnist"`` come through ``keras.datasets`` (downloaded once); ``folder:PATH`` reads
+an image folder and ``tfds:NAME`` TensorFlow Datasets.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class Dataset:
 
     ``x_train``/``x_test``: float32, shape (N, H, W, C), values in [0, 1].
     ``y_train``/``y_test``: int64, shape (N,), values in [0, num_classes); -1 marks an
-    unlabeled example (see :func:`mask_labels`).
+    unlabeled example (see :func:`mask_labels`). ``skipped``: files that did not decode
+    (``folder:PATH``).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     class_names: tuple[str, ...]
+    skipped: int = 0
 
     def __post_init__(self) -> None:
         for split in SPLITS:
@@ -336,28 +339,122 @@ def _load_cifar100(data_dir: str | None = None, *, label_mode: str = "fine") -> 
     )
 
 
-_LOADERS: dict[str, Callable[..., Dataset]] = {
-    "digits": _load_digits,
-    "cifar10": _load_cifar10,
-    "cifar100": _load_cifar100,
+_KERAS_DATASETS = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 }
 
 
+def _load_keras_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """MNIST or Fashion-MNIST through ``keras.datasets`` (its cache in ~/.keras/datasets, or a
+    download): uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    import keras
+
+    del data_dir
+    try:
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as error:
+        raise FileNotFoundError(
+            f"keras.datasets could not load {name} ({type(error).__name__}: {error}). It "
+            "downloads on first use; offline, put the file keras.datasets expects in "
+            f"~/.keras/datasets, or use --dataset folder:PATH with one subfolder per class."
+        ) from None
+
+    def images(x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float32) / np.float32(255.0))[..., np.newaxis]
+
+    class_names = _KERAS_DATASETS[name]
+    return Dataset(
+        name=name,
+        x_train=images(x_train),
+        y_train=np.asarray(y_train, np.int64).reshape(-1),
+        x_test=images(x_test),
+        y_test=np.asarray(y_test, np.int64).reshape(-1),
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
+
+
+def _load_tfds(name: str, data_dir: str | None = None) -> Dataset:
+    """A TensorFlow Datasets image classification set with train and test splits."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ValueError(
+            f"tfds:{name} needs tensorflow-datasets: pip install tensorflow-datasets."
+        ) from None
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+    splits = builder.info.splits
+    test_split = "test" if "test" in splits else "validation"
+    arrays = tfds.as_numpy(
+        builder.as_dataset(split=["train", test_split], as_supervised=True, batch_size=-1)
+    )
+    (x_train, y_train), (x_test, y_test) = arrays
+    labels = builder.info.features["label"]
+    return Dataset(
+        name=f"tfds:{name}",
+        x_train=np.asarray(x_train, np.float32) / np.float32(255.0),
+        y_train=np.asarray(y_train, np.int64),
+        x_test=np.asarray(x_test, np.float32) / np.float32(255.0),
+        y_test=np.asarray(y_test, np.int64),
+        num_classes=labels.num_classes,
+        class_names=tuple(labels.names),
+    )
+
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "digits": _load_digits,
+    "mnist": lambda data_dir=None: _load_keras_dataset("mnist", data_dir),
+    "fashion_mnist": lambda data_dir=None: _load_keras_dataset("fashion_mnist", data_dir),
+    "cifar10": _load_cifar10,
+    "cifar100": _load_cifar100,
+}
+PREFIXES = ("folder:", "tfds:")
+
+
 def available() -> list[str]:
-    """Names accepted by :func:`load`."""
+    """Names accepted by :func:`load`, besides ``folder:PATH`` and ``tfds:NAME``."""
     return list(_LOADERS)
 
 
+def check_name(name: str) -> str:
+    """``name`` if :func:`load` accepts it, else a ValueError naming the choices."""
+    if name in _LOADERS or (name.startswith(PREFIXES) and name.split(":", 1)[1]):
+        return name
+    raise ValueError(
+        f"unknown dataset {name!r}; available: {', '.join(available())}, folder:PATH "
+        "(one subfolder of images per class) or tfds:NAME"
+    )
+
+
 def load(name: str, *, data_dir: str | None = None, **kwargs: Any) -> Dataset:
-    """Load dataset ``name`` (one of :func:`available`).
+    """Load dataset ``name``: one of :func:`available`, ``folder:PATH`` (see
+    :mod:`tfdistill.image_folder`) or ``tfds:NAME`` (with tensorflow-datasets installed).
 
     ``data_dir`` is where the CIFAR files live (default: ``$TFDISTILL_DATA_DIR``, then
-    ``~/.keras/datasets``). Extra keyword arguments go to the loader: ``size``,
-    ``test_fraction`` and ``seed`` for ``"digits"``; ``label_mode`` ("fine" or "coarse") for
-    ``"cifar100"``.
+    ``~/.keras/datasets``); ``mnist`` and ``fashion_mnist`` come through ``keras.datasets``.
+    Extra keyword arguments go to the loader: ``size``, ``test_fraction`` and ``seed`` for
+    ``"digits"`` and ``folder:PATH``; ``label_mode`` ("fine" or "coarse") for ``"cifar100"``.
     """
-    if name not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available())}")
+    check_name(name)
+    if name.startswith("folder:"):
+        from tfdistill.image_folder import load_folder
+
+        return load_folder(name.split(":", 1)[1], **kwargs)
+    if name.startswith("tfds:"):
+        return _load_tfds(name.split(":", 1)[1], data_dir)
     return _LOADERS[name](data_dir, **kwargs)
 
 

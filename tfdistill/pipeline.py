@@ -79,8 +79,7 @@ class RunConfig:
             raise ValueError(f"compress_epochs must be >= 1, got {self.compress_epochs}.")
         if self.prune is not None or self.qat:
             compress.require_tfmot()
-        if self.dataset not in data.available():
-            raise ValueError(f"Unknown dataset {self.dataset!r}; available: {data.available()}.")
+        data.check_name(self.dataset)
         for role in ("teacher", "student"):
             if getattr(self, role) not in models.names():
                 raise ValueError(
@@ -306,6 +305,8 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
         return result
 
     ds = stage("data", lambda: data.load(config.dataset, data_dir=config.data_dir))
+    if ds.skipped:
+        log(f"[data] skipped {ds.skipped} file(s) that did not decode as images")
     labeled = data.label_subset(ds.y_train, config.labels_per_class, seed=config.seed)
     teacher = stage("teacher", lambda: train_teacher(config, ds))
     artifacts.save_model(teacher, out / "teacher.keras")
@@ -339,6 +340,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
             "input_shape": list(ds.input_shape),
             "labels_per_class": config.labels_per_class,
             "labeled": len(labeled),
+            "skipped_files": ds.skipped,
         },
         "teacher": _entry(teacher, ds, config, model=config.teacher, file="teacher.keras"),
         "students": {
