@@ -34,9 +34,15 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_report_and_models(tiny_run):
     out, result = tiny_run
-    assert json.loads((out / "report.json").read_text()) == result
+    assert json.loads((out / "report.json").read_text()) == {
+        **result,
+        "timings_s": {k: v for k, v in result["timings_s"].items() if k != "report"},
+    }
     assert sorted(p.name for p in out.iterdir()) == [
+        "accuracy_latency.png",
         "report.json",
+        "report.md",
+        "sizes.png",
         "student_distilled.keras",
         "student_distilled_dynamic.tflite",
         "student_distilled_float16.tflite",
@@ -49,6 +55,7 @@ def test_run_writes_report_and_models(tiny_run):
         "student_scratch.keras",
         "teacher.keras",
         "teacher_fp32.tflite",
+        "training_curves.png",
     ]
     assert result["dataset"] == {
         "name": "digits",
@@ -200,3 +207,23 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(re.sub(r"epochs=\d+", "epochs=1", snippet), {})
     assert keras.models.load_model(tmp_path / "student.keras").count_params() == 1758
+
+
+def test_report_markdown_and_plots(tiny_run):
+    out, result = tiny_run
+    for name in pipeline.PLOTS.values():
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "report.md").read_text()
+    assert "| student (distilled) | " in text and "| student_qat_int8.tflite | " in text
+    assert "![accuracy against latency](accuracy_latency.png)" in text
+    assert set(result["history"]) == {"teacher", "student (scratch)", "student (distilled)"}
+    assert len(result["history"]["student (distilled)"]["loss"]) == 1
+
+
+def test_pareto_front_by_hand():
+    from tfdistill.plots import pareto_front
+
+    points = [(10.0, 90.0), (20.0, 95.0), (15.0, 85.0), (20.0, 94.0), (5.0, 80.0), (5.0, 80.0)]
+    # (15, 85) loses to (10, 90); (20, 94) to (20, 95); the two (5, 80) tie and both stay.
+    assert pareto_front(points) == [4, 5, 0, 1]
+    assert pareto_front([]) == []

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import artifacts, compress, data, models, report
+from tfdistill import artifacts, compress, data, models, plots, report
 from tfdistill.bench import benchmark_tflite
 from tfdistill.distiller import Distiller, check_alpha
 from tfdistill.export import (
@@ -193,7 +193,8 @@ def distil(
         alpha=config.alpha,
         temperature=config.temperature,
     )
-    distiller.fit(train, epochs=config.student_epochs, verbose=0, shuffle=False)
+    history = distiller.fit(train, epochs=config.student_epochs, verbose=0, shuffle=False)
+    object.__setattr__(student, "distillation_history", history.history)
     return student
 
 
@@ -378,5 +379,27 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
         "config": _config_json(config),
         "timings_s": timings,
     }
-    report.write_json(result, out / "report.json")
+    histories = {
+        "teacher": teacher.history.history,
+        "student (scratch)": scratch.history.history,
+        "student (distilled)": distilled.distillation_history,
+    }
+    result["history"] = histories
+    stage("report", lambda: write_reports(result, out))
     return result
+
+
+PLOTS = {
+    "accuracy against latency": "accuracy_latency.png",
+    "file sizes": "sizes.png",
+    "training loss": "training_curves.png",
+}
+
+
+def write_reports(result: dict, out: Path) -> None:
+    """report.json, report.md and the plots it shows."""
+    plots.accuracy_latency(result["tflite"], out / PLOTS["accuracy against latency"])
+    plots.sizes(result["tflite"], out / PLOTS["file sizes"])
+    plots.training_curves(result["history"], out / PLOTS["training loss"])
+    report.write_markdown(result, out / "report.md", PLOTS)
+    report.write_json(result, out / "report.json")

@@ -41,3 +41,40 @@ def _tflite_table(rows: list[dict]) -> str:
             f"{row['agreement']:>8.2%} {row['latency_us']:>11.1f}"
         )
     return "\n".join(lines)
+
+
+def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
+    """The report as Markdown: the models table, the `.tflite` table, the plots (name -> file
+    name beside the report) and the stage timings."""
+    lines = [f"# tfdistill run on {report['dataset']['name']}", ""]
+    lines += ["| model | accuracy | params | MACs |", "|---|---|---|---|"]
+    models = [("teacher", report["teacher"])]
+    models += [(f"student ({name})", entry) for name, entry in report["students"].items()]
+    for name, entry in models:
+        lines.append(
+            f"| {name} | {entry['accuracy']:.2%} | {entry['params']:,} | {entry['macs']:,} |"
+        )
+    if report.get("tflite"):
+        lines += [
+            "",
+            "| file | size KB | gzip KB | accuracy | agrees with Keras | latency µs |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in report["tflite"]:
+            lines.append(
+                f"| {row['file']} | {row['size_bytes'] / 1024:.1f} | "
+                f"{row.get('gzip_bytes', 0) / 1024:.1f} | {row['accuracy']:.2%} | "
+                f"{row['agreement']:.2%} | {row['latency_us']:.1f} |"
+            )
+    for title, file in (plots or {}).items():
+        lines += ["", f"![{title}]({file})"]
+    timings = report.get("timings_s", {})
+    if timings:
+        lines += ["", "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(
+    report: dict, path: str | os.PathLike, plots: dict[str, str] | None = None
+) -> Path:
+    return write_atomic(path, lambda f: f.write(markdown(report, plots)))

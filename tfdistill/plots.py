@@ -1,0 +1,111 @@
+"""The run's PNG plots: accuracy against latency with the Pareto front, file sizes, training
+curves. Matplotlib draws off-screen (Agg); each file is written atomically."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tfdistill.artifacts import write_atomic
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (latency, accuracy) points no other point beats: none is at least as
+    fast and at least as accurate while strictly better in one. Sorted by latency."""
+    front = []
+    for i, (latency, accuracy) in enumerate(points):
+        dominated = any(
+            (lat <= latency and acc >= accuracy) and (lat < latency or acc > accuracy)
+            for j, (lat, acc) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def _figure() -> tuple:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4.5), dpi=100)
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return write_atomic(path, lambda f: f.write(buffer.getvalue()), mode="wb")
+
+
+def accuracy_latency(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Test accuracy (%) against LiteRT latency (µs, log scale) of every `.tflite` row of the
+    report, the Pareto front joined by a line."""
+    figure, axes = _figure()
+    points = [(row["latency_us"], 100.0 * row["accuracy"]) for row in rows]
+    for row, (latency, accuracy) in zip(rows, points, strict=True):
+        axes.scatter(latency, accuracy, s=30)
+        axes.annotate(
+            Path(row["file"]).stem,
+            (latency, accuracy),
+            fontsize=7,
+            xytext=(4, 2),
+            textcoords="offset points",
+        )
+    front = pareto_front(points)
+    axes.plot(
+        [points[i][0] for i in front],
+        [points[i][1] for i in front],
+        "k--",
+        lw=1,
+        label="Pareto front",
+    )
+    axes.set_xscale("log")
+    axes.set_xlabel("latency per image, µs (LiteRT, log scale)")
+    axes.set_ylabel("test accuracy, %")
+    axes.legend(loc="lower right")
+    return _save(figure, path)
+
+
+def sizes(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Raw and gzipped size (KB, log scale) of every `.tflite` file."""
+    figure, axes = _figure()
+    names = [Path(row["file"]).stem for row in rows]
+    positions = range(len(rows))
+    axes.barh(
+        [p + 0.2 for p in positions], [r["size_bytes"] / 1024 for r in rows], 0.4, label="raw"
+    )
+    axes.barh(
+        [p - 0.2 for p in positions],
+        [r.get("gzip_bytes", 0) / 1024 for r in rows],
+        0.4,
+        label="gzip",
+    )
+    axes.set_yticks(list(positions), names, fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel("size, KB (log scale)")
+    axes.legend()
+    return _save(figure, path)
+
+
+def training_curves(histories: dict[str, dict[str, list[float]]], path: str | os.PathLike) -> Path:
+    """Training loss per epoch of each model (name -> Keras `History.history`)."""
+    figure, axes = _figure()
+    for name, history in histories.items():
+        losses = history.get("loss", [])
+        axes.plot(range(1, len(losses) + 1), losses, marker="o", ms=3, label=name)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("training loss")
+    axes.set_yscale("log")
+    axes.legend()
+    return _save(figure, path)
+
+
+__all__ = ["accuracy_latency", "pareto_front", "sizes", "training_curves"]
