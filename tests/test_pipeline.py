@@ -227,3 +227,46 @@ def test_pareto_front_by_hand():
     # (15, 85) loses to (10, 90); (20, 94) to (20, 95); the two (5, 80) tie and both stay.
     assert pareto_front(points) == [4, 5, 0, 1]
     assert pareto_front([]) == []
+
+
+def test_config_files_json_and_yaml(tmp_path):
+    (tmp_path / "run.json").write_text('{"alpha": 0.5, "quantize": ["none"], "teacher_epochs": 3}')
+    (tmp_path / "run.yaml").write_text("student_kwargs:\n  widths: [2, 4]\nprune: 0.25\n")
+    assert pipeline.read_config(tmp_path / "run.json") == {
+        "alpha": 0.5,
+        "quantize": ("none",),
+        "teacher_epochs": 3,
+    }
+    assert pipeline.read_config(tmp_path / "run.yaml") == {
+        "student_kwargs": {"widths": [2, 4]},
+        "prune": 0.25,
+    }
+    (tmp_path / "bad.json").write_text('{"alpah": 0.5, "epochs": 3}')
+    with pytest.raises(ValueError, match=r"keys \['alpah', 'epochs'\] are unknown; valid keys"):
+        pipeline.read_config(tmp_path / "bad.json")
+    for text, message in (
+        ('{"teacher_epochs": "3"}', "'teacher_epochs' must be an integer, got '3'"),
+        ('{"prune": "0.5"}', "'prune' must be a number, got '0.5'"),
+        ('{"qat": 1}', "'qat' must be true or false, got 1"),
+    ):
+        (tmp_path / "typed.json").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            pipeline.read_config(tmp_path / "typed.json")
+    (tmp_path / "broken.yaml").write_text("a: [")
+    with pytest.raises(ValueError, match="does not parse"):
+        pipeline.read_config(tmp_path / "broken.yaml")
+
+
+def test_cli_config_file_is_overridden_by_flags(tmp_path, capsys):
+    (tmp_path / "run.json").write_text('{"alpha": 3.0, "dataset": "imagenet"}')
+    argv = flags.FLAGS(["tfdistill", f"--config={tmp_path / 'run.json'}", "--alpha=0.5", "run"])
+    try:
+        assert cli._main(argv) == 2
+        error = capsys.readouterr().err
+        assert "unknown dataset 'imagenet'" in error and "alpha" not in error
+        flags.FLAGS.unparse_flags()
+        argv = flags.FLAGS(["tfdistill", f"--config={tmp_path / 'missing.json'}", "run"])
+        assert cli._main(argv) == 2
+        assert "missing.json' not found" in capsys.readouterr().err
+    finally:
+        flags.FLAGS.unparse_flags()

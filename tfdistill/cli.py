@@ -63,6 +63,12 @@ _PER_LAYER = flags.DEFINE_boolean("per_layer", False, "profile: print every laye
 _QUANTIZE = flags.DEFINE_list(
     "quantize", "none,float16,dynamic,int8", "run: .tflite modes of the distilled student."
 )
+_CONFIG = flags.DEFINE_string(
+    "config",
+    None,
+    "run: a JSON or YAML file of run settings, keyed by these flag names (num_runs is "
+    "bench_runs); flags given on the command line override it.",
+)
 _PRUNE = flags.DEFINE_float(
     "prune",
     None,
@@ -119,28 +125,35 @@ def _run() -> int:
 
     out = _OUT.value or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
     try:
-        config = pipeline.RunConfig(
-            out=out,
-            dataset=_DATASET.value,
-            data_dir=_DATA_DIR.value,
-            teacher=_TEACHER.value,
-            teacher_kwargs=_json_flag(_TEACHER_KWARGS),
-            student=_STUDENT.value,
-            student_kwargs=_json_flag(_STUDENT_KWARGS),
-            labels_per_class=_LABELS.value,
-            teacher_epochs=_TEACHER_EPOCHS.value,
-            student_epochs=_STUDENT_EPOCHS.value,
-            batch_size=_BATCH.value,
-            alpha=_ALPHA.value,
-            temperature=_TEMPERATURE.value,
-            seed=_SEED.value,
-            quantize=tuple(_QUANTIZE.value),
-            threads=_THREADS.value,
-            bench_runs=_NUM_RUNS.value,
-            prune=_PRUNE.value,
-            qat=_QAT.value,
-            compress_epochs=_COMPRESS_EPOCHS.value,
-        )
+        values = {
+            "out": out,
+            "dataset": _DATASET.value,
+            "data_dir": _DATA_DIR.value,
+            "teacher": _TEACHER.value,
+            "teacher_kwargs": _json_flag(_TEACHER_KWARGS),
+            "student": _STUDENT.value,
+            "student_kwargs": _json_flag(_STUDENT_KWARGS),
+            "labels_per_class": _LABELS.value,
+            "teacher_epochs": _TEACHER_EPOCHS.value,
+            "student_epochs": _STUDENT_EPOCHS.value,
+            "batch_size": _BATCH.value,
+            "alpha": _ALPHA.value,
+            "temperature": _TEMPERATURE.value,
+            "seed": _SEED.value,
+            "quantize": tuple(_QUANTIZE.value),
+            "threads": _THREADS.value,
+            "bench_runs": _NUM_RUNS.value,
+            "prune": _PRUNE.value,
+            "qat": _QAT.value,
+            "compress_epochs": _COMPRESS_EPOCHS.value,
+        }
+        if _CONFIG.value:
+            flag_of = {"bench_runs": "num_runs"}
+            for key, value in pipeline.read_config(_CONFIG.value).items():
+                name = flag_of.get(key, key)
+                if not (name in flags.FLAGS and flags.FLAGS[name].present):
+                    values[key] = value
+        config = pipeline.RunConfig(**values)
         result = pipeline.run(config)
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"tfdistill run: {error}", file=sys.stderr)

@@ -87,6 +87,71 @@ class RunConfig:
                 )
 
 
+def read_config(path: str | Path) -> dict:
+    """The RunConfig fields in a JSON (.json) or YAML (.yaml, .yml) file: a mapping from field
+    names (the `tfdistill run` flag names) to values. Unknown keys and values of the wrong type
+    are ValueErrors that name them and the valid keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} not found.")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:
+        raise ValueError(f"config file {str(path)!r} does not parse: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of keys to values.")
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"config file keys {unknown} are unknown; valid keys: {sorted(fields)}.")
+    checked = {}
+    for key, value in values.items():
+        default = RunConfig.__dataclass_fields__[key].default
+        if (
+            default is dataclasses.MISSING
+            and fields[key].default_factory is not dataclasses.MISSING
+        ):
+            default = fields[key].default_factory()
+        if default is None and value is not None:
+            annotation = str(fields[key].type)
+            default = next((t() for n, t in _NULLABLE if annotation.startswith(n)), None)
+        checked[key] = _typed(key, value, default)
+    return checked
+
+
+_NULLABLE = (("float", float), ("int", int), ("str", str))
+
+
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """`value` as the type of the field's default; a ValueError when it is not one."""
+    if value is None or default is None or default is dataclasses.MISSING:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        kinds = {"int": "an integer", "float": "a number", "bool": "true or false"}
+        kinds.update({"str": "a string", "tuple": "a list", "dict": "a mapping"})
+        kind = kinds.get(type(default).__name__, type(default).__name__)
+        raise ValueError(f"config key {key!r} must be {kind}, got {value!r}.")
+    return value
+
+
 def _classifier(name: str, kwargs: dict, ds: data.Dataset, role: str) -> keras.Model:
     return models.get(
         name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
