@@ -270,3 +270,33 @@ def test_cli_config_file_is_overridden_by_flags(tmp_path, capsys):
         assert "missing.json' not found" in capsys.readouterr().err
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_attention_methods_distil_with_their_terms():
+    from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
+
+    config = pipeline.RunConfig(out="unused", method="kd+at", beta=10.0)
+    assert isinstance(pipeline.attention_of(config), AttentionTransfer)
+    assert pipeline.attention_of(config).beta == 10.0
+    gat = pipeline.attention_of(pipeline.RunConfig(out="unused", method="gat"))
+    assert isinstance(gat, GradientAttentionTransfer) and gat.beta == 0.1
+    assert pipeline.attention_of(pipeline.RunConfig(out="unused")) is None
+    with pytest.raises(ValueError, match="Unknown method 'fitnets'; choose from"):
+        pipeline.RunConfig(out="unused", method="fitnets")
+
+    ds = pipeline.data.load("digits")
+    config = pipeline.RunConfig(
+        out="unused",
+        method="at",
+        teacher_kwargs={"widths": (4, 8)},
+        student_kwargs={"widths": (2, 4)},
+        student_epochs=1,
+        batch_size=256,
+    )
+    teacher = pipeline._classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
+    init = pipeline._classifier("convnet", {"widths": (2, 4)}, ds, "student").get_weights()
+    labeled = pipeline.data.label_subset(ds.y_train, 3, seed=0)
+    student = pipeline.distil(config, ds, teacher, None, init, labeled)
+    history = student.distillation_history
+    assert history["attention_loss"][0] > 0 and history["distillation_loss"][0] > 0
+    assert not np.allclose(student.get_weights()[0], init[0])

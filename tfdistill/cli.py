@@ -63,6 +63,16 @@ _PER_LAYER = flags.DEFINE_boolean("per_layer", False, "profile: print every laye
 _QUANTIZE = flags.DEFINE_list(
     "quantize", "none,float16,dynamic,int8", "run: .tflite modes of the distilled student."
 )
+_METHOD = flags.DEFINE_enum(
+    "method",
+    "kd",
+    ["kd", "at", "kd+at", "gat"],
+    "run: kd (soft targets), at (labels + attention transfer), kd+at, or gat (labels + "
+    "gradient attention transfer).",
+)
+_BETA = flags.DEFINE_float(
+    "beta", None, "run: weight β of the attention term (default: AT 1000, GAT 0.1)."
+)
 _CONFIG = flags.DEFINE_string(
     "config",
     None,
@@ -146,6 +156,8 @@ def _run() -> int:
             "prune": _PRUNE.value,
             "qat": _QAT.value,
             "compress_epochs": _COMPRESS_EPOCHS.value,
+            "method": _METHOD.value,
+            "beta": _BETA.value,
         }
         if _CONFIG.value:
             flag_of = {"bench_runs": "num_runs"}

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdistill import artifacts, compress, data, models, plots, report
+from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.bench import benchmark_tflite
 from tfdistill.distiller import Distiller, check_alpha
 from tfdistill.export import (
@@ -31,6 +32,8 @@ from tfdistill.export import (
 )
 from tfdistill.losses import check_temperature
 from tfdistill.profile import profile, weight_bytes
+
+METHODS = ("kd", "at", "kd+at", "gat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,8 @@ class RunConfig:
     prune: float | None = None
     qat: bool = False
     compress_epochs: int = 6
+    method: str = "kd"
+    beta: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("labels_per_class", "teacher_epochs", "student_epochs", "batch_size"):
@@ -75,6 +80,10 @@ class RunConfig:
             raise ValueError(f"bench_runs must be >= 1, got {self.bench_runs}.")
         if self.prune is not None and not 0.0 < self.prune < 1.0:
             raise ValueError(f"prune (the target sparsity) must be in (0, 1), got {self.prune}.")
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; choose from {list(METHODS)}.")
+        if self.beta is not None and self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}.")
         if self.compress_epochs < 1:
             raise ValueError(f"compress_epochs must be >= 1, got {self.compress_epochs}.")
         if self.prune is not None or self.qat:
@@ -241,21 +250,46 @@ def distillation_data(
     )
 
 
+def attention_of(config: RunConfig) -> AttentionTransfer | GradientAttentionTransfer | None:
+    """The attention term of `config.method`: AT for "at" and "kd+at", GAT for "gat"
+    (`config.beta`, or the method's default β), none for "kd"."""
+    beta = {} if config.beta is None else {"beta": config.beta}
+    if config.method in ("at", "kd+at"):
+        return AttentionTransfer(**beta)
+    if config.method == "gat":
+        return GradientAttentionTransfer(**beta)
+    return None
+
+
 def distil(
     config: RunConfig,
     ds: data.Dataset,
     teacher: keras.Model,
     train: tf.data.Dataset,
     init: list[np.ndarray],
+    labeled: np.ndarray | None = None,
 ) -> keras.Model:
-    """The student on every training image: soft targets everywhere, labels where it has them."""
+    """The student on every training image: soft targets everywhere, labels where it has them.
+
+    `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
+    "kd+at", or "gat" (labels + gradient attention transfer). The attention methods need the
+    teacher's features every step, so they train on the uncached images (`labeled` marks the
+    labels they see); "kd" trains on `train`, the cached teacher logits.
+    """
     student = _classifier(config.student, config.student_kwargs, ds, "student_distilled")
     student.set_weights(init)
-    distiller = Distiller(student, teacher)
+    attention = attention_of(config)
+    if attention is not None:
+        keep = labeled if labeled is not None else np.arange(len(ds.y_train))
+        partly_labeled = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, keep))
+        train = partly_labeled.as_tf_dataset(
+            "train", config.batch_size, shuffle=True, seed=config.seed
+        )
+    distiller = Distiller(student, teacher, attention=attention)
     distiller.compile(
         optimizer=_adam(config.student_learning_rate, _steps(config, ds, config.student_epochs)),
         metrics=["accuracy"],
-        alpha=config.alpha,
+        alpha=config.alpha if "kd" in config.method else 1.0,
         temperature=config.temperature,
     )
     history = distiller.fit(train, epochs=config.student_epochs, verbose=0, shuffle=False)
@@ -379,7 +413,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
     init = _classifier(config.student, config.student_kwargs, ds, "student").get_weights()
     scratch = stage("scratch", lambda: train_scratch(config, ds, labeled, init))
     train = distillation_data(config, ds, teacher, labeled)
-    distilled = stage("distil", lambda: distil(config, ds, teacher, train, init))
+    distilled = stage("distil", lambda: distil(config, ds, teacher, train, init, labeled))
     saved = {"student_scratch": scratch, "student_distilled": distilled}
     plan = [Export("student_distilled", distilled, config.quantize)]
     students = {}
