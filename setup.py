@@ -16,6 +16,7 @@ setup(
         "ai-edge-litert",
         "scikit-learn",
         "matplotlib",
+        "pyyaml",
     ],
     extras_require={
         "compress": ["tensorflow-model-optimization>=0.8,<0.9", "tf-keras~=2.21.0"],

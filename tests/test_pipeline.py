@@ -252,6 +252,10 @@ def test_config_files_json_and_yaml(tmp_path):
         (tmp_path / "typed.json").write_text(text)
         with pytest.raises(ValueError, match=message):
             pipeline.read_config(tmp_path / "typed.json")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "yaml", None)
+        with pytest.raises(ValueError, match="needs PyYAML: pip install pyyaml"):
+            pipeline.read_config(tmp_path / "run.yaml")
     (tmp_path / "broken.yaml").write_text("a: [")
     with pytest.raises(ValueError, match="does not parse"):
         pipeline.read_config(tmp_path / "broken.yaml")

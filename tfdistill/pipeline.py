@@ -106,8 +106,13 @@ def read_config(path: str | Path) -> dict:
     text = path.read_text()
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
+            try:
+                import yaml
+            except ImportError:
+                raise ValueError(
+                    f"config file {str(path)!r} is YAML, which needs PyYAML: pip install pyyaml "
+                    "(or write the file as .json)."
+                ) from None
             values = yaml.safe_load(text)
         else:
             values = json.loads(text)
