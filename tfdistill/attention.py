@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfdistill.folding import functional_graph
+from tfdistill.folding import functional_graph, graph_nodes
 from tfdistill.losses import (
     attention_transfer_per_example,
     check_p,
@@ -53,17 +53,10 @@ def check_functional(model: keras.Model, role: str, method: str) -> None:
         )
 
 
-def _nodes(model: keras.Model) -> list[Any]:
-    """The calls of layers that make up this model's graph, inputs first."""
-    graph = functional_graph(model)
-    depths = sorted(graph._nodes_by_depth, reverse=True)
-    return [node for depth in depths for node in graph._nodes_by_depth[depth]]
-
-
 def _layer_output(model: keras.Model, name: str, role: str) -> Any:
     """The output of layer `name` in this model's graph (a layer shared with another model
     has other outputs too)."""
-    calls = [node for node in _nodes(model) if node.operation.name == name]
+    calls = [node for node in graph_nodes(functional_graph(model)) if node.operation.name == name]
     if not calls:
         raise ValueError(
             f"The {role} has no layer named {name!r}; its stage outputs are "
@@ -97,7 +90,7 @@ def _candidates(model: keras.Model) -> dict[tuple[int, int], str]:
     last layer at each resolution. Single-position maps (1×1) carry nothing and are left out."""
     named = set(stage_outputs(model))
     found: dict[tuple[int, int], str] = {}
-    for node in _nodes(model):
+    for node in graph_nodes(functional_graph(model)):
         layer = node.operation
         if isinstance(layer, keras.layers.InputLayer) or len(node.outputs) != 1:
             continue

@@ -29,6 +29,12 @@ def functional_graph(model: keras.Model) -> Any | None:
     return model
 
 
+def graph_nodes(graph: Any) -> list[Any]:
+    """The calls of layers in a Functional graph (see `functional_graph`), inputs first."""
+    by_depth = graph._nodes_by_depth
+    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+
+
 def _foldable_pairs(graph: Any) -> dict[int, keras.layers.BatchNormalization]:
     """id(producer layer) -> the BN layer that is the only consumer of its output."""
     outputs = {id(t) for t in graph.outputs}

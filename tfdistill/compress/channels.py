@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import tree
 
-from tfdistill.folding import functional_graph
+from tfdistill.folding import functional_graph, graph_nodes
 
 CRITERIA = ("l1",)
 
@@ -134,12 +134,6 @@ def _kind(layer: Any, rank: int | None) -> str:
     return "unknown"
 
 
-def _nodes(graph: Any) -> list[Any]:
-    """The graph's nodes in topological order (inputs first)."""
-    by_depth = graph._nodes_by_depth
-    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
-
-
 def _l1(layer: Any) -> np.ndarray:
     """(out,) sum of |kernel| over every axis but the last."""
     kernel = np.abs(keras.ops.convert_to_numpy(layer.kernel))
@@ -154,7 +148,7 @@ class _Plan:
         self.space: dict[int, int] = {}
         self.layer_in: dict[int, int] = {}
         self.layer_out: dict[int, int] = {}
-        nodes = _nodes(graph)
+        nodes = graph_nodes(graph)
         uses: dict[int, int] = {}
         for node in nodes:
             uses[id(node.operation)] = uses.get(id(node.operation), 0) + 1
