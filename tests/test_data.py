@@ -83,6 +83,32 @@ def test_digits_shapes_dtypes_and_range(digits):
         assert x.min() == 0.0 and x.max() <= 1.0 and x.max() > 0.99
 
 
+def test_digits_raw_pixels_are_sklearn_intensities(digits):
+    # sklearn's digits are 0..16 intensities; resizing interpolates, so no rounding.
+    assert digits.pixel_max == 16.0
+    raw = digits.raw_pixels()
+    assert raw.pixel_max == 16.0 and raw.x_train.dtype == np.float32
+    assert raw.x_train.min() == 0.0 and 15.9 < raw.x_train.max() <= 16.0
+    np.testing.assert_allclose(raw.x_test, digits.x_test * 16.0, rtol=1e-6)
+    assert raw.y_train is digits.y_train and raw.class_names == digits.class_names
+    assert digits.x_train.max() <= 1.0
+
+
+@pytest.mark.parametrize("bad", [0, -255.0, float("nan"), float("inf"), "255", True, None])
+def test_bad_pixel_max_is_named(digits, bad):
+    with pytest.raises(ValueError, match="pixel_max must be a finite number > 0"):
+        dataclasses.replace(digits, pixel_max=bad)
+
+
+def test_raw_pixels_of_a_unit_scale_dataset_is_an_equal_copy(digits):
+    unit = dataclasses.replace(
+        digits, x_train=digits.x_train[:3], y_train=digits.y_train[:3], pixel_max=1.0
+    )
+    raw = unit.raw_pixels()
+    np.testing.assert_array_equal(raw.x_train, unit.x_train)
+    assert raw.x_train is not unit.x_train and raw.pixel_max == 1.0
+
+
 def test_digits_split_is_stratified_and_deterministic(digits):
     from sklearn.datasets import load_digits
 
@@ -138,6 +164,15 @@ def test_cifar10_layout_labels_and_names(tmp_path, as_tarball):
     np.testing.assert_array_equal(ds.y_train, [1, 2, 2, 0, 0, 1, 1, 2, 2, 0])
     np.testing.assert_array_equal(ds.y_test, [2, 0, 1])
     assert ds.class_names == ("airplane", "automobile", "bird") and ds.num_classes == 3
+    assert ds.pixel_max == 255.0
+    raw = ds.raw_pixels()
+    stored = np.concatenate([_rows(2, i) for i in range(1, 6)])
+    np.testing.assert_array_equal(raw.x_train[0, 0, :3], [[0, 7, 200], [1, 7, 200], [2, 7, 200]])
+    np.testing.assert_array_equal(
+        raw.x_train, stored.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
+    )
+    assert raw.x_train.dtype == np.float32 and raw.pixel_max == 255.0
+    np.testing.assert_array_equal(raw.y_train, ds.y_train)
     if as_tarball:
         assert sorted(p.name for p in tmp_path.iterdir()) == [
             "cifar-10-batches-py",
@@ -200,6 +235,136 @@ def test_cifar_bad_tarball_leaves_nothing_behind(tmp_path):
     with pytest.raises(ValueError, match="test_batch"):
         data.load("cifar10", data_dir=str(tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == ["cifar-10-python.tar.gz"]
+
+
+_RELEASES = {
+    "cifar10": (_write_cifar10, "cifar-10-batches-py-target", "cifar-10-python.tar.gz"),
+    "cifar100": (_write_cifar100, "cifar-100-python-target", "cifar-100-python.tar.gz"),
+}
+
+
+@pytest.fixture
+def fake_home(tmp_path, monkeypatch):
+    """An empty home folder as HOME, with KERAS_HOME and TFDISTILL_DATA_DIR unset."""
+    import keras  # noqa: F401  (imported before HOME changes: Keras reads it on import)
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    return home
+
+
+def _no_download(monkeypatch, name):
+    import keras
+
+    calls = []
+    monkeypatch.setattr(getattr(keras.datasets, name), "load_data", lambda: calls.append(name))
+    return calls
+
+
+def _expected_cifar(name):
+    """(raw x_train, y_train, raw x_test, y_test, class names) of the fabricated release."""
+
+    def raw(rows):
+        return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
+
+    if name == "cifar10":
+        train = np.concatenate([_rows(2, i) for i in range(1, 6)])
+        labels = [y for i in range(1, 6) for y in (i % 3, (i + 1) % 3)]
+        names = tuple(n.decode() for n in CIFAR10_NAMES)
+        return raw(train), labels, raw(_rows(3, 9)), [2, 0, 1], names
+    names = tuple(n.decode() for n in CIFAR100_FINE)
+    return raw(_rows(4, 1)), [0, 3, 1, 2], raw(_rows(2, 2)), [3, 0], names
+
+
+def _assert_is_fabricated(ds, name):
+    x_train, y_train, x_test, y_test, names = _expected_cifar(name)
+    raw = ds.raw_pixels()
+    np.testing.assert_array_equal(raw.x_train, x_train)
+    np.testing.assert_array_equal(raw.x_test, x_test)
+    np.testing.assert_array_equal(ds.y_train, y_train)
+    np.testing.assert_array_equal(ds.y_test, y_test)
+    assert ds.class_names == names and ds.num_classes == len(names) and ds.name == name
+
+
+@pytest.mark.parametrize("keras_home", [False, True])
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_found_in_the_keras_datasets_cache(fake_home, monkeypatch, name, keras_home):
+    write, cache, _ = _RELEASES[name]
+    home = fake_home / ".keras"
+    if keras_home:
+        home = fake_home.parent / "keras_home"
+        monkeypatch.setenv("KERAS_HOME", str(home))
+    folder = write(home / "datasets" / cache)
+    calls = _no_download(monkeypatch, name)
+    ds = data.load(name)
+    _assert_is_fabricated(ds, name)
+    assert calls == []
+    assert sorted(p.name for p in folder.parent.parent.iterdir()) == [cache]
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_downloads_through_keras_datasets_into_its_cache(fake_home, monkeypatch, name):
+    import keras
+
+    write, cache, _ = _RELEASES[name]
+    keras_home = fake_home.parent / "keras_home"
+    keras_home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    calls = []
+
+    def load_data():
+        calls.append(name)
+        write(keras_home / "datasets" / cache)
+        x_train, y_train, x_test, y_test, _ = _expected_cifar(name)
+        train = (x_train.astype(np.uint8), np.reshape(y_train, (-1, 1)))
+        return train, (x_test.astype(np.uint8), np.reshape(y_test, (-1, 1)))
+
+    monkeypatch.setattr(getattr(keras.datasets, name), "load_data", load_data)
+    _assert_is_fabricated(data.load(name), name)
+    assert calls == [name]
+    _assert_is_fabricated(data.load(name), name)
+    assert calls == [name]
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_offline_download_names_the_places_and_folder_path(
+    fake_home, tmp_path, monkeypatch, name
+):
+    import keras
+
+    _, cache, tarball = _RELEASES[name]
+    folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+    own = tmp_path / "own"
+    own.mkdir()
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(own))
+    (fake_home / ".keras").mkdir()
+
+    def offline():
+        raise Exception(
+            f"URL fetch failure on https://www.cs.toronto.edu/~kriz/{tarball}: None -- "
+            "[Errno -3] Temporary failure in name resolution"
+        )
+
+    monkeypatch.setattr(getattr(keras.datasets, name), "load_data", offline)
+    with pytest.raises(FileNotFoundError) as info:
+        data.load(name)
+    message = str(info.value)
+    keras_datasets = fake_home / ".keras" / "datasets"
+    for place in (own, own / folder, keras_datasets / folder, keras_datasets / cache / folder):
+        assert f"  {place}\n" in message
+    assert f"keras.datasets.{name}.load_data() could not download it (Exception: URL" in message
+    assert "Temporary failure in name resolution" in message
+    assert f"put either {tarball} or the extracted folder {folder}/" in message
+    assert f"in {keras_datasets} (or" in message and "--dataset folder:PATH" in message
+    assert not keras_datasets.exists()
+
+    calls = _no_download(monkeypatch, name)
+    with pytest.raises(FileNotFoundError, match="Nothing is downloaded when data_dir is given"):
+        data.load(name, data_dir=str(own))
+    assert calls == []
 
 
 def test_label_subset_balanced_and_seeded():
@@ -272,6 +437,8 @@ def test_keras_datasets_loader_and_its_offline_message(monkeypatch):
     ds = data.load("fashion_mnist")
     assert ds.x_train.shape == (6, 28, 28, 1) and ds.x_train.dtype == np.float32
     np.testing.assert_allclose(ds.x_test[..., 0] * 255.0, fake[1][0], atol=1e-4)
+    assert ds.pixel_max == 255.0
+    np.testing.assert_array_equal(ds.raw_pixels().x_test[..., 0], fake[1][0])
     assert ds.y_test.shape == (4,) and ds.y_test.dtype == np.int64
     assert ds.class_names[9] == "Ankle boot" and ds.num_classes == 10
 
@@ -315,6 +482,14 @@ def test_image_folder_splits_skips_unreadable_files_and_converts(tmp_path):
     assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train.min() <= ds.x_train.max() <= 1.0
     first = np.concatenate([ds.x_train, ds.x_test]) * 255.0
     assert any(np.allclose(first_image, pixels[("cat", 0)], atol=1e-3) for first_image in first)
+    assert ds.pixel_max == 255.0
+    raw = ds.raw_pixels()
+    raw_images = np.concatenate([raw.x_train, raw.x_test])
+    labels = np.concatenate([raw.y_train, raw.y_test])
+    for (name, _), image in pixels.items():
+        assert any(
+            np.array_equal(r, image) for r in raw_images[labels == ds.class_names.index(name)]
+        )
 
     for split, names in (("train", ("a", "b")), ("val", ("b", "a"))):
         for name in names:

@@ -1,10 +1,16 @@
 """Dataset loading: the first stage of the pipeline (data -> models -> distiller).
 
 Every loader returns a :class:`Dataset` holding images as float32 arrays of shape (N, H, W, C)
-with values in [0, 1] and integer labels of shape (N,) and dtype int64. ``"digits"`` ships with
-scikit-learn; the CIFAR loaders read the standard python-pickle release from disk; ``"mnist"``
-and ``"fashion_mnist"`` come through ``keras.datasets`` (downloaded once); ``folder:PATH`` reads
-an image folder and ``tfds:NAME`` TensorFlow Datasets.
+with values in [0, 1] and integer labels of shape (N,) and dtype int64; ``Dataset.pixel_max`` is
+the raw pixel value that 1.0 stands for (16 for ``"digits"``, 255 for the 8-bit sources), and
+:meth:`Dataset.raw_pixels` gives the images back on that scale, for models that preprocess
+their own input (:func:`tfdistill.models.with_preprocessing`). ``"digits"`` ships with
+scikit-learn; ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"`` and ``"cifar100"`` come through
+``keras.datasets`` (downloaded once into its cache, ``~/.keras/datasets`` or
+``$KERAS_HOME/datasets``); the CIFAR loaders read the python-pickle release (the folder or the
+``.tar.gz``) from ``data_dir``, ``$TFDISTILL_DATA_DIR``, ``~/.keras/datasets`` or that cache, and
+only download when none of them has it and no ``data_dir`` is given. ``folder:PATH`` reads an
+image folder and ``tfds:NAME`` TensorFlow Datasets.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ if TYPE_CHECKING:
 
 DATA_DIR_ENV = "TFDISTILL_DATA_DIR"
 SPLITS = ("train", "test")
+EIGHT_BIT = 255.0
+DIGITS_MAX = 16.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,7 +43,8 @@ class Dataset:
     ``x_train``/``x_test``: float32, shape (N, H, W, C), values in [0, 1].
     ``y_train``/``y_test``: int64, shape (N,), values in [0, num_classes); -1 marks an
     unlabeled example (see :func:`mask_labels`). ``skipped``: files that did not decode
-    (``folder:PATH``).
+    (``folder:PATH``). ``pixel_max``: the raw pixel value that 1.0 stands for (> 0; 255 for
+    8-bit images, 16 for ``"digits"``), see :meth:`raw_pixels`.
     """
 
     name: str
@@ -46,8 +55,15 @@ class Dataset:
     num_classes: int
     class_names: tuple[str, ...]
     skipped: int = 0
+    pixel_max: float = 1.0
 
     def __post_init__(self) -> None:
+        value = self.pixel_max
+        real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, bool
+        )
+        if not (real and np.isfinite(value) and value > 0):
+            raise ValueError(f"pixel_max must be a finite number > 0, got {value!r}")
         for split in SPLITS:
             x, y = self._arrays(split)
             if x.ndim != 4:
@@ -69,6 +85,21 @@ class Dataset:
         """The shape of one image, (H, W, C)."""
         h, w, c = self.x_train.shape[1:]
         return (int(h), int(w), int(c))
+
+    def raw_pixels(self) -> Dataset:
+        """A copy with images as the source stored them: float32 (N, H, W, C) in [0, pixel_max].
+
+        For 8-bit sources (``pixel_max`` 255) the values are rounded to whole numbers, so they
+        are exactly the uint8 values a camera or an image file gives (resized images: rounded
+        to the nearest such value). ``pixel_max`` and everything else are kept; the result is
+        on the raw scale, so call this once.
+        """
+
+        def raw(x: np.ndarray) -> np.ndarray:
+            scaled = np.asarray(x, np.float32) * np.float32(self.pixel_max)
+            return np.rint(scaled) if self.pixel_max == EIGHT_BIT else scaled
+
+        return dataclasses.replace(self, x_train=raw(self.x_train), x_test=raw(self.x_test))
 
     def _arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if split == "train":
@@ -190,7 +221,7 @@ def _load_digits(
 
     del data_dir
     digits = load_digits()
-    images = resize_bilinear(digits.images / 16.0, size)[..., np.newaxis]
+    images = resize_bilinear(digits.images / DIGITS_MAX, size)[..., np.newaxis]
     images = np.clip(images, 0.0, 1.0)
     labels = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
@@ -204,26 +235,49 @@ def _load_digits(
         y_test=y_test,
         num_classes=10,
         class_names=tuple(str(d) for d in range(10)),
+        pixel_max=DIGITS_MAX,
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class _CifarRelease:
+    name: str
     folder: str
     tarball: str
     files: tuple[str, ...]
+    keras_cache: str
 
 
 _CIFAR10 = _CifarRelease(
+    name="cifar10",
     folder="cifar-10-batches-py",
     tarball="cifar-10-python.tar.gz",
     files=(*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+    keras_cache="cifar-10-batches-py-target",
 )
 _CIFAR100 = _CifarRelease(
+    name="cifar100",
     folder="cifar-100-python",
     tarball="cifar-100-python.tar.gz",
     files=("train", "test", "meta"),
+    keras_cache="cifar-100-python-target",
 )
+
+
+def _keras_datasets_dir() -> Path:
+    """Where ``keras.utils.get_file`` puts ``keras.datasets`` downloads, resolved as Keras
+    does: ``$KERAS_HOME`` or else ``~/.keras``, replaced by ``/tmp/.keras`` when not writable,
+    then ``datasets/``. Keras reads ``KERAS_HOME`` once, when it is imported."""
+    tmp = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    if "KERAS_HOME" in os.environ:
+        home = os.environ["KERAS_HOME"]
+    else:
+        user = os.path.expanduser("~")
+        home = os.path.join(user, ".keras") if os.access(user, os.W_OK) else tmp
+    home = os.path.expanduser(home)
+    if not os.access(home, os.W_OK):
+        home = tmp
+    return Path(home) / "datasets"
 
 
 def _search_roots(data_dir: str | None) -> list[Path]:
@@ -233,6 +287,9 @@ def _search_roots(data_dir: str | None) -> list[Path]:
     if os.environ.get(DATA_DIR_ENV):
         roots.append(Path(os.environ[DATA_DIR_ENV]).expanduser())
     roots.append(Path("~/.keras/datasets").expanduser())
+    keras_dir = _keras_datasets_dir()
+    if keras_dir not in roots:
+        roots.append(keras_dir)
     return roots
 
 
@@ -268,11 +325,11 @@ def _extract(tarball: Path, release: _CifarRelease, into: Path) -> Path:
     return target
 
 
-def _find_release(release: _CifarRelease, data_dir: str | None) -> Path:
-    """The folder holding ``release.files``, extracting the tarball when only it is found."""
-    tried: list[Path] = []
+def _find_on_disk(release: _CifarRelease, data_dir: str | None, tried: list[Path]) -> Path | None:
+    """The folder holding ``release.files`` under one of the search roots, extracting the
+    tarball when only it is found; every place looked at is appended to ``tried``."""
     for root in _search_roots(data_dir):
-        for folder in (root / release.folder, root):
+        for folder in (root / release.folder, root, root / release.keras_cache / release.folder):
             tried.append(folder)
             if _is_complete(folder, release):
                 return folder
@@ -280,13 +337,56 @@ def _find_release(release: _CifarRelease, data_dir: str | None) -> Path:
         tried.append(tarball)
         if tarball.is_file():
             return _extract(tarball, release, root)
-    raise FileNotFoundError(
-        f"{release.folder} not found; tried:\n"
-        + "".join(f"  {p}\n" for p in tried)
-        + f"Put either {release.tarball} or the extracted folder {release.folder}/ "
-        f"(containing {', '.join(release.files)}) in one of those directories, pass data_dir=, "
-        f"or set {DATA_DIR_ENV}. Nothing is downloaded."
+    return None
+
+
+def _short(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _find_release(release: _CifarRelease, data_dir: str | None) -> Path:
+    """The folder holding ``release.files``: found on disk, or (without ``data_dir``)
+    downloaded by ``keras.datasets.<name>.load_data()`` into its cache and found there."""
+    tried: list[Path] = []
+    found = _find_on_disk(release, data_dir, tried)
+    if found is not None:
+        return found
+    what = (
+        f"either {release.tarball} or the extracted folder {release.folder}/ "
+        f"(containing {', '.join(release.files)})"
     )
+    places = "".join(f"  {p}\n" for p in tried)
+    if data_dir is not None:
+        raise FileNotFoundError(
+            f"{release.folder} not found; tried:\n{places}Put {what} in {data_dir}, or leave "
+            f"data_dir unset to look in ${DATA_DIR_ENV} and ~/.keras/datasets and to download "
+            "it through keras.datasets. Nothing is downloaded when data_dir is given."
+        )
+    loader = f"keras.datasets.{release.name}.load_data()"
+    try:
+        import keras
+
+        getattr(keras.datasets, release.name).load_data()
+    except Exception as error:
+        raise FileNotFoundError(
+            f"{release.name}: {release.folder} not found on disk and {loader} could not "
+            f"download it ({_short(error)}). Tried:\n{places}Offline, put {what} in "
+            f"{_keras_datasets_dir()} (or in a folder passed as data_dir= / --data_dir, or "
+            f"named by ${DATA_DIR_ENV}), or use --dataset folder:PATH with one subfolder of "
+            "images per class."
+        ) from None
+    tried = []
+    found = _find_on_disk(release, None, tried)
+    if found is None:
+        raise FileNotFoundError(
+            f"{loader} finished, but {release.folder} is not in any of:\n"
+            + "".join(f"  {p}\n" for p in tried)
+            + "Was KERAS_HOME changed after keras was imported?"
+        )
+    return found
 
 
 def _unpickle(path: Path) -> dict[bytes, Any]:
@@ -297,7 +397,7 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
 def _images(rows: np.ndarray) -> np.ndarray:
     """(N, 3072) uint8 channel-major rows -> float32 (N, 32, 32, 3) in [0, 1]."""
     rows = np.asarray(rows, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return rows.astype(np.float32) / np.float32(255.0)
+    return rows.astype(np.float32) / np.float32(EIGHT_BIT)
 
 
 def _names(meta: dict[bytes, Any], key: bytes) -> tuple[str, ...]:
@@ -317,6 +417,7 @@ def _load_cifar10(data_dir: str | None = None) -> Dataset:
         y_test=np.asarray(test[b"labels"], dtype=np.int64),
         num_classes=len(class_names),
         class_names=class_names,
+        pixel_max=EIGHT_BIT,
     )
 
 
@@ -336,6 +437,7 @@ def _load_cifar100(data_dir: str | None = None, *, label_mode: str = "fine") -> 
         y_test=np.asarray(test[labels_key], dtype=np.int64),
         num_classes=len(class_names),
         class_names=class_names,
+        pixel_max=EIGHT_BIT,
     )
 
 
@@ -372,7 +474,7 @@ def _load_keras_dataset(name: str, data_dir: str | None = None) -> Dataset:
         ) from None
 
     def images(x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, np.float32) / np.float32(255.0))[..., np.newaxis]
+        return (np.asarray(x, np.float32) / np.float32(EIGHT_BIT))[..., np.newaxis]
 
     class_names = _KERAS_DATASETS[name]
     return Dataset(
@@ -383,6 +485,7 @@ def _load_keras_dataset(name: str, data_dir: str | None = None) -> Dataset:
         y_test=np.asarray(y_test, np.int64).reshape(-1),
         num_classes=len(class_names),
         class_names=class_names,
+        pixel_max=EIGHT_BIT,
     )
 
 
@@ -405,12 +508,13 @@ def _load_tfds(name: str, data_dir: str | None = None) -> Dataset:
     labels = builder.info.features["label"]
     return Dataset(
         name=f"tfds:{name}",
-        x_train=np.asarray(x_train, np.float32) / np.float32(255.0),
+        x_train=np.asarray(x_train, np.float32) / np.float32(EIGHT_BIT),
         y_train=np.asarray(y_train, np.int64),
-        x_test=np.asarray(x_test, np.float32) / np.float32(255.0),
+        x_test=np.asarray(x_test, np.float32) / np.float32(EIGHT_BIT),
         y_test=np.asarray(y_test, np.int64),
         num_classes=labels.num_classes,
         class_names=tuple(labels.names),
+        pixel_max=EIGHT_BIT,
     )
 
 
@@ -443,8 +547,12 @@ def load(name: str, *, data_dir: str | None = None, **kwargs: Any) -> Dataset:
     """Load dataset ``name``: one of :func:`available`, ``folder:PATH`` (see
     :mod:`tfdistill.image_folder`) or ``tfds:NAME`` (with tensorflow-datasets installed).
 
-    ``data_dir`` is where the CIFAR files live (default: ``$TFDISTILL_DATA_DIR``, then
-    ``~/.keras/datasets``); ``mnist`` and ``fashion_mnist`` come through ``keras.datasets``.
+    ``"cifar10"`` and ``"cifar100"`` read the python-pickle release (the extracted folder or the
+    ``.tar.gz``) from ``data_dir`` if given, which must hold it; otherwise from
+    ``$TFDISTILL_DATA_DIR``, ``~/.keras/datasets`` or the ``keras.datasets`` cache, and when none
+    has it they download it through ``keras.datasets.<name>.load_data()`` into that cache.
+    ``"mnist"`` and ``"fashion_mnist"`` come through ``keras.datasets``. A failed download
+    raises FileNotFoundError naming the places tried and suggesting ``folder:PATH``.
     Extra keyword arguments go to the loader: ``size``, ``test_fraction`` and ``seed`` for
     ``"digits"`` and ``folder:PATH``; ``label_mode`` ("fine" or "coarse") for ``"cifar100"``.
     """

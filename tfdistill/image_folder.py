@@ -5,7 +5,8 @@
 
 Every image is decoded by TensorFlow (PNG, JPEG, BMP, GIF), converted to the channel count of the
 first readable image (grayscale, or RGB with alpha dropped) and bilinearly resized to its size
-(or to `size`). Files that do not decode are skipped and counted in `Dataset.skipped`.
+(or to `size`). Images are decoded as 8 bits per channel, so `Dataset.pixel_max` is 255. Files
+that do not decode are skipped and counted in `Dataset.skipped`.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def load_folder(
         num_classes=len(class_names),
         class_names=class_names,
         skipped=skipped,
+        pixel_max=data.EIGHT_BIT,
     )
 
 
