@@ -2,6 +2,7 @@
 sparsity with distillation, quantization-aware training exported to int8 and run in LiteRT."""
 
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -316,6 +317,50 @@ def test_quantize_aware_exports_int8_that_runs_in_litert(digits, tmp_path):
     interpreter = Interpreter(str(io))
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
     assert evaluate_tflite(io, small_test, y_test[:96], reference=qat).agreement >= 0.95
+
+
+def test_a_raw_pixel_student_is_pruned_then_quantized_to_an_int8_file(tmp_path):
+    """`with_preprocessing`'s Rescaling crosses the bridge, is not pruned, and is quantized at its
+    output (TFMOT's prune-preserving registry would otherwise fail on it)."""
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (48, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 48)
+    base = models.get("convnet", widths=(2, 4), input_shape=(8, 8, 1), num_classes=3)
+    student = models.with_preprocessing(base, 1 / 255)
+    twin = compress.to_tf_keras(student)
+    assert isinstance(twin.get_layer("preprocess"), tf_keras.layers.Rescaling)
+    np.testing.assert_allclose(
+        twin(x).numpy(), keras.ops.convert_to_numpy(student(x)), rtol=1e-5, atol=1e-5
+    )
+
+    pruned = compress.prune(
+        student, (x, y), target_sparsity=0.5, epochs=1, batch_size=16, frequency=1, seed=0
+    )
+    assert [layer.name for layer in pruned.layers] == [layer.name for layer in student.layers]
+    assert isinstance(pruned.get_layer("preprocess"), keras.layers.Rescaling)
+    for name, value in compress.kernel_sparsity(pruned).items():
+        size = pruned.get_layer(name).kernel.numpy().size
+        assert value == pytest.approx(compress.expected_sparsity(0.5, size)), name
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Quantization-aware training leaves")
+        qat = compress.quantize_aware(
+            pruned, (x, y), epochs=1, batch_size=16, preserve_sparsity=True, seed=0
+        )
+    assert "quant_preprocess" in [layer.name for layer in qat.layers]
+    path = to_tflite(qat, tmp_path / "raw_int8.tflite", quantization="int8", representative_data=x)
+    interpreter = Interpreter(str(path))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    ops = interpreter._get_ops_details()
+    assert {"QUANTIZE", "MUL", "CONV_2D"} <= {op["op_name"] for op in ops}
+    (output,) = interpreter.get_output_details()
+    (last,) = [op for op in ops if output["index"] in op["outputs"]]
+    assert last["op_name"] == "DEQUANTIZE"
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    step = tensors[last["inputs"][0]]["quantization"][0]
+    checked = evaluate_tflite(path, x, y, reference=qat)
+    assert checked.agreement >= 0.95 and checked.max_abs_error <= 1.001 * step, (checked, step)
 
 
 def test_a_missing_extra_says_how_to_install_it(trained, digits, monkeypatch):

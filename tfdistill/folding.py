@@ -35,22 +35,53 @@ def graph_nodes(graph: Any) -> list[Any]:
     return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
 
 
+def clone_graph(
+    graph: Any,
+    inputs: list[Any],
+    configure: Callable[[keras.layers.Layer, dict], dict] = lambda layer, config: config,
+) -> tuple[Any, dict[int, keras.layers.Layer]]:
+    """The Functional `graph` re-run on the symbolic `inputs` with a fresh copy of each layer,
+    built from `configure(layer, layer.get_config())`; the outputs and {id(old layer): new
+    layer}. Weights are not copied: the new layers start from their initializers."""
+    new_layers: dict[int, keras.layers.Layer] = {}
+
+    def operation_fn(op: Any) -> Any:
+        if not isinstance(op, keras.layers.Layer):
+            return op
+        if id(op) not in new_layers:
+            new_layers[id(op)] = type(op).from_config(configure(op, op.get_config()))
+        return new_layers[id(op)]
+
+    return graph._run_through_graph(inputs, operation_fn=operation_fn), new_layers
+
+
 def _foldable_pairs(graph: Any) -> dict[int, keras.layers.BatchNormalization]:
-    """id(producer layer) -> the BN layer that is the only consumer of its output."""
+    """id(producer layer) -> the BN layer that is the only consumer of its output.
+
+    Calls and consumers are counted in this graph only: a layer that another model also uses
+    (e.g. one wrapped by `tfdistill.models.with_preprocessing`) still folds here.
+    """
+    nodes = graph_nodes(graph)
     outputs = {id(t) for t in graph.outputs}
+    calls: dict[int, int] = {}
+    consumers: dict[int, int] = {}
+    for node in nodes:
+        calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+        for tensor in node.input_tensors:
+            consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
     pairs: dict[int, keras.layers.BatchNormalization] = {}
-    for bn in graph.layers:
-        if not isinstance(bn, keras.layers.BatchNormalization) or len(bn._inbound_nodes) != 1:
+    for node in nodes:
+        bn = node.operation
+        if not isinstance(bn, keras.layers.BatchNormalization) or calls[id(bn)] != 1:
             continue
-        (node,) = bn._inbound_nodes
         if len(node.input_tensors) != 1:
             continue
         tensor = node.input_tensors[0]
         producer = tensor._keras_history.operation
         if (
             isinstance(producer, _FOLDABLE)
-            and len(producer._inbound_nodes) == 1
-            and len(producer._outbound_nodes) == 1
+            and calls.get(id(producer)) == 1
+            and consumers[id(tensor)] == 1
             and id(tensor) not in outputs
             and getattr(producer, "data_format", "channels_last") == "channels_last"
             and bn.axis in (-1, len(tensor.shape) - 1)

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from tfdistill.compress.bridge import register_tf_keras_twin, to_keras, to_tf_keras
 from tfdistill.compress.channels import CRITERIA, kept_channels, prune_channels
-from tfdistill.compress.qat import quantize_aware
+from tfdistill.compress.qat import quantize_aware, quantize_model
 from tfdistill.compress.sparsity import (
     expected_sparsity,
     kernel_sparsity,
@@ -53,6 +53,7 @@ __all__ = [
     "prune_channels",
     "pruning_end_step",
     "quantize_aware",
+    "quantize_model",
     "register_tf_keras_twin",
     "require_tfmot",
     "to_keras",

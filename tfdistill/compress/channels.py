@@ -11,14 +11,13 @@ custom layers such as ChannelShuffle or SubsampleZeroPad) keeps all of its chann
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 from keras import tree
 
-from tfdistill.folding import functional_graph, graph_nodes
+from tfdistill.folding import clone_graph, functional_graph, graph_nodes
 
 CRITERIA = ("l1",)
 
@@ -261,24 +260,17 @@ def _sliced_weights(
 
 
 def _rebuild(graph: Any, model: keras.Model, plan: _Plan) -> keras.Model:
-    new_layers: dict[int, keras.layers.Layer] = {}
-
-    def operation_fn(op: Any) -> Callable:
-        if not isinstance(op, keras.layers.Layer):
-            return op
-        if id(op) not in new_layers:
-            config = op.get_config()
-            out_keep = plan.outputs_of(op)
-            if out_keep is not None and isinstance(op, _LINEAR):
-                config["units" if isinstance(op, keras.layers.Dense) else "filters"] = len(out_keep)
-            new_layers[id(op)] = type(op).from_config(config)
-        return new_layers[id(op)]
+    def configure(op: keras.layers.Layer, config: dict) -> dict:
+        out_keep = plan.outputs_of(op)
+        if out_keep is not None and isinstance(op, _LINEAR):
+            config["units" if isinstance(op, keras.layers.Dense) else "filters"] = len(out_keep)
+        return config
 
     inputs = [
         keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name)
         for t in graph.inputs
     ]
-    outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
+    outputs, new_layers = clone_graph(graph, inputs, configure)
     structure = tree.pack_sequence_as(graph._inputs_struct, inputs)
     pruned = keras.Model(structure, outputs, name=model.name)
     by_id = {id(layer): layer for layer in graph.layers}

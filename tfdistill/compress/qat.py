@@ -5,8 +5,11 @@ quantization (weights per channel, activations per tensor, BatchNorm folded into
 convolution before it) and fine-tunes. Layers that only move values (the zoo's
 ChannelShuffle, ChannelSplit, SubsampleZeroPad; Identity) get a pass-through QuantizeConfig:
 their int8 output keeps their input's scale, which TFLite's RESHAPE, TRANSPOSE, SPLIT,
-STRIDED_SLICE and PAD require anyway. Other layers the scheme does not know stay in float
-during training, and the converter calibrates them on `representative_data`.
+STRIDED_SLICE and PAD require anyway. Layers that rescale values without weights (Rescaling,
+the "preprocess" layer of `tfdistill.models.with_preprocessing`) are quantized at their output,
+so the int8 model takes raw pixels on one scale and gives its first convolution another. Other
+layers the scheme does not know stay in float during training, and the converter calibrates
+them on `representative_data`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tfdistill.compress.bridge import to_tf_keras
 from tfdistill.compress.sparsity import check_integers
 
 PASS_THROUGH = ("ChannelShuffle", "ChannelSplit", "SubsampleZeroPad", "Identity")
+OUTPUT_ONLY = ("Rescaling",)
 
 
 @functools.cache
@@ -88,6 +92,7 @@ def quantize_aware(
     preserve_sparsity: bool = False,
     seed: int | None = None,
     verbose: int = 0,
+    callbacks: list | None = None,
 ) -> Any:
     """A tf_keras copy of `student` with fake quantization, fine-tuned for `epochs`.
 
@@ -97,11 +102,12 @@ def quantize_aware(
     ranges learned here. With `preserve_sparsity`, TFMOT's prune-preserving scheme keeps the
     zeros of a pruned student (`prune`) through training, so the int8 file is sparse too.
     A BatchNorm that does not follow a convolution is quantized at its
-    output (TFLite runs it as MUL and ADD). `student` is unchanged.
+    output (TFLite runs it as MUL and ADD). `callbacks` (tf_keras) join the fit, e.g.
+    `tf_keras.callbacks.BackupAndRestore`. `student` is unchanged.
     """
     from tfdistill.compress import require_tfmot, tuner
 
-    tfmot, tf_keras = require_tfmot()
+    require_tfmot()
     check_integers(epochs=(epochs, 1), batch_size=(batch_size, 1))
     tuning = tuner.prepare(
         student,
@@ -115,7 +121,17 @@ def quantize_aware(
         epochs=epochs,
         verbose=verbose,
     )
+    model = quantize_model(student, preserve_sparsity=preserve_sparsity)
+    tuning.run(model, callbacks=callbacks)
+    return model
 
+
+def quantize_model(student: keras.Model, *, preserve_sparsity: bool = False) -> Any:
+    """The tf_keras twin of `student` with TFMOT's fake quantization, before any training:
+    what `quantize_aware` fine-tunes, and the skeleton its saved weights load back into."""
+    from tfdistill.compress import require_tfmot
+
+    tfmot, tf_keras = require_tfmot()
     quantize = tfmot.quantization.keras
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_configs as configs,
@@ -129,7 +145,8 @@ def quantize_aware(
     def annotate(layer: Any) -> Any:
         if type(layer).__name__ in PASS_THROUGH and not layer.weights:
             return quantize.quantize_annotate_layer(layer, quantize_config=pass_through())
-        if isinstance(layer, tf_keras.layers.BatchNormalization) and not _folds(layer):
+        unfolded = isinstance(layer, tf_keras.layers.BatchNormalization) and not _folds(layer)
+        if unfolded or (type(layer).__name__ in OUTPUT_ONLY and not layer.weights):
             return quantize.quantize_annotate_layer(layer, quantize_config=output_only())
         if registry.supports(layer) or isinstance(layer, tf_keras.layers.BatchNormalization):
             return quantize.quantize_annotate_layer(layer)
@@ -153,9 +170,7 @@ def quantize_aware(
         else quantize.default_8bit.Default8BitQuantizeScheme()
     )
     with quantize.quantize_scope(custom):
-        model = quantize.quantize_apply(annotated, scheme)
-    tuning.run(model)
-    return model
+        return quantize.quantize_apply(annotated, scheme)
 
 
-__all__ = ["PASS_THROUGH", "quantize_aware"]
+__all__ = ["OUTPUT_ONLY", "PASS_THROUGH", "quantize_aware", "quantize_model"]

@@ -118,6 +118,7 @@ def prune(
     optimizer: Any = "adam",
     seed: int | None = None,
     verbose: int = 0,
+    callbacks: list | None = None,
 ) -> keras.Model:
     """A copy of `student` whose prunable kernels hold `target_sparsity` zeros.
 
@@ -127,6 +128,7 @@ def prune(
     is the Distiller's (`alpha`, `temperature`); otherwise cross-entropy. `optimizer` is a
     tf_keras optimizer or its name. Sparsity follows PolynomialDecay from 0 at `begin_step` to
     the target at `end_step` (see `pruning_end_step`), updated every `frequency` steps.
+    `callbacks` (tf_keras) join the fit, e.g. `tf_keras.callbacks.BackupAndRestore`.
     The returned Keras 3 model is stripped of the wrappers; `student` is unchanged.
     """
     from tfdistill.compress import require_tfmot
@@ -170,7 +172,7 @@ def prune(
 
     twin = to_tf_keras(student)
     wrapped = tf_keras.models.clone_model(twin, clone_function=wrap)
-    tuning.run(wrapped, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    tuning.run(wrapped, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *(callbacks or [])])
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     return to_keras(stripped, like=student)
 

@@ -9,6 +9,7 @@ from tfdistill.models import (  # noqa: F401  (each module registers its family)
     wide_resnet,
 )
 from tfdistill.models.layers import ChannelShuffle, ChannelSplit, SubsampleZeroPad
+from tfdistill.models.preprocessing import with_preprocessing
 from tfdistill.models.registry import get, names, register, stage_outputs
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "names",
     "register",
     "stage_outputs",
+    "with_preprocessing",
 ]
