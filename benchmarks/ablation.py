@@ -268,7 +268,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_dataset(args: argparse.Namespace) -> data_lib.Dataset:
     """The dataset, each split cut to a fixed random subset when a limit is given."""
-    ds = data_lib.load(args.dataset, data_dir=args.data_dir)
+    ds = data_lib.load(args.dataset, data_dir=args.data_dir).raw_pixels()
     rng = np.random.default_rng(0)
     cut = {}
     for split, limit in (("train", args.limit_train), ("test", args.limit_test)):
@@ -332,7 +332,7 @@ def train_teacher(args: argparse.Namespace, ds: data_lib.Dataset, seed: int) -> 
     """`pipeline.train_teacher`, or for the preset the same loop on the preset's recipe."""
     config = run_config(args, seed)
     if args.recipe == Recipe():
-        return pipeline.train_teacher(config, ds)
+        return pipeline.train_teacher(config, ds).model
     teacher = pipeline._classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
     args.recipe.regularize(teacher)
     steps_per_epoch = math.ceil(len(ds.x_train) / args.batch_size)

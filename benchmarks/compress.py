@@ -36,12 +36,12 @@ from tfdistill.export import evaluate_tflite, file_size, to_tflite
 def one_seed(seed: int, sparsities: list[float], epochs: int, work: Path) -> list[dict]:
     config = pipeline.RunConfig(out=str(work), seed=seed, compress_epochs=epochs)
     keras.utils.set_random_seed(seed)
-    ds = data.load(config.dataset)
+    ds = data.load(config.dataset).raw_pixels()
     labeled = data.label_subset(ds.y_train, config.labels_per_class, seed=seed)
-    teacher = pipeline.train_teacher(config, ds)
+    teacher = pipeline.train_teacher(config, ds).model
     init = pipeline._classifier(config.student, config.student_kwargs, ds, "student").get_weights()
     train = pipeline.distillation_data(config, ds, teacher, labeled)
-    distilled = pipeline.distil(config, ds, teacher, train, init)
+    distilled = pipeline.distil(config, ds, teacher, train, init).model
     rows = []
     for sparsity in sparsities:
         began = time.perf_counter()

@@ -24,18 +24,32 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], mode: str 
     return path
 
 
-def save_model(model: Any, path: str | os.PathLike) -> Path:
-    """`model.save` to a temporary `.keras` file beside `path`, then rename."""
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"Keras models are saved as .keras files, got {str(path)!r}.")
+def _save_beside(path: Path, suffix: str, save: Callable[[str], Any]) -> Path:
+    """`save(temporary path ending in suffix)` beside `path`, then rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        model.save(tmp)
+        save(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_model(model: Any, path: str | os.PathLike) -> Path:
+    """`model.save` to a temporary `.keras` file beside `path`, then rename."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"Keras models are saved as .keras files, got {str(path)!r}.")
+    return _save_beside(path, ".keras", model.save)
+
+
+def save_weights(model: Any, path: str | os.PathLike) -> Path:
+    """`model.save_weights` (Keras 3 or tf_keras) to a temporary file beside `path`, then
+    rename; `path` ends in `.weights.h5`."""
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"weights are saved as .weights.h5 files, got {str(path)!r}.")
+    return _save_beside(path, ".weights.h5", model.save_weights)

@@ -39,11 +39,46 @@ _STUDENT = flags.DEFINE_string("student", "convnet", "Registered student model n
 _STUDENT_KWARGS = flags.DEFINE_string(
     "student_kwargs", '{"widths": [4, 8, 16]}', "Student builder arguments, JSON."
 )
+_TEACHER_WEIGHTS = flags.DEFINE_string(
+    "teacher_weights",
+    None,
+    "run: a trained teacher .keras file (e.g. teacher.keras of an earlier run) used instead of "
+    "training one; it takes raw pixels and the dataset's image shape and classes.",
+)
 _LABELS = flags.DEFINE_integer(
-    "labels_per_class", 10, "Labeled training images per class the students see."
+    "labels_per_class",
+    10,
+    "Labeled training images per class the students see (0: all); they distil on every image.",
+)
+_EPOCHS = flags.DEFINE_integer(
+    "epochs", None, "run: epochs of the teacher and of the students, unless given one by one."
 )
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", 10, "Teacher training epochs.")
 _STUDENT_EPOCHS = flags.DEFINE_integer("student_epochs", 30, "Student epochs over all images.")
+_TEACHER_LR = flags.DEFINE_float("teacher_learning_rate", 3e-3, "run: the teacher's Adam rate.")
+_STUDENT_LR = flags.DEFINE_float("student_learning_rate", 1e-2, "run: the students' Adam rate.")
+_SCHEDULE = flags.DEFINE_enum(
+    "lr_schedule",
+    "cosine",
+    ["cosine", "step", "constant"],
+    "run: learning-rate schedule: cosine decay to 0, step (x0.2 after 30, 60 and 80% of the "
+    "steps) or constant.",
+)
+_AUGMENT = flags.DEFINE_boolean(
+    "augment",
+    None,
+    "run: random crops (4-pixel padding) and mirroring of training images; default on for "
+    "natural images (cifar10, cifar100, folder:, tfds:), off for digits and MNIST.",
+)
+_STRATEGY = flags.DEFINE_enum(
+    "strategy",
+    "default",
+    ["default", "mirrored", "one_device"],
+    "run: tf.distribute strategy of the teacher and student training (mirrored: every local GPU).",
+)
+_QUIET = flags.DEFINE_boolean(
+    "quiet", False, "run: no stage banners, time estimates or progress bars; just the results."
+)
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.")
 _ALPHA = flags.DEFINE_float(
     "alpha",
@@ -106,18 +141,20 @@ _THREADS = flags.DEFINE_integer("threads", None, "run, bench: interpreter thread
 _NUM_RUNS = flags.DEFINE_integer("num_runs", 50, "bench, run: timed inferences.")
 _WARMUP = flags.DEFINE_integer("warmup_runs", 1, "bench: untimed inferences first.")
 _XNNPACK = flags.DEFINE_boolean("use_xnnpack", True, "bench: the XNNPACK CPU delegate.")
-_ANDROID = flags.DEFINE_boolean("android", False, "bench: run benchmark_model on a phone (adb).")
-_BINARY = flags.DEFINE_string(
-    "benchmark_binary", None, "bench --android: the benchmark_model binary for the phone."
+_ANDROID = flags.DEFINE_boolean(
+    "android", False, "bench, run: also time the .tflite files with benchmark_model on a phone."
 )
-_SERIAL = flags.DEFINE_string("serial", None, "bench --android: device serial (adb -s).")
-_ADB = flags.DEFINE_string("adb", "adb", "bench --android: the adb executable.")
-_USE_GPU = flags.DEFINE_boolean("use_gpu", False, "bench --android: the GPU delegate.")
-_USE_NNAPI = flags.DEFINE_boolean("use_nnapi", False, "bench --android: the NNAPI delegate.")
+_BINARY = flags.DEFINE_string(
+    "benchmark_binary", None, "--android: the benchmark_model binary for the phone."
+)
+_SERIAL = flags.DEFINE_string("serial", None, "--android: device serial (adb -s).")
+_ADB = flags.DEFINE_string("adb", "adb", "--android: the adb executable.")
+_USE_GPU = flags.DEFINE_boolean("use_gpu", False, "--android: the GPU delegate.")
+_USE_NNAPI = flags.DEFINE_boolean("use_nnapi", False, "--android: the NNAPI delegate.")
 _OP_PROFILING = flags.DEFINE_boolean(
     "enable_op_profiling", False, "bench --android: per-op timings."
 )
-_TASKSET = flags.DEFINE_string("taskset", None, "bench --android: CPU mask, e.g. f0.")
+_TASKSET = flags.DEFINE_string("taskset", None, "--android: CPU mask, e.g. f0.")
 
 
 def _json_flag(flag: flags.FlagHolder) -> dict:
@@ -131,7 +168,7 @@ def _json_flag(flag: flags.FlagHolder) -> dict:
 
 
 def _run() -> int:
-    from tfdistill import pipeline, report
+    from tfdistill import bench, pipeline, report
 
     out = _OUT.value or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
     try:
@@ -158,17 +195,35 @@ def _run() -> int:
             "compress_epochs": _COMPRESS_EPOCHS.value,
             "method": _METHOD.value,
             "beta": _BETA.value,
+            "teacher_weights": _TEACHER_WEIGHTS.value,
+            "teacher_learning_rate": _TEACHER_LR.value,
+            "student_learning_rate": _STUDENT_LR.value,
+            "lr_schedule": _SCHEDULE.value,
+            "augment": _AUGMENT.value,
+            "strategy": _STRATEGY.value,
+            "quiet": _QUIET.value,
+            "android": _ANDROID.value,
+            "benchmark_binary": _BINARY.value,
+            "adb": _ADB.value,
+            "serial": _SERIAL.value,
+            "use_gpu": _USE_GPU.value,
+            "use_nnapi": _USE_NNAPI.value,
+            "taskset": _TASKSET.value,
         }
+        given = {name for name in flags.FLAGS if flags.FLAGS[name].present}
         if _CONFIG.value:
             flag_of = {"bench_runs": "num_runs"}
             for key, value in pipeline.read_config(_CONFIG.value).items():
-                name = flag_of.get(key, key)
-                if not (name in flags.FLAGS and flags.FLAGS[name].present):
+                if flag_of.get(key, key) not in given:
                     values[key] = value
+        if _EPOCHS.value is not None:
+            for key in ("teacher_epochs", "student_epochs"):
+                if key not in given:
+                    values[key] = _EPOCHS.value
         config = pipeline.RunConfig(**values)
         result = pipeline.run(config)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"tfdistill run: {error}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, ImportError, bench.android.AndroidBenchmarkError) as e:
+        print(f"tfdistill run: {e}", file=sys.stderr)
         return 2
     print(report.format_table(result))
     print(f"report: {out}/report.json")
@@ -299,8 +354,67 @@ def _main(argv: list[str]) -> int:
     )
 
 
+_HELP_HINT = "`tfdistill run --helpfull` lists the flags"
+
+
+def _usage_exit(message: str) -> SystemExit:
+    """Prints `message` as one line on stderr; the exit (status 2) for the caller to raise."""
+    print(f"tfdistill: {' '.join(message.split())}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def _flag_error(error: flags.Error) -> str:
+    if isinstance(error, flags.UnrecognizedFlagError):
+        _, _, tip = str(error).partition("Did you mean:")
+        names = [f"--{name.strip()}" for name in tip.rstrip(" ?").split(",") if name.strip()]
+        guess = f" (did you mean {' or '.join(names)}?)" if names else ""
+        return f"unknown flag --{error.flagname}{guess}; {_HELP_HINT}"
+    message = str(error)
+    head = message.partition(": ")[0]
+    name = head.removeprefix("flag --").partition("=")[0]
+    if not head.startswith("flag --") or name not in flags.FLAGS:
+        return message
+    if "Non-boolean argument" in message:
+        return f"{head}: --{name} takes true or false (or --{name}, --no{name})"
+    expected = flags.FLAGS[name].parser.syntactic_help
+    if expected and expected not in message:
+        return f"{message}; --{name} takes {expected}"
+    return message
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        raise _usage_exit(_flag_error(error)) from None
+    except SystemExit:
+        # absl's --help, --helpshort, --helpfull and --helpxml exit with status 1 once printed.
+        raise SystemExit(0) from None
+
+
+def _main_one_line_errors(argv: list[str]) -> int:
+    commands = ", ".join(COMMANDS)
+    if len(argv) < 2:
+        raise _usage_exit(f"no command given; the commands are {commands} ({_HELP_HINT})")
+    if argv[1] not in COMMANDS:
+        raise _usage_exit(f"unknown command {argv[1]!r}; the commands are {commands}")
+    try:
+        return _main(argv)
+    except app.UsageError as error:
+        raise _usage_exit(str(error)) from None
+
+
+def _list_flags_in_short_help() -> None:
+    """absl's --help lists the key flags of the module named by sys.argv[0]: this one under
+    `python -m tfdistill.cli`, but under the `tfdistill` console script, its launcher."""
+    if __name__ != "__main__":
+        for flag in flags.FLAGS.get_flags_for_module(__name__):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def main() -> None:
-    app.run(_main)
+    _list_flags_in_short_help()
+    app.run(_main_one_line_errors, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

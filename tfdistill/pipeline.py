@@ -1,16 +1,22 @@
-"""The stages of `tfdistill run`: data -> teacher -> students (scratch, distilled) -> report.
+"""The stages of `tfdistill run`: data -> teacher -> students (scratch, distilled) -> [prune]
+-> [qat] -> export -> bench -> report.
 
 The default setting is the one where soft targets pay off (Hinton et al. 2015, section 3): the
 student sees labels for only a few images per class, while it distils on every training image.
 The scratch student trains on the labeled images alone for the same number of steps.
+
+Models take raw pixels (0..255, or 0..16 for digits): each starts with a `Rescaling` layer,
+so the `.tflite` files do too. A run folder keeps a ledger (`tfdistill.resume`): re-running the
+same config skips the finished stages, and an interrupted training stage resumes from its last
+finished epoch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,9 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import artifacts, compress, data, models, plots, report
+from tfdistill import artifacts, compress, data, models, plots, report, resume
+from tfdistill import bench as bench_lib
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
-from tfdistill.bench import benchmark_tflite
 from tfdistill.distiller import Distiller, check_alpha
 from tfdistill.export import (
     QUANTIZATIONS,
@@ -32,8 +38,13 @@ from tfdistill.export import (
 )
 from tfdistill.losses import check_temperature
 from tfdistill.profile import profile, weight_bytes
+from tfdistill.progress import Progress
 
 METHODS = ("kd", "at", "kd+at", "gat")
+SCHEDULES = ("cosine", "step", "constant")
+STRATEGIES = ("default", "mirrored", "one_device")
+NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
+NOT_FINGERPRINTED = ("out", "quiet", "strategy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +75,37 @@ class RunConfig:
     compress_epochs: int = 6
     method: str = "kd"
     beta: float | None = None
+    teacher_weights: str | None = None
+    lr_schedule: str = "cosine"
+    augment: bool | None = None
+    strategy: str = "default"
+    quiet: bool = False
+    android: bool = False
+    benchmark_binary: str | None = None
+    adb: str = "adb"
+    serial: str | None = None
+    use_gpu: bool = False
+    use_nnapi: bool = False
+    taskset: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("labels_per_class", "teacher_epochs", "student_epochs", "batch_size"):
+        for name in ("teacher_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.labels_per_class < 0:
+            raise ValueError(
+                f"labels_per_class must be >= 0 (0: every label), got {self.labels_per_class}."
+            )
+        for name, value, choices in (
+            ("lr_schedule", self.lr_schedule, SCHEDULES),
+            ("strategy", self.strategy, STRATEGIES),
+        ):
+            if value not in choices:
+                raise ValueError(f"Unknown {name} {value!r}; choose from {list(choices)}.")
+        if self.teacher_weights is not None and not Path(self.teacher_weights).is_file():
+            raise FileNotFoundError(f"teacher_weights {self.teacher_weights!r} is not a file.")
+        if self.android and not self.benchmark_binary:
+            raise ValueError("android needs benchmark_binary, the phone's benchmark_model.")
         check_alpha(self.alpha)
         check_temperature(self.temperature)
         unknown = [q for q in self.quantize if q not in QUANTIZATIONS]
@@ -98,7 +135,8 @@ class RunConfig:
 
 def read_config(path: str | Path) -> dict:
     """The RunConfig fields in a JSON (.json) or YAML (.yaml, .yml) file: a mapping from field
-    names (the `tfdistill run` flag names) to values. Unknown keys and values of the wrong type
+    names (the `tfdistill run` flag names) to values; `epochs` sets `teacher_epochs` and
+    `student_epochs` where the file does not. Unknown keys and values of the wrong type
     are ValueErrors that name them and the valid keys."""
     path = Path(path)
     if not path.is_file():
@@ -121,9 +159,14 @@ def read_config(path: str | Path) -> dict:
     if not isinstance(values, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of keys to values.")
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    if "epochs" in values:
+        epochs = _typed("epochs", values.pop("epochs"), 1)
+        for key in ("teacher_epochs", "student_epochs"):
+            values.setdefault(key, epochs)
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"config file keys {unknown} are unknown; valid keys: {sorted(fields)}.")
+        valid = sorted([*fields, "epochs"])
+        raise ValueError(f"config file keys {unknown} are unknown; valid keys: {valid}.")
     checked = {}
     for key, value in values.items():
         default = RunConfig.__dataclass_fields__[key].default
@@ -139,7 +182,7 @@ def read_config(path: str | Path) -> dict:
     return checked
 
 
-_NULLABLE = (("float", float), ("int", int), ("str", str))
+_NULLABLE = (("bool", bool), ("float", float), ("int", int), ("str", str))
 
 
 def _typed(key: str, value: Any, default: Any) -> Any:
@@ -166,22 +209,80 @@ def _typed(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+def fingerprinted(config: RunConfig) -> dict:
+    """The settings that decide a run's results: its config without `NOT_FINGERPRINTED`, and
+    the digest of the `teacher_weights` file's contents."""
+    values = json.loads(json.dumps(dataclasses.asdict(config)))
+    if config.teacher_weights:
+        digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
+        values["teacher_weights_sha256"] = digest
+    return {key: value for key, value in values.items() if key not in NOT_FINGERPRINTED}
+
+
+def augments(config: RunConfig) -> bool:
+    """`config.augment`, or by default whether the dataset holds natural images (CIFAR, an
+    image folder, TFDS), which random crops and mirroring suit; digits do not mirror."""
+    if config.augment is not None:
+        return config.augment
+    return config.dataset.startswith(NATURAL_IMAGES)
+
+
+def _augmented(batches: tf.data.Dataset, config: RunConfig) -> tf.data.Dataset:
+    """`batches` of (x (B, H, W, C), ...) with x randomly cropped and mirrored, if `augments`."""
+    if not augments(config):
+        return batches
+
+    def augment(x: tf.Tensor, *rest: tf.Tensor) -> tuple:
+        return (data.random_crop_flip(x, seed=config.seed), *rest)
+
+    return batches.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def strategy_of(name: str) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy named `name` (see `STRATEGIES`)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"Unknown strategy {name!r}; choose from {list(STRATEGIES)}.")
+
+
 def _classifier(name: str, kwargs: dict, ds: data.Dataset, role: str) -> keras.Model:
-    return models.get(
+    """Zoo model `name` for `ds` (raw pixels, see `Dataset.raw_pixels`): its first layer
+    scales them to [0, 1]."""
+    model = models.get(
         name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
     )
+    return models.with_preprocessing(model, 1.0 / ds.pixel_max)
 
 
-def _adam(learning_rate: float, steps: int) -> keras.optimizers.Optimizer:
-    """Adam with cosine decay to zero: the weights settle at the end, so BatchNorm's moving
-    statistics catch up with them (with a constant 1e-2, test accuracy swung by 40 points
-    between the last epochs of a run)."""
-    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps))
+def _schedule(learning_rate: float, steps: int, kind: str) -> Any:
+    """`kind` "cosine": decay to zero over `steps`; "step": ×0.2 after 30, 60 and 80% of the
+    steps (the WRN recipe's shape); "constant"."""
+    if kind == "constant":
+        return learning_rate
+    if kind == "step":
+        boundaries = sorted({max(round(steps * f), 1) for f in (0.3, 0.6, 0.8)})
+        values = [learning_rate * 0.2**i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    raise ValueError(f"Unknown lr_schedule {kind!r}; choose from {list(SCHEDULES)}.")
 
 
-def _compile(model: keras.Model, learning_rate: float, steps: int) -> None:
+def _adam(learning_rate: float, steps: int, schedule: str = "cosine") -> keras.optimizers.Optimizer:
+    """Adam, by default with cosine decay to zero: the weights settle at the end, so
+    BatchNorm's moving statistics catch up with them (with a constant 1e-2, test accuracy
+    swung by 40 points between the last epochs of a run)."""
+    return keras.optimizers.Adam(_schedule(learning_rate, steps, schedule))
+
+
+def _compile(model: keras.Model, learning_rate: float, steps: int, schedule: str) -> None:
     model.compile(
-        optimizer=_adam(learning_rate, steps),
+        optimizer=_adam(learning_rate, steps, schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -208,14 +309,40 @@ def _entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: A
     }
 
 
-def train_teacher(config: RunConfig, ds: data.Dataset) -> keras.Model:
-    """The teacher learns from every label in the training split."""
-    teacher = _classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
-    steps = _steps(config, ds, config.teacher_epochs)
-    _compile(teacher, config.teacher_learning_rate, steps)
-    train = ds.as_tf_dataset("train", config.batch_size, shuffle=True, seed=config.seed)
-    teacher.fit(train, epochs=config.teacher_epochs, verbose=0, shuffle=False)
-    return teacher
+@dataclasses.dataclass(frozen=True)
+class Fitting:
+    """How a training stage calls `fit`: `verbose`, extra Keras callbacks, and the folder it
+    backs up every epoch in, to resume from after an interruption (None: no backup)."""
+
+    verbose: int = 0
+    callbacks: tuple = ()
+    backup_dir: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A trained model and its history: {metric: [value per epoch]}."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+
+
+def _fit(model: keras.Model, batches: Any, epochs: int, fitting: Fitting, **kwargs: Any) -> dict:
+    """`model.fit` with the stage's callbacks; the logs of every epoch, across a resume too."""
+    callbacks = list(fitting.callbacks)
+    epoch_log = None
+    if fitting.backup_dir is not None:
+        epoch_log, backup = resume.fit_callbacks(fitting.backup_dir)
+        callbacks = [*backup, *callbacks]
+    history = model.fit(
+        batches,
+        epochs=epochs,
+        verbose=fitting.verbose,
+        callbacks=callbacks,
+        shuffle=False,
+        **kwargs,
+    )
+    return epoch_log.history if epoch_log is not None else history.history
 
 
 def _steps(config: RunConfig, ds: data.Dataset, epochs: int) -> int:
@@ -223,14 +350,64 @@ def _steps(config: RunConfig, ds: data.Dataset, epochs: int) -> int:
     return math.ceil(len(ds.x_train) / config.batch_size) * epochs
 
 
+def labeled_subset(config: RunConfig, ds: data.Dataset) -> np.ndarray:
+    """Indices of the training images whose labels the students see: `labels_per_class` of
+    each class, or all of them when it is 0."""
+    if config.labels_per_class == 0:
+        return np.arange(len(ds.y_train), dtype=np.int64)
+    return data.label_subset(ds.y_train, config.labels_per_class, seed=config.seed)
+
+
+def train_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting()) -> Trained:
+    """The teacher learns from every label in the training split."""
+    teacher = _classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
+    steps = _steps(config, ds, config.teacher_epochs)
+    _compile(teacher, config.teacher_learning_rate, steps, config.lr_schedule)
+    train = ds.as_tf_dataset("train", config.batch_size, shuffle=True, seed=config.seed)
+    return Trained(
+        teacher, _fit(teacher, _augmented(train, config), config.teacher_epochs, fitting)
+    )
+
+
+def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str | None]:
+    """The trained teacher in `.keras` file `path`, checked against `ds`, and a warning when it
+    does not start by rescaling raw pixels as tfdistill's models do (else None)."""
+    try:
+        teacher = keras.models.load_model(path)
+    except Exception as error:
+        raise ValueError(f"teacher_weights {str(path)!r} does not load: {error}") from None
+    if len(getattr(teacher, "inputs", None) or []) != 1:
+        raise ValueError(f"teacher_weights {str(path)!r} is not a model with one image input.")
+    takes = tuple(teacher.inputs[0].shape[1:])
+    gives = teacher.outputs[0].shape[-1]
+    if takes != ds.input_shape or gives != ds.num_classes:
+        raise ValueError(
+            f"teacher_weights {str(path)!r} maps {takes} images to {gives} classes, but "
+            f"--dataset={ds.name} has {ds.input_shape} images of {ds.num_classes} classes."
+        )
+    layers = [layer for layer in teacher.layers if not isinstance(layer, keras.layers.InputLayer)]
+    warning = None
+    if not (layers and isinstance(layers[0], keras.layers.Rescaling)):
+        warning = (
+            f"teacher_weights {str(path)!r} does not start with a Rescaling layer; tfdistill "
+            f"feeds it raw pixels in [0, {ds.pixel_max:g}]"
+        )
+    return teacher, warning
+
+
 def train_scratch(
-    config: RunConfig, ds: data.Dataset, labeled: np.ndarray, init: list[np.ndarray]
-) -> keras.Model:
+    config: RunConfig,
+    ds: data.Dataset,
+    labeled: np.ndarray,
+    init: list[np.ndarray],
+    fitting: Fitting = Fitting(),
+) -> Trained:
     """The student alone, on the labeled images, for as many steps as the distilled one takes."""
     student = _classifier(config.student, config.student_kwargs, ds, "student_scratch")
     student.set_weights(init)
-    steps = _steps(config, ds, config.student_epochs)
-    _compile(student, config.student_learning_rate, steps)
+    per_epoch = _steps(config, ds, 1)
+    steps = per_epoch * config.student_epochs
+    _compile(student, config.student_learning_rate, steps, config.lr_schedule)
     x, y = ds.x_train[labeled], ds.y_train[labeled]
     train = (
         tf.data.Dataset.from_tensor_slices((x, y))
@@ -238,17 +415,33 @@ def train_scratch(
         .repeat()
         .batch(config.batch_size)
     )
-    student.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-    return student
+    history = _fit(
+        student,
+        _augmented(train, config),
+        config.student_epochs,
+        fitting,
+        steps_per_epoch=per_epoch,
+    )
+    return Trained(student, history)
+
+
+def _partly_labeled(config: RunConfig, ds: data.Dataset, labeled: np.ndarray) -> tf.data.Dataset:
+    """Every training image, shuffled and augmented, with labels only where `labeled`."""
+    partly = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, labeled))
+    train = partly.as_tf_dataset("train", config.batch_size, shuffle=True, seed=config.seed)
+    return _augmented(train, config)
 
 
 def distillation_data(
     config: RunConfig, ds: data.Dataset, teacher: keras.Model, labeled: np.ndarray
 ) -> tf.data.Dataset:
-    """Every training image with the teacher's cached logits; labels only where `labeled`."""
-    partly_labeled = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, labeled))
+    """Every training image with labels only where `labeled`: with the teacher's cached logits,
+    unless images are augmented (then the teacher must see each augmented image, online)."""
+    if augments(config):
+        return _partly_labeled(config, ds, labeled)
+    partly = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, labeled))
     return data.cache_teacher_outputs(
-        partly_labeled.as_tf_dataset("train", config.batch_size),
+        partly.as_tf_dataset("train", config.batch_size),
         teacher,
         shuffle=True,
         seed=config.seed,
@@ -273,66 +466,80 @@ def distil(
     train: tf.data.Dataset,
     init: list[np.ndarray],
     labeled: np.ndarray | None = None,
-) -> keras.Model:
+    fitting: Fitting = Fitting(),
+) -> Trained:
     """The student on every training image: soft targets everywhere, labels where it has them.
 
     `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
     "kd+at", or "gat" (labels + gradient attention transfer). The attention methods need the
     teacher's features every step, so they train on the uncached images (`labeled` marks the
-    labels they see); "kd" trains on `train`, the cached teacher logits.
+    labels they see); "kd" trains on `train` (`distillation_data`).
     """
     student = _classifier(config.student, config.student_kwargs, ds, "student_distilled")
     student.set_weights(init)
     attention = attention_of(config)
     if attention is not None:
         keep = labeled if labeled is not None else np.arange(len(ds.y_train))
-        partly_labeled = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, keep))
-        train = partly_labeled.as_tf_dataset(
-            "train", config.batch_size, shuffle=True, seed=config.seed
-        )
+        train = _partly_labeled(config, ds, keep)
     distiller = Distiller(student, teacher, attention=attention)
+    steps = _steps(config, ds, config.student_epochs)
     distiller.compile(
-        optimizer=_adam(config.student_learning_rate, _steps(config, ds, config.student_epochs)),
+        optimizer=_adam(config.student_learning_rate, steps, config.lr_schedule),
         metrics=["accuracy"],
         alpha=config.alpha if "kd" in config.method else 1.0,
         temperature=config.temperature,
     )
-    history = distiller.fit(train, epochs=config.student_epochs, verbose=0, shuffle=False)
-    object.__setattr__(student, "distillation_history", history.history)
-    return student
+    return Trained(student, _fit(distiller, train, config.student_epochs, fitting))
 
 
 def prune(
-    config: RunConfig, ds: data.Dataset, distilled: keras.Model, train: tf.data.Dataset
+    config: RunConfig,
+    ds: data.Dataset,
+    distilled: keras.Model,
+    train: tf.data.Dataset,
+    teacher: keras.Model | None = None,
+    callbacks: list | None = None,
 ) -> keras.Model:
-    """The distilled student pruned to `config.prune` sparsity, still distilling from the cached
-    teacher logits: sparsity rises over all but the last epoch (about ten mask updates), and
-    the last epoch recovers at the target."""
+    """The distilled student pruned to `config.prune` sparsity, still distilling (from cached
+    teacher logits in `train`, or from `teacher` online): sparsity rises over all but the last
+    epoch (about ten mask updates), and the last epoch recovers at the target."""
     per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
     horizon = per_epoch * max(config.compress_epochs - 1, 1)
     return compress.prune(
         distilled,
         train,
+        teacher=teacher,
         target_sparsity=config.prune,
         epochs=config.compress_epochs,
         frequency=max(horizon // 10, 1),
         alpha=config.alpha,
         temperature=config.temperature,
         seed=config.seed,
+        verbose=0 if config.quiet else 2,
+        callbacks=callbacks,
     )
 
 
-def quantize_aware(config: RunConfig, student: keras.Model, train: tf.data.Dataset) -> Any:
+def quantize_aware(
+    config: RunConfig,
+    student: keras.Model,
+    train: tf.data.Dataset,
+    teacher: keras.Model | None = None,
+    callbacks: list | None = None,
+) -> Any:
     """Quantization-aware fine-tuning of `student` with distillation; keeps a pruned student's
     zeros."""
     return compress.quantize_aware(
         student,
         train,
+        teacher=teacher,
         epochs=config.compress_epochs,
         alpha=config.alpha,
         temperature=config.temperature,
         preserve_sparsity=config.prune is not None,
         seed=config.seed,
+        verbose=0 if config.quiet else 2,
+        callbacks=callbacks,
     )
 
 
@@ -350,10 +557,10 @@ class Export:
 
 
 def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -> list[dict]:
-    """Every planned model in each of its modes, evaluated on the test split against its own
-    Keras model and timed in LiteRT. Sparse float files store pruned kernels in TFLite's sparse
-    format; int8 ones stay dense, since XNNPACK cannot run sparse int8 FULLY_CONNECTED (their
-    zeros show in the gzipped size)."""
+    """Every planned model in each of its modes, evaluated on the test split in LiteRT against
+    its own Keras model. Sparse float files store pruned kernels in TFLite's sparse format; int8
+    ones stay dense, since XNNPACK cannot run sparse int8 FULLY_CONNECTED (their zeros show in
+    the gzipped size)."""
     rows = []
     for item in plan:
         function = inference_function(item.model)
@@ -369,7 +576,6 @@ def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -
                 sparsity=sparse,
             )
             checked = evaluate_tflite(path, ds.x_test, ds.y_test, reference=item.model)
-            timing = benchmark_tflite(path, num_threads=config.threads, num_runs=config.bench_runs)
             size = file_size(path)
             rows.append(
                 {
@@ -382,60 +588,295 @@ def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -
                     "accuracy": checked.accuracy,
                     "agreement": checked.agreement,
                     "max_abs_error": checked.max_abs_error,
-                    "latency_us": timing.avg_us,
-                    "latency_p50_us": timing.p50_us,
-                    "threads": timing.num_threads,
                 }
             )
     return rows
 
 
-def _config_json(config: RunConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+def bench(config: RunConfig, files: list[Path]) -> dict:
+    """LiteRT timings of every `.tflite` file, and with `config.android` `benchmark_model`'s on
+    the phone: {"litert": {file name: BenchmarkResult dict}, "android": {...} or None, ...}.
+    Latencies in microseconds."""
+    litert, android = {}, {}
+    for path in files:
+        timing = bench_lib.benchmark_tflite(
+            path, num_threads=config.threads, num_runs=config.bench_runs
+        )
+        litert[path.name] = timing.to_dict()
+        if config.android:
+            on_phone = bench_lib.android.benchmark(
+                path,
+                benchmark_binary=config.benchmark_binary,
+                adb=config.adb,
+                serial=config.serial,
+                num_threads=config.threads or 1,
+                use_gpu=config.use_gpu,
+                use_nnapi=config.use_nnapi,
+                num_runs=config.bench_runs,
+                taskset=config.taskset,
+            )
+            android[path.name] = on_phone.to_dict()
+    return {
+        "threads": config.threads or 1,
+        "num_runs": config.bench_runs,
+        "litert": litert,
+        "android": android or None,
+    }
 
 
-def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
-    """Runs every stage; writes the models and report.json to `config.out`; returns the report."""
+def with_latency(rows: list[dict], timings: dict) -> list[dict]:
+    """The export `rows` with each file's latencies from `bench` (µs): LiteRT mean and median,
+    and the phone's mean with --android."""
+    merged = []
+    for row in rows:
+        litert = timings["litert"][row["file"]]
+        row = {
+            **row,
+            "latency_us": litert["avg_us"],
+            "latency_p50_us": litert["p50_us"],
+            "threads": litert["num_threads"],
+        }
+        if timings.get("android"):
+            row["android_latency_us"] = timings["android"][row["file"]]["avg_us"]
+        merged.append(row)
+    return merged
+
+
+def stage_names(config: RunConfig) -> list[str]:
+    """The stages `run` goes through for `config`, in order."""
+    compress_stages = [
+        name for name, on in (("prune", config.prune is not None), ("qat", config.qat)) if on
+    ]
+    return ["data", "teacher", "scratch", "distil", *compress_stages, "export", "bench", "report"]
+
+
+def _stage_work(config: RunConfig, ds: data.Dataset) -> dict[str, int]:
+    """The stages of this run with their training steps (for the time estimate)."""
+    epochs = {
+        "teacher": 0 if config.teacher_weights else config.teacher_epochs,
+        "scratch": config.student_epochs,
+        "distil": config.student_epochs,
+        "prune": config.compress_epochs,
+        "qat": config.compress_epochs,
+    }
+    return {name: _steps(config, ds, epochs.get(name, 0)) for name in stage_names(config)}
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+def run(
+    config: RunConfig,
+    log: Callable[[str], None] = print,
+    *,
+    callbacks: tuple = (),
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
+    """Runs every stage; writes the models, `.tflite` files, bench.json, report.json,
+    report.md and plots to `config.out`; returns the report.
+
+    A folder holding an earlier run of the same config (`run.json`) gives back its finished
+    stages instead of re-running them, and a training stage cut short resumes from its last
+    finished epoch; a folder of another config is a ValueError. `callbacks` join every Keras 3
+    `fit` (teacher, scratch, distil); `strategy` (default: `config.strategy`) holds the models
+    of those stages.
+    """
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out)
+    ledger = resume.Ledger(out, fingerprinted(config))
+    strategy = strategy or strategy_of(config.strategy)
+    progress = Progress(
+        dict.fromkeys(stage_names(config), 0),
+        kinds=dict.fromkeys(("scratch", "distil", "prune", "qat"), "student"),
+        quiet=config.quiet,
+        log=log,
+    )
     timings: dict[str, float] = {}
-    start = time.perf_counter()
+    loaded: list[str] = []
+    fresh = False
 
-    def stage(name: str, fn: Callable[[], Any]) -> Any:
-        began = time.perf_counter()
-        log(f"[{name}] ...")
-        result = fn()
-        timings[name] = round(time.perf_counter() - began, 2)
-        log(f"[{name}] done in {timings[name]:.1f} s")
-        return result
+    def fitting(name: str) -> Fitting:
+        return Fitting(progress.fit_verbose, tuple(callbacks), ledger.backup_dir(name))
 
-    ds = stage("data", lambda: data.load(config.dataset, data_dir=config.data_dir))
+    def stage(
+        name: str,
+        detail: str,
+        work: Callable[[], tuple[Any, dict]],
+        reload: Callable[[dict], Any],
+        files: Callable[[dict], list[str]] = lambda record: [],
+    ) -> tuple[Any, dict]:
+        """Runs `work` (-> value, record), or gives `reload(record)` when this config finished
+        the stage before and no earlier stage ran again."""
+        nonlocal fresh
+        record = ledger.record(name)
+        progress.start(name, detail)
+        if record is not None and not fresh and all((out / f).exists() for f in files(record)):
+            value = reload(record)
+            progress.finish(name, skipped=True)
+            loaded.append(name)
+            timings[name] = record["seconds"]
+            return value, record
+        fresh = True
+        if ledger.resumable(name):
+            progress.log(f"   {name}: resuming from the last epoch it finished")
+        keras.utils.set_random_seed(config.seed + list(progress.work).index(name))
+        value, record = work()
+        record = {**record, "seconds": round(progress.finish(name), 2)}
+        ledger.finish(name, record)
+        timings[name] = record["seconds"]
+        return value, record
+
+    def load(file: str) -> Callable[[dict], keras.Model]:
+        def reload(record: dict) -> keras.Model:
+            with strategy.scope():
+                return keras.models.load_model(out / file)
+
+        return reload
+
+    progress.start("data", config.dataset)
+    ds = data.load(config.dataset, data_dir=config.data_dir).raw_pixels()
+    progress.work = _stage_work(config, ds)
+    timings["data"] = round(progress.finish("data"), 2)
     if ds.skipped:
-        log(f"[data] skipped {ds.skipped} file(s) that did not decode as images")
-    labeled = data.label_subset(ds.y_train, config.labels_per_class, seed=config.seed)
-    teacher = stage("teacher", lambda: train_teacher(config, ds))
-    artifacts.save_model(teacher, out / "teacher.keras")
-    init = _classifier(config.student, config.student_kwargs, ds, "student").get_weights()
-    scratch = stage("scratch", lambda: train_scratch(config, ds, labeled, init))
-    train = distillation_data(config, ds, teacher, labeled)
-    distilled = stage("distil", lambda: distil(config, ds, teacher, train, init, labeled))
-    saved = {"student_scratch": scratch, "student_distilled": distilled}
+        progress.log(f"   data: skipped {ds.skipped} file(s) that did not decode as images")
+    labeled = labeled_subset(config, ds)
+
+    def teacher_work() -> tuple[keras.Model, dict]:
+        with strategy.scope():
+            if config.teacher_weights:
+                teacher, warning = load_teacher(config.teacher_weights, ds)
+                if warning:
+                    progress.log(f"   teacher: {warning}")
+                trained = Trained(teacher, {})
+            else:
+                trained = train_teacher(config, ds, fitting("teacher"))
+        artifacts.save_model(trained.model, out / "teacher.keras")
+        return trained.model, {"history": trained.history}
+
+    teacher, teacher_record = stage(
+        "teacher",
+        f"{config.teacher}, from {config.teacher_weights}"
+        if config.teacher_weights
+        else f"{config.teacher}, {_epochs(config.teacher_epochs)} on every label",
+        teacher_work,
+        load("teacher.keras"),
+        lambda record: ["teacher.keras"],
+    )
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        init = _classifier(config.student, config.student_kwargs, ds, "student").get_weights()
+
+    def student_work(name: str, train_fn: Callable[[], Trained]) -> Callable:
+        def work() -> tuple[keras.Model, dict]:
+            with strategy.scope():
+                trained = train_fn()
+            artifacts.save_model(trained.model, out / f"{name}.keras")
+            return trained.model, {"history": trained.history}
+
+        return work
+
+    scratch, scratch_record = stage(
+        "scratch",
+        f"{config.student} on the {len(labeled)} labeled images",
+        student_work(
+            "student_scratch",
+            lambda: train_scratch(config, ds, labeled, init, fitting("scratch")),
+        ),
+        load("student_scratch.keras"),
+        lambda record: ["student_scratch.keras"],
+    )
+    cached: list[tf.data.Dataset] = []
+
+    def train() -> tf.data.Dataset:
+        """The distillation batches, made when a stage first trains on them (caching the
+        teacher's logits takes a pass of the teacher over the training split)."""
+        if not cached:
+            cached.append(distillation_data(config, ds, teacher, labeled))
+        return cached[0]
+
+    online_teacher = teacher if augments(config) else None
+    distilled, distil_record = stage(
+        "distil",
+        f"{config.method}, {_epochs(config.student_epochs)} on all {len(ds.x_train)} images",
+        student_work(
+            "student_distilled",
+            lambda: distil(config, ds, teacher, train(), init, labeled, fitting("distil")),
+        ),
+        load("student_distilled.keras"),
+        lambda record: ["student_distilled.keras"],
+    )
     plan = [Export("student_distilled", distilled, config.quantize)]
-    students = {}
+    students: dict[str, tuple[keras.Model, dict]] = {}
+    base = distilled
     if config.prune is not None:
-        pruned = stage("prune", lambda: prune(config, ds, distilled, train))
-        saved["student_pruned"] = pruned
-        plan.append(Export("student_pruned", pruned, ("none", "int8"), sparse=True))
-        students["pruned"] = {"sparsity": compress.overall_sparsity(pruned)}
+
+        def prune_work() -> tuple[keras.Model, dict]:
+            backup = _tf_keras_backup(ledger.backup_dir("prune"))
+            pruned = prune(config, ds, distilled, train(), online_teacher, backup)
+            artifacts.save_model(pruned, out / "student_pruned.keras")
+            return pruned, {}
+
+        base, _ = stage(
+            "prune",
+            f"to {config.prune:.0%} sparsity, {_epochs(config.compress_epochs)}",
+            prune_work,
+            lambda record: keras.models.load_model(out / "student_pruned.keras"),
+            lambda record: ["student_pruned.keras"],
+        )
+        plan.append(Export("student_pruned", base, ("none", "int8"), sparse=True))
+        students["pruned"] = (base, {"sparsity": compress.overall_sparsity(base)})
     if config.qat:
-        base = saved.get("student_pruned", distilled)
-        qat = stage("qat", lambda: quantize_aware(config, base, train))
+        weights = out / "student_qat.weights.h5"
+
+        def qat_work() -> tuple[Any, dict]:
+            backup = _tf_keras_backup(ledger.backup_dir("qat"))
+            model = quantize_aware(config, base, train(), online_teacher, backup)
+            artifacts.save_weights(model, weights)
+            return model, {}
+
+        def qat_reload(record: dict) -> Any:
+            model = compress.quantize_model(base, preserve_sparsity=config.prune is not None)
+            model.load_weights(weights)
+            return model
+
+        qat, _ = stage(
+            "qat",
+            f"quantization-aware, {_epochs(config.compress_epochs)}",
+            qat_work,
+            qat_reload,
+            lambda record: [weights.name],
+        )
         plan.append(Export("student_qat", qat, ("int8",)))
-    for name, model in saved.items():
-        artifacts.save_model(model, out / f"{name}.keras")
     plan.append(Export("teacher", teacher, ("none",)))
-    tflite = stage("export", lambda: export(config, ds, plan, out))
-    timings["total"] = round(time.perf_counter() - start, 2)
+
+    def export_work() -> tuple[list[dict], dict]:
+        exported = export(config, ds, plan, out)
+        return exported, {"rows": exported}
+
+    rows, _ = stage(
+        "export",
+        f"{sum(len(item.quantizations) for item in plan)} .tflite files",
+        export_work,
+        lambda record: record["rows"],
+        lambda record: [row["file"] for row in record["rows"]],
+    )
+
+    def bench_work() -> tuple[dict, dict]:
+        measured = bench(config, [out / row["file"] for row in rows])
+        artifacts.write_atomic(out / "bench.json", lambda f: json.dump(measured, f, indent=2))
+        return measured, {"bench": measured}
+
+    where = " and on the phone" if config.android else ""
+    latency, _ = stage(
+        "bench",
+        f"{config.bench_runs} runs of each file in LiteRT{where}",
+        bench_work,
+        lambda record: record["bench"],
+        lambda record: ["bench.json"],
+    )
+    timings["total"] = round(sum(timings.values()), 2)
+    entry = {"model": config.student, "labels": len(labeled)}
     result = {
         "dataset": {
             "name": ds.name,
@@ -443,54 +884,57 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict:
             "test": len(ds.x_test),
             "num_classes": ds.num_classes,
             "input_shape": list(ds.input_shape),
+            "pixel_max": ds.pixel_max,
+            "augmented": augments(config),
             "labels_per_class": config.labels_per_class,
             "labeled": len(labeled),
             "skipped_files": ds.skipped,
         },
         "teacher": _entry(teacher, ds, config, model=config.teacher, file="teacher.keras"),
         "students": {
-            "scratch": _entry(
-                scratch,
-                ds,
-                config,
-                model=config.student,
-                labels=len(labeled),
-                file="student_scratch.keras",
-            ),
+            "scratch": _entry(scratch, ds, config, **entry, file="student_scratch.keras"),
             "distilled": _entry(
                 distilled,
                 ds,
                 config,
-                model=config.student,
-                labels=len(labeled),
+                **entry,
                 alpha=config.alpha,
                 temperature=config.temperature,
                 file="student_distilled.keras",
             ),
             **{
                 name: _entry(
-                    saved[f"student_{name}"],
-                    ds,
-                    config,
-                    model=config.student,
-                    file=f"student_{name}.keras",
-                    **extra,
+                    model, ds, config, model=config.student, file=f"student_{name}.keras", **extra
                 )
-                for name, extra in students.items()
+                for name, (model, extra) in students.items()
             },
         },
-        "tflite": tflite,
+        "tflite": with_latency(rows, latency),
         "config": _config_json(config),
         "timings_s": timings,
+        "loaded_stages": loaded,
+        "history": {
+            "teacher": teacher_record["history"],
+            "student (scratch)": scratch_record["history"],
+            "student (distilled)": distil_record["history"],
+        },
     }
-    histories = {
-        "teacher": teacher.history.history,
-        "student (scratch)": scratch.history.history,
-        "student (distilled)": distilled.distillation_history,
-    }
-    result["history"] = histories
-    stage("report", lambda: write_reports(result, out))
+    progress.start("report", "report.md, report.json and plots")
+    write_reports(result, out)
+    progress.finish("report")
     return result
+
+
+def _tf_keras_backup(folder: Path) -> list:
+    """tf_keras's epoch backup for the TFMOT stages, which fit tf_keras models."""
+    import tf_keras
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [tf_keras.callbacks.BackupAndRestore(str(folder))]
+
+
+def _config_json(config: RunConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 PLOTS = {

@@ -29,9 +29,10 @@ def format_table(report: dict) -> str:
 def _tflite_table(rows: list[dict]) -> str:
     """One row per `.tflite` file: size as stored and gzipped, accuracy, agreement with its
     Keras model, LiteRT latency."""
+    phone = any("android_latency_us" in row for row in rows)
     header = (
         f"{'file':<34} {'size KB':>8} {'gzip KB':>8} {'accuracy':>9} {'agrees':>8} "
-        f"{'latency us':>11}"
+        f"{'latency us':>11}" + (f" {'phone us':>11}" if phone else "")
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -39,6 +40,7 @@ def _tflite_table(rows: list[dict]) -> str:
             f"{row['file']:<34} {row['size_bytes'] / 1024:>8.1f} "
             f"{row.get('gzip_bytes', 0) / 1024:>8.1f} {row['accuracy']:>9.2%} "
             f"{row['agreement']:>8.2%} {row['latency_us']:>11.1f}"
+            + (f" {row['android_latency_us']:>11.1f}" if phone else "")
         )
     return "\n".join(lines)
 
@@ -55,16 +57,19 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
             f"| {name} | {entry['accuracy']:.2%} | {entry['params']:,} | {entry['macs']:,} |"
         )
     if report.get("tflite"):
+        phone = any("android_latency_us" in row for row in report["tflite"])
         lines += [
             "",
-            "| file | size KB | gzip KB | accuracy | agrees with Keras | latency µs |",
-            "|---|---|---|---|---|---|",
+            "| file | size KB | gzip KB | accuracy | agrees with Keras | latency µs |"
+            + (" phone µs |" if phone else ""),
+            "|---|---|---|---|---|---|" + ("---|" if phone else ""),
         ]
         for row in report["tflite"]:
             lines.append(
                 f"| {row['file']} | {row['size_bytes'] / 1024:.1f} | "
                 f"{row.get('gzip_bytes', 0) / 1024:.1f} | {row['accuracy']:.2%} | "
                 f"{row['agreement']:.2%} | {row['latency_us']:.1f} |"
+                + (f" {row['android_latency_us']:.1f} |" if phone else "")
             )
     for title, file in (plots or {}).items():
         lines += ["", f"![{title}]({file})"]

@@ -1,0 +1,168 @@
+"""`tfdistill` usage errors: one line on stderr, exit status 2, no traceback.
+
+Flag and command errors come before `tfdistill` (and TensorFlow) is imported when cli.py runs
+on its own, so most cases run it as a file; only the two unknown-name cases import the package.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from absl import flags
+
+from tfdistill import cli
+
+CLI_FILE = str(Path(cli.__file__))
+RUN_FILE = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')"
+# TensorFlow's native logging writes these on import, whatever TF_CPP_MIN_LOG_LEVEL says.
+NATIVE_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:|WARNING: All log messages before absl::")
+
+
+def cli_file(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", RUN_FILE, CLI_FILE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def error_line(returncode: int, stdout: str, stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if not NATIVE_LOG.match(line)]
+    assert returncode == 2, stderr
+    assert stdout == ""
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("tfdistill")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--method=bogus", "run"], ["--method=bogus", "kd", "at", "kd+at", "gat"]),
+        (["run", "--batch_size=abc"], ["--batch_size=abc", "an integer"]),
+        (["run", "--qat=maybe"], ["--qat=maybe", "true or false"]),
+        (["run", "--nope=1"], ["--nope", "--helpfull"]),
+        (["run", "--temprature=2"], ["--temprature", "did you mean --temperature", "--helpfull"]),
+        (["frobnicate"], ["'frobnicate'", "run, profile, convert, bench"]),
+        ([], ["no command", "run, profile, convert, bench"]),
+        (["run", "extra"], ["tfdistill profile MODEL", "got run extra"]),
+    ],
+)
+def test_usage_errors_are_one_line(args, expected):
+    result = cli_file(*args)
+    line = error_line(result.returncode, result.stdout, result.stderr)
+    assert line.startswith("tfdistill: ")
+    for text in expected:
+        assert text in line
+
+
+@pytest.mark.parametrize("help_flag", ["--help", "--helpfull"])
+def test_help_still_prints_every_flag(help_flag):
+    result = cli_file(help_flag)
+    assert result.returncode == 0, result.stderr
+    assert "--method: <kd|at|kd+at|gat>" in result.stdout
+    assert "tfdistill run [--flags]" in result.stdout
+
+
+def test_usage_error_inside_a_command_is_one_line(capsys):
+    argv = flags.FLAGS(["tfdistill", "--teacher_kwargs=[1]"])
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli._main_one_line_errors([*argv, "run"])
+    finally:
+        flags.FLAGS.unparse_flags()
+    captured = capsys.readouterr()
+    line = error_line(stop.value.code, captured.out, captured.err)
+    assert line == "tfdistill: --teacher_kwargs must be a JSON object, got '[1]'"
+
+
+def test_unknown_dataset_and_model_name_the_choices(tmp_path):
+    """Both through `python -m tfdistill.cli`, side by side: each imports TensorFlow."""
+    cases = {"--dataset=nope": ["'nope'", "digits", "folder:PATH"], "--student=nope": ["resnet"]}
+    processes = {
+        flag: subprocess.Popen(
+            [sys.executable, "-m", "tfdistill.cli", "run", flag, f"--out={tmp_path / 'run'}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for flag in cases
+    }
+    for flag, process in processes.items():
+        stdout, stderr = process.communicate(timeout=120)
+        line = error_line(process.returncode, stdout, stderr)
+        assert line.startswith("tfdistill run: ")
+        for text in cases[flag]:
+            assert text in line
+    assert not (tmp_path / "run").exists()
+
+
+def run_config_of(monkeypatch, *args: str):
+    """The RunConfig `tfdistill run ARGS` would run, caught before any training."""
+    from tfdistill import pipeline
+
+    seen = []
+
+    def fake_run(config):
+        seen.append(config)
+        raise ValueError("stop before training")
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    argv = flags.FLAGS(["tfdistill", *args])
+    try:
+        assert cli._main([*argv, "run"]) == 2
+    finally:
+        flags.FLAGS.unparse_flags()
+    return seen[0]
+
+
+def test_run_flags_reach_the_config(monkeypatch, tmp_path):
+    config = run_config_of(
+        monkeypatch,
+        "--epochs=3",
+        "--student_epochs=5",
+        "--lr_schedule=step",
+        "--noaugment",
+        "--strategy=mirrored",
+        "--quiet",
+        "--labels_per_class=0",
+        "--teacher_learning_rate=0.1",
+        "--android",
+        "--benchmark_binary=/bin/true",
+        "--serial=PHONE1",
+        "--taskset=f0",
+        "--use_gpu",
+        f"--out={tmp_path}",
+    )
+    assert (config.teacher_epochs, config.student_epochs) == (3, 5)
+    assert (config.lr_schedule, config.augment, config.strategy, config.quiet) == (
+        "step",
+        False,
+        "mirrored",
+        True,
+    )
+    assert (config.labels_per_class, config.teacher_learning_rate) == (0, 0.1)
+    assert (config.android, config.benchmark_binary, config.serial, config.taskset) == (
+        True,
+        "/bin/true",
+        "PHONE1",
+        "f0",
+    )
+    assert config.use_gpu and not config.use_nnapi and config.augment is False
+    assert run_config_of(monkeypatch, f"--out={tmp_path}").augment is None
+
+
+def test_config_file_epochs_yield_to_flags(monkeypatch, tmp_path):
+    file = tmp_path / "run.yaml"
+    file.write_text("epochs: 4\nteacher_epochs: 7\nseed: 3\n")
+    config = run_config_of(monkeypatch, f"--config={file}", f"--out={tmp_path}")
+    assert (config.teacher_epochs, config.student_epochs, config.seed) == (7, 4, 3)
+    config = run_config_of(monkeypatch, f"--config={file}", "--epochs=2", "--seed=9")
+    assert (config.teacher_epochs, config.student_epochs, config.seed) == (2, 2, 9)

@@ -1,0 +1,128 @@
+"""A run folder's ledger: which stages of a config have finished, so a re-run skips them.
+
+`run.json` in the folder holds the config's fingerprint, the config itself and one record per
+finished stage (its seconds and whatever the stage needs to be rebuilt without re-running,
+such as training histories). A stage interrupted part-way resumes from its last finished epoch
+through `keras.callbacks.BackupAndRestore`, whose checkpoint lives in `.backup/<stage>/` until
+the stage finishes. Every write is atomic (temporary file, then rename), so a kill at any
+moment leaves either the old ledger or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tfdistill import artifacts
+
+LEDGER = "run.json"
+BACKUPS = ".backup"
+
+
+def fingerprint(config: dict) -> str:
+    """A hex digest of `config` (JSON-able), independent of key order."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _differences(old: dict, new: dict) -> str:
+    changed = [
+        f"{key}: {json.dumps(old.get(key))} -> {json.dumps(new.get(key))}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    return "; ".join(changed) or "the fingerprint"
+
+
+class Ledger:
+    """The finished stages of one config in folder `out`.
+
+    Opening a folder that holds another config's ledger is a ValueError naming the settings
+    that differ; a folder without a ledger starts empty.
+    """
+
+    def __init__(self, out: str | Path, config: dict) -> None:
+        self.out = Path(out)
+        self.config = config
+        self.fingerprint = fingerprint(config)
+        self.stages: dict[str, dict] = {}
+        path = self.out / LEDGER
+        if not path.is_file():
+            return
+        try:
+            saved = json.loads(path.read_text())
+            stages, old_fingerprint = saved["stages"], saved["fingerprint"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} is not a tfdistill run ledger ({error}); pass a new --out, or delete "
+                "it to start over."
+            ) from None
+        if old_fingerprint != self.fingerprint:
+            raise ValueError(
+                f"--out {str(self.out)!r} holds a run of another config ("
+                f"{_differences(saved.get('config', {}), config)}); pass a new --out to keep "
+                f"both runs, or delete {str(self.out)!r} to start this one over."
+            )
+        self.stages = stages
+
+    def record(self, stage: str) -> dict | None:
+        """The saved record of `stage` if it finished, else None."""
+        return self.stages.get(stage)
+
+    def finish(self, stage: str, record: dict) -> None:
+        """Marks `stage` finished with `record` (JSON-able) and drops its backup."""
+        self.stages[stage] = record
+        state = {"fingerprint": self.fingerprint, "config": self.config, "stages": self.stages}
+        artifacts.write_atomic(self.out / LEDGER, lambda f: json.dump(state, f, indent=1))
+        shutil.rmtree(self.backup_dir(stage), ignore_errors=True)
+        backups = self.out / BACKUPS
+        if backups.is_dir() and not any(backups.iterdir()):
+            backups.rmdir()
+
+    def backup_dir(self, stage: str) -> Path:
+        """Where `stage` keeps its epoch checkpoint while it runs."""
+        return self.out / BACKUPS / stage
+
+    def resumable(self, stage: str) -> bool:
+        """Whether an earlier, interrupted attempt at `stage` left a checkpoint."""
+        folder = self.backup_dir(stage)
+        return folder.is_dir() and any(folder.iterdir())
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Every epoch's logs of a fit, kept in `path` (JSON) so they survive an interruption.
+
+    After a resume (`BackupAndRestore`), the epochs from the restored one on are rewritten, so
+    `history` holds each epoch once: {metric: [value per epoch]}.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.epochs: list[dict[str, float]] = []
+        if self.path.is_file():
+            self.epochs = json.loads(self.path.read_text())
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        entry = {key: float(value) for key, value in (logs or {}).items()}
+        self.epochs = [*self.epochs[:epoch], entry]
+        artifacts.write_atomic(self.path, lambda f: json.dump(self.epochs, f))
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        keys = dict.fromkeys(key for entry in self.epochs for key in entry)
+        return {key: [entry.get(key, float("nan")) for entry in self.epochs] for key in keys}
+
+
+def fit_callbacks(folder: Path) -> tuple[EpochLog, list[Any]]:
+    """An `EpochLog` and the Keras 3 callbacks that back up a fit in `folder` each epoch and
+    restore it when the same fit starts again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = EpochLog(folder / "epochs.json")
+    backup = keras.callbacks.BackupAndRestore(str(folder / "checkpoint"), double_checkpoint=True)
+    return log, [log, backup]
