@@ -67,7 +67,7 @@ def tiny_run(tmp_path_factory):
     config = pipeline.RunConfig(out=str(out), **TINY)
     interrupt = Interrupt()
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(config, log=lambda _: None, callbacks=(interrupt,))
+        pipeline.run(config, log=lambda _: None, callbacks=(interrupt,), backup_interval_s=0)
     interrupted = {
         "ledger": json.loads((out / "run.json").read_text()),
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
@@ -511,3 +511,19 @@ def test_the_ledger_refuses_a_damaged_file_and_the_epoch_log_rewrites_resumed_ep
     again.on_epoch_end(1, {"loss": 9.0})
     assert again.history == {"loss": [0.0, 9.0]}
     assert resume.fingerprint({"a": 1, "b": 2}) == resume.fingerprint({"b": 2, "a": 1})
+
+
+def test_backups_are_spaced_in_time(tmp_path):
+    now = [0.0]
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    backup = resume.SpacedBackup(str(tmp_path), interval_s=10.0, clock=lambda: now[0])
+    backup.set_model(model)
+    backup.on_train_begin()
+    saved = []
+    for epoch, seconds in enumerate((4.0, 4.0, 4.0, 12.0)):
+        now[0] += seconds
+        backup.on_epoch_end(epoch)
+        metadata = tmp_path / "training_metadata.json"
+        saved.append(json.loads(metadata.read_text())["epoch"] if metadata.exists() else None)
+    assert saved == [None, None, 3, 4]

@@ -312,11 +312,13 @@ def _entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: A
 @dataclasses.dataclass(frozen=True)
 class Fitting:
     """How a training stage calls `fit`: `verbose`, extra Keras callbacks, and the folder it
-    backs up every epoch in, to resume from after an interruption (None: no backup)."""
+    backs up in at the end of an epoch, at most every `backup_interval_s` seconds, to resume
+    from after an interruption (None: no backup)."""
 
     verbose: int = 0
     callbacks: tuple = ()
     backup_dir: Path | None = None
+    backup_interval_s: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,7 +334,7 @@ def _fit(model: keras.Model, batches: Any, epochs: int, fitting: Fitting, **kwar
     callbacks = list(fitting.callbacks)
     epoch_log = None
     if fitting.backup_dir is not None:
-        epoch_log, backup = resume.fit_callbacks(fitting.backup_dir)
+        epoch_log, backup = resume.fit_callbacks(fitting.backup_dir, fitting.backup_interval_s)
         callbacks = [*backup, *callbacks]
     history = model.fit(
         batches,
@@ -672,6 +674,7 @@ def run(
     *,
     callbacks: tuple = (),
     strategy: tf.distribute.Strategy | None = None,
+    backup_interval_s: float = 10.0,
 ) -> dict:
     """Runs every stage; writes the models, `.tflite` files, bench.json, report.json,
     report.md and plots to `config.out`; returns the report.
@@ -680,7 +683,7 @@ def run(
     stages instead of re-running them, and a training stage cut short resumes from its last
     finished epoch; a folder of another config is a ValueError. `callbacks` join every Keras 3
     `fit` (teacher, scratch, distil); `strategy` (default: `config.strategy`) holds the models
-    of those stages.
+    of those stages; they back up at the end of an epoch at most every `backup_interval_s`.
     """
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out)
@@ -697,7 +700,8 @@ def run(
     fresh = False
 
     def fitting(name: str) -> Fitting:
-        return Fitting(progress.fit_verbose, tuple(callbacks), ledger.backup_dir(name))
+        folder = ledger.backup_dir(name)
+        return Fitting(progress.fit_verbose, tuple(callbacks), folder, backup_interval_s)
 
     def stage(
         name: str,

@@ -64,6 +64,8 @@ class FineTuner(tf_keras.Model):
             self._teacher = lambda x: outputs_lib.as_logits(forward(x), kind)
         self.loss_tracker = tf_keras.metrics.Mean(name="loss")
         self.accuracy_tracker = tf_keras.metrics.Mean(name="accuracy")
+        if getattr(student, "built", False):
+            self.built = True
 
     def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
         return self.student(inputs, training=training)
