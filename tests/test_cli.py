@@ -166,3 +166,20 @@ def test_config_file_epochs_yield_to_flags(monkeypatch, tmp_path):
     assert (config.teacher_epochs, config.student_epochs, config.seed) == (7, 4, 3)
     config = run_config_of(monkeypatch, f"--config={file}", "--epochs=2", "--seed=9")
     assert (config.teacher_epochs, config.student_epochs, config.seed) == (2, 2, 9)
+
+
+def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, tmp_path, capsys):
+    from tfdistill import pipeline
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    argv = flags.FLAGS(["tfdistill", f"--out={tmp_path}"])
+    try:
+        assert cli._main([*argv, "run"]) == 130
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert capsys.readouterr().err == (
+        f"tfdistill run: interrupted; the same command resumes it in {tmp_path}\n"
+    )

@@ -80,13 +80,13 @@ def tiny_run(tmp_path_factory):
 
 def test_an_interrupted_run_resumes_where_it_stopped(tiny_run):
     ledger, files = tiny_run.interrupted["ledger"], tiny_run.interrupted["files"]
-    assert list(ledger["stages"]) == ["teacher", "scratch"]
+    assert list(ledger["stages"]) == ["data", "teacher", "scratch"]
     assert ledger["fingerprint"] == resume.fingerprint(pipeline.fingerprinted(tiny_run.config))
     assert "teacher.keras" in files and "student_scratch.keras" in files
     assert ".backup/distil/epochs.json" in files and "student_distilled.keras" not in files
     assert "   teacher: finished in an earlier run, loaded" in tiny_run.logs
     assert "   scratch: finished in an earlier run, loaded" in tiny_run.logs
-    assert "   distil: resuming from the last epoch it finished" in tiny_run.logs
+    assert "   distil: resuming from its last backed-up epoch" in tiny_run.logs
     assert tiny_run.epochs_started == [("Distiller", 1)]
     history = tiny_run.result["history"]["student (distilled)"]
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
@@ -101,9 +101,16 @@ def test_a_finished_run_is_loaded_and_a_lost_file_rebuilt(tiny_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tiny_run.out, copy)
     (copy / "student_qat_int8.tflite").unlink()
-    again = pipeline.run(dataclasses.replace(tiny_run.config, out=str(copy)), log=lambda _: None)
+    changed = dataclasses.replace(tiny_run.config, out=str(copy), bench_runs=4, quiet=True)
+    again = pipeline.run(changed, log=lambda _: None)
     assert again["loaded_stages"] == ["teacher", "scratch", "distil", "prune", "qat"]
     assert (copy / "student_qat_int8.tflite").is_file()
+    assert json.loads((copy / "bench.json").read_text())["num_runs"] == 4
+    assert (copy / "report.json").stat().st_mode & 0o777 == artifacts.FILE_MODE
+    different_bench = pipeline.run(dataclasses.replace(changed, bench_runs=5), log=lambda _: None)
+    assert different_bench["loaded_stages"][-1] == "export"
+    records = json.loads((copy / "run.json").read_text())["stages"]
+    assert records["bench"]["settings"]["bench_runs"] == 5
     measured = ("latency_us", "latency_p50_us", "size_bytes", "gzip_bytes")
     for before, after in zip(tiny_run.result["tflite"], again["tflite"], strict=True):
         assert {k: v for k, v in after.items() if k not in measured} == {
@@ -527,3 +534,15 @@ def test_backups_are_spaced_in_time(tmp_path):
         metadata = tmp_path / "training_metadata.json"
         saved.append(json.loads(metadata.read_text())["epoch"] if metadata.exists() else None)
     assert saved == [None, None, 3, 4]
+
+
+def test_a_new_folder_drops_stray_backups_and_changed_data_is_refused(tmp_path):
+    (tmp_path / ".backup" / "teacher").mkdir(parents=True)
+    (tmp_path / ".backup" / "teacher" / "epochs.json").write_text("[]")
+    config = pipeline.RunConfig(out=str(tmp_path), **TINY)
+    ledger = resume.Ledger(tmp_path, pipeline.fingerprinted(config))
+    assert not (tmp_path / ".backup").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["stages"] == {}
+    ledger.finish("data", {"digest": "0" * 16, "seconds": 0.1})
+    with pytest.raises(ValueError, match="--dataset=digits holds other images or labels than"):
+        pipeline.run(config, log=lambda _: None)

@@ -1,4 +1,7 @@
-"""Writing a run's files without ever leaving a half-written one: temporary file, then rename."""
+"""Writing a run's files without ever leaving a half-written one: temporary file, then rename.
+
+The temporary file gets the mode a plain `open` would give (0666 less the umask), not
+`mkstemp`'s owner-only 0600, so a renamed file is as readable as a file written in place."""
 
 from __future__ import annotations
 
@@ -9,11 +12,21 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "w") -> Path:
     """Calls `write(file)` on a temporary file beside `path`, then renames it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, FILE_MODE)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -29,6 +42,7 @@ def _save_beside(path: Path, suffix: str, save: Callable[[str], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, FILE_MODE)
     try:
         save(tmp)
         os.replace(tmp, path)

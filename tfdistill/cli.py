@@ -112,7 +112,7 @@ _CONFIG = flags.DEFINE_string(
     "config",
     None,
     "run: a JSON or YAML file of run settings, keyed by these flag names (num_runs is "
-    "bench_runs); flags given on the command line override it.",
+    "bench_runs); flags given on the command line override it, --epochs included.",
 )
 _PRUNE = flags.DEFINE_float(
     "prune",
@@ -168,9 +168,10 @@ def _json_flag(flag: flags.FlagHolder) -> dict:
 
 
 def _run() -> int:
-    from tfdistill import bench, pipeline, report
+    from tfdistill import pipeline, report
 
     out = _OUT.value or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    values: dict[str, Any] = {"out": out}
     try:
         values = {
             "out": out,
@@ -222,11 +223,17 @@ def _run() -> int:
                     values[key] = _EPOCHS.value
         config = pipeline.RunConfig(**values)
         result = pipeline.run(config)
-    except (ValueError, FileNotFoundError, ImportError, bench.android.AndroidBenchmarkError) as e:
-        print(f"tfdistill run: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
+        print(f"tfdistill run: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"tfdistill run: interrupted; the same command resumes it in {values['out']}",
+            file=sys.stderr,
+        )
+        return 130
     print(report.format_table(result))
-    print(f"report: {out}/report.json")
+    print(f"report: {config.out}/report.json")
     return 0
 
 

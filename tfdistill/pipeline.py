@@ -8,7 +8,7 @@ The scratch student trains on the labeled images alone for the same number of st
 Models take raw pixels (0..255, or 0..16 for digits): each starts with a `Rescaling` layer,
 so the `.tflite` files do too. A run folder keeps a ledger (`tfdistill.resume`): re-running the
 same config skips the finished stages, and an interrupted training stage resumes from its last
-finished epoch.
+backed-up epoch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,19 @@ METHODS = ("kd", "at", "kd+at", "gat")
 SCHEDULES = ("cosine", "step", "constant")
 STRATEGIES = ("default", "mirrored", "one_device")
 NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
-NOT_FINGERPRINTED = ("out", "quiet", "strategy")
+NOT_FINGERPRINTED = ("out", "quiet", "strategy", "teacher_weights")
+EXPORT_SETTINGS = ("quantize",)
+BENCH_SETTINGS = (
+    "threads",
+    "bench_runs",
+    "android",
+    "benchmark_binary",
+    "adb",
+    "serial",
+    "use_gpu",
+    "use_nnapi",
+    "taskset",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,13 +222,29 @@ def _typed(key: str, value: Any, default: Any) -> Any:
 
 
 def fingerprinted(config: RunConfig) -> dict:
-    """The settings that decide a run's results: its config without `NOT_FINGERPRINTED`, and
-    the digest of the `teacher_weights` file's contents."""
-    values = json.loads(json.dumps(dataclasses.asdict(config)))
+    """The settings that decide a run's trained models: its config without
+    `NOT_FINGERPRINTED` and the export and bench settings (those stages keep their own and run
+    again when they change), plus the digest of the `teacher_weights` file's contents."""
+    values = _settings(config, [f.name for f in dataclasses.fields(RunConfig)])
     if config.teacher_weights:
         digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
         values["teacher_weights_sha256"] = digest
-    return {key: value for key, value in values.items() if key not in NOT_FINGERPRINTED}
+    skip = {*NOT_FINGERPRINTED, *EXPORT_SETTINGS, *BENCH_SETTINGS}
+    return {key: value for key, value in values.items() if key not in skip}
+
+
+def _settings(config: RunConfig, names: Sequence[str]) -> dict:
+    """`config`'s values of `names`, as JSON would give them back."""
+    return json.loads(json.dumps({name: getattr(config, name) for name in names}))
+
+
+def data_digest(ds: data.Dataset) -> str:
+    """A hex digest of the images and labels of both splits."""
+    digest = hashlib.sha256()
+    for array in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        digest.update(str((array.shape, array.dtype.str)).encode())
+        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()[:16]
 
 
 def augments(config: RunConfig) -> bool:
@@ -681,9 +709,10 @@ def run(
 
     A folder holding an earlier run of the same config (`run.json`) gives back its finished
     stages instead of re-running them, and a training stage cut short resumes from its last
-    finished epoch; a folder of another config is a ValueError. `callbacks` join every Keras 3
-    `fit` (teacher, scratch, distil); `strategy` (default: `config.strategy`) holds the models
-    of those stages; they back up at the end of an epoch at most every `backup_interval_s`.
+    backed-up epoch; a folder of another config or other data is a ValueError. `callbacks`
+    join every Keras 3 `fit` (teacher, scratch, distil); `strategy` (default:
+    `config.strategy`) holds the models of those stages; they back up at the end of an epoch
+    at most every `backup_interval_s`.
     """
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out)
@@ -691,7 +720,7 @@ def run(
     strategy = strategy or strategy_of(config.strategy)
     progress = Progress(
         dict.fromkeys(stage_names(config), 0),
-        kinds=dict.fromkeys(("scratch", "distil", "prune", "qat"), "student"),
+        kinds={"scratch": "student", "distil": "student", "prune": "tfmot", "qat": "tfmot"},
         quiet=config.quiet,
         log=log,
     )
@@ -709,24 +738,33 @@ def run(
         work: Callable[[], tuple[Any, dict]],
         reload: Callable[[dict], Any],
         files: Callable[[dict], list[str]] = lambda record: [],
+        settings: dict | None = None,
     ) -> tuple[Any, dict]:
         """Runs `work` (-> value, record), or gives `reload(record)` when this config finished
-        the stage before and no earlier stage ran again."""
+        the stage before with the same stage `settings`, its files are there and no earlier
+        stage ran again."""
         nonlocal fresh
         record = ledger.record(name)
         progress.start(name, detail)
-        if record is not None and not fresh and all((out / f).exists() for f in files(record)):
+        reusable = (
+            record is not None
+            and not fresh
+            and record.get("settings") == settings
+            and all((out / f).exists() for f in files(record))
+        )
+        if reusable:
             value = reload(record)
             progress.finish(name, skipped=True)
             loaded.append(name)
             timings[name] = record["seconds"]
             return value, record
+        ledger.start(name, list(progress.work), keep_backup=not fresh)
         fresh = True
         if ledger.resumable(name):
-            progress.log(f"   {name}: resuming from the last epoch it finished")
+            progress.log(f"   {name}: resuming from its last backed-up epoch")
         keras.utils.set_random_seed(config.seed + list(progress.work).index(name))
         value, record = work()
-        record = {**record, "seconds": round(progress.finish(name), 2)}
+        record = {**record, "settings": settings, "seconds": round(progress.finish(name), 2)}
         ledger.finish(name, record)
         timings[name] = record["seconds"]
         return value, record
@@ -740,8 +778,17 @@ def run(
 
     progress.start("data", config.dataset)
     ds = data.load(config.dataset, data_dir=config.data_dir).raw_pixels()
+    digest = data_digest(ds)
+    earlier = ledger.record("data")
+    if earlier is not None and earlier["digest"] != digest:
+        raise ValueError(
+            f"--dataset={config.dataset} holds other images or labels than when the run in "
+            f"--out {str(out)!r} began; pass a new --out, or delete {str(out)!r} to start over."
+        )
     progress.work = _stage_work(config, ds)
     timings["data"] = round(progress.finish("data"), 2)
+    if earlier is None:
+        ledger.finish("data", {"digest": digest, "seconds": timings["data"]})
     if ds.skipped:
         progress.log(f"   data: skipped {ds.skipped} file(s) that did not decode as images")
     labeled = labeled_subset(config, ds)
@@ -864,6 +911,7 @@ def run(
         export_work,
         lambda record: record["rows"],
         lambda record: [row["file"] for row in record["rows"]],
+        _settings(config, EXPORT_SETTINGS),
     )
 
     def bench_work() -> tuple[dict, dict]:
@@ -878,6 +926,7 @@ def run(
         bench_work,
         lambda record: record["bench"],
         lambda record: ["bench.json"],
+        _settings(config, BENCH_SETTINGS),
     )
     timings["total"] = round(sum(timings.values()), 2)
     entry = {"model": config.student, "labels": len(labeled)}
@@ -934,7 +983,7 @@ def _tf_keras_backup(folder: Path) -> list:
     import tf_keras
 
     folder.mkdir(parents=True, exist_ok=True)
-    return [tf_keras.callbacks.BackupAndRestore(str(folder))]
+    return [tf_keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)]
 
 
 def _config_json(config: RunConfig) -> dict:

@@ -4,9 +4,10 @@
 finished stage (its seconds and whatever the stage needs to be rebuilt without re-running,
 such as training histories). A stage interrupted part-way resumes from its last backed-up
 epoch through `keras.callbacks.BackupAndRestore`, whose checkpoint lives in `.backup/<stage>/`
-until the stage finishes (written at the end of an epoch, at most every ten seconds). Every
-write is atomic (temporary file, then rename), so a kill at any moment leaves either the old
-ledger or the new one.
+until the stage's results are saved (written at the end of an epoch, at most every ten
+seconds; tf_keras's for the TFMOT stages, every epoch). The ledger, the epoch logs and the
+Keras checkpoint files are written atomically (temporary file, then rename), so a kill at any
+moment leaves whole files.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Ledger:
     """The finished stages of one config in folder `out`.
 
     Opening a folder that holds another config's ledger is a ValueError naming the settings
-    that differ; a folder without a ledger starts empty.
+    that differ. A folder without a ledger gets an empty one at once, and loses any backups
+    found there: they cannot be tied to this config.
     """
 
     def __init__(self, out: str | Path, config: dict) -> None:
@@ -56,6 +58,8 @@ class Ledger:
         self.stages: dict[str, dict] = {}
         path = self.out / LEDGER
         if not path.is_file():
+            shutil.rmtree(self.out / BACKUPS, ignore_errors=True)
+            self._write()
             return
         try:
             saved = json.loads(path.read_text())
@@ -77,11 +81,24 @@ class Ledger:
         """The saved record of `stage` if it finished, else None."""
         return self.stages.get(stage)
 
+    def _write(self) -> None:
+        state = {"fingerprint": self.fingerprint, "config": self.config, "stages": self.stages}
+        artifacts.write_atomic(self.out / LEDGER, lambda f: json.dump(state, f, indent=1))
+
+    def start(self, stage: str, order: list[str], *, keep_backup: bool) -> None:
+        """Forgets `stage` and every stage after it in `order` (they follow from what this
+        one makes anew); its backup goes too unless `keep_backup`."""
+        later = order[order.index(stage) :] if stage in order else [stage]
+        if any(name in self.stages for name in later):
+            self.stages = {k: v for k, v in self.stages.items() if k not in later}
+            self._write()
+        if not keep_backup:
+            shutil.rmtree(self.backup_dir(stage), ignore_errors=True)
+
     def finish(self, stage: str, record: dict) -> None:
         """Marks `stage` finished with `record` (JSON-able) and drops its backup."""
         self.stages[stage] = record
-        state = {"fingerprint": self.fingerprint, "config": self.config, "stages": self.stages}
-        artifacts.write_atomic(self.out / LEDGER, lambda f: json.dump(state, f, indent=1))
+        self._write()
         shutil.rmtree(self.backup_dir(stage), ignore_errors=True)
         backups = self.out / BACKUPS
         if backups.is_dir() and not any(backups.iterdir()):
@@ -92,9 +109,11 @@ class Ledger:
         return self.out / BACKUPS / stage
 
     def resumable(self, stage: str) -> bool:
-        """Whether an earlier, interrupted attempt at `stage` left a checkpoint."""
+        """Whether an earlier, interrupted attempt at `stage` left a checkpoint to resume
+        from (Keras's, or tf_keras's for the TFMOT stages)."""
         folder = self.backup_dir(stage)
-        return folder.is_dir() and any(folder.iterdir())
+        marks = ("training_metadata.json", "checkpoint")
+        return folder.is_dir() and any(p.name in marks and p.is_file() for p in folder.rglob("*"))
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -126,7 +145,8 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that backs up at the end of an epoch only when `interval_s` seconds
     passed since the last backup (or the fit began): a kill loses at most that much training
     plus the epoch under way. Writing the weights and optimizer state every epoch cost about
-    0.5-1 s an epoch here, a third of the time of the small default run."""
+    0.5-1 s an epoch here, a third of the time of the small default run. The checkpoint stays
+    when `fit` ends; `Ledger.finish` removes it once the stage's results are saved."""
 
     def __init__(
         self,
@@ -134,10 +154,20 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(backup_dir, double_checkpoint=True)
+        super().__init__(backup_dir, delete_checkpoint=False)
         self.interval_s = interval_s
         self._clock = clock
         self._last = clock()
+
+    def _save_model(self) -> None:
+        """The weights, then the epoch they belong to, each written to a temporary file and
+        renamed: a kill leaves whole files (at worst weights one epoch ahead of the epoch
+        count, so one epoch runs again)."""
+        folder = Path(self.backup_dir)
+        artifacts.save_weights(self.model, folder / Path(self._weights_path).name)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        path = folder / Path(self._training_metadata_path).name
+        artifacts.write_atomic(path, lambda f: json.dump(metadata, f))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
