@@ -1,6 +1,7 @@
 import dataclasses
 import pickle
 import tarfile
+import types
 
 import numpy as np
 import pytest
@@ -456,6 +457,62 @@ def test_tfds_without_the_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     with pytest.raises(ValueError, match="tfds:mnist needs tensorflow-datasets: pip install"):
         data.load("tfds:mnist")
+
+
+class _FakeTfds:
+    """Just enough of tensorflow_datasets for `_load_tfds`: one builder whose splits are
+    `splits`, or whose download fails with `failure`."""
+
+    def __init__(self, splits, failure=None):
+        self.splits, self.failure, self.calls = splits, failure, []
+
+    def builder(self, name, data_dir=None):
+        self.calls.append((name, data_dir))
+        fake = self
+
+        class Builder:
+            info = types.SimpleNamespace(
+                splits=dict(fake.splits),
+                features={"label": types.SimpleNamespace(num_classes=2, names=["cat", "dog"])},
+            )
+
+            def download_and_prepare(self):
+                if fake.failure:
+                    raise fake.failure
+
+            def as_dataset(self, split, as_supervised, batch_size):
+                assert as_supervised and batch_size == -1
+                return [fake.splits[s] for s in split]
+
+        return Builder()
+
+    @staticmethod
+    def as_numpy(arrays):
+        return arrays
+
+
+def test_tfds_with_a_validation_split_and_a_failed_download(monkeypatch):
+    import sys
+
+    rng = np.random.default_rng(0)
+    train = (rng.integers(0, 256, (6, 4, 4, 3), dtype=np.uint8), np.array([0, 1] * 3))
+    val = (rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8), np.array([1, 0]))
+    fake = _FakeTfds({"train": train, "validation": val})
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    ds = data.load("tfds:pets", data_dir="/data/tfds")
+    assert fake.calls == [("pets", "/data/tfds")]
+    assert (ds.name, ds.num_classes, ds.class_names, ds.pixel_max) == (
+        "tfds:pets",
+        2,
+        ("cat", "dog"),
+        255.0,
+    )
+    np.testing.assert_array_equal(ds.raw_pixels().x_test, val[0].astype(np.float32))
+    np.testing.assert_array_equal(ds.y_train, train[1])
+    offline = _FakeTfds({}, failure=OSError("Name or service not known"))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", offline)
+    with pytest.raises(FileNotFoundError, match=r"tfds:pets could not be loaded \(OSError: Name"):
+        data.load("tfds:pets")
 
 
 def _write_png(path, image):

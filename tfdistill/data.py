@@ -497,8 +497,17 @@ def _load_tfds(name: str, data_dir: str | None = None) -> Dataset:
         raise ValueError(
             f"tfds:{name} needs tensorflow-datasets: pip install tensorflow-datasets."
         ) from None
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare()
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        builder.download_and_prepare()
+    except Exception as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        raise FileNotFoundError(
+            f"tfds:{name} could not be loaded ({reason}). Check the name against "
+            "tensorflow_datasets.list_builders(); offline, prepare it once where it is online "
+            "and pass its data_dir, or use --dataset folder:PATH with one subfolder of images "
+            "per class."
+        ) from None
     splits = builder.info.splits
     test_split = "test" if "test" in splits else "validation"
     arrays = tfds.as_numpy(
