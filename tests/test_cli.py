@@ -181,5 +181,99 @@ def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, tmp_path, capsy
     finally:
         flags.FLAGS.unparse_flags()
     assert capsys.readouterr().err == (
-        f"tfdistill run: interrupted; the same command resumes it in {tmp_path}\n"
+        f"tfdistill run: interrupted; to resume, run it again with --out={tmp_path}\n"
     )
+    argv = flags.FLAGS(["tfdistill"])
+    try:
+        assert cli._main([*argv, "run"]) == 130
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert re.fullmatch(r"[^\n]*--out=runs/\d{8}-\d{6}\n", capsys.readouterr().err)
+
+
+def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
+    import dataclasses
+
+    weights = tmp_path / "teacher.keras"
+    weights.write_bytes(b"checked when loaded")
+    config = run_config_of(
+        monkeypatch,
+        f"--out={tmp_path}",
+        "--dataset=cifar10",
+        f"--data_dir={tmp_path}",
+        "--teacher=resnet",
+        '--teacher_kwargs={"depth": 20}',
+        "--student=mobilenet_v1",
+        '--student_kwargs={"alpha": 0.25}',
+        f"--teacher_weights={weights}",
+        "--labels_per_class=5",
+        "--teacher_epochs=7",
+        "--student_epochs=8",
+        "--batch_size=32",
+        "--teacher_learning_rate=0.2",
+        "--student_learning_rate=0.3",
+        "--alpha=0.4",
+        "--temperature=2.5",
+        "--seed=11",
+        "--quantize=none,int8",
+        "--threads=3",
+        "--num_runs=9",
+        "--prune=0.3",
+        "--qat",
+        "--compress_epochs=2",
+        "--method=kd+at",
+        "--beta=50",
+        "--lr_schedule=constant",
+        "--augment",
+        "--strategy=one_device",
+        "--quiet",
+        "--android",
+        "--benchmark_binary=/bin/true",
+        "--adb=/opt/adb",
+        "--serial=S1",
+        "--use_gpu",
+        "--use_nnapi",
+        "--taskset=f0",
+    )
+    assert dataclasses.asdict(config) == {
+        "out": str(tmp_path),
+        "dataset": "cifar10",
+        "data_dir": str(tmp_path),
+        "teacher": "resnet",
+        "teacher_kwargs": {"depth": 20},
+        "student": "mobilenet_v1",
+        "student_kwargs": {"alpha": 0.25},
+        "labels_per_class": 5,
+        "teacher_epochs": 7,
+        "student_epochs": 8,
+        "batch_size": 32,
+        "teacher_learning_rate": 0.2,
+        "student_learning_rate": 0.3,
+        "alpha": 0.4,
+        "temperature": 2.5,
+        "seed": 11,
+        "quantize": ("none", "int8"),
+        "threads": 3,
+        "bench_runs": 9,
+        "prune": 0.3,
+        "qat": True,
+        "compress_epochs": 2,
+        "method": "kd+at",
+        "beta": 50.0,
+        "teacher_weights": str(weights),
+        "lr_schedule": "constant",
+        "augment": True,
+        "strategy": "one_device",
+        "quiet": True,
+        "android": True,
+        "benchmark_binary": "/bin/true",
+        "adb": "/opt/adb",
+        "serial": "S1",
+        "use_gpu": True,
+        "use_nnapi": True,
+        "taskset": "f0",
+    }
+    file = tmp_path / "run.json"
+    file.write_text('{"bench_runs": 7, "threads": 2}')
+    config = run_config_of(monkeypatch, f"--config={file}", "--num_runs=3")
+    assert (config.bench_runs, config.threads) == (3, 2)

@@ -513,6 +513,8 @@ def test_tfds_with_a_validation_split_and_a_failed_download(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", offline)
     with pytest.raises(FileNotFoundError, match=r"tfds:pets could not be loaded \(OSError: Name"):
         data.load("tfds:pets")
+    with pytest.raises(FileNotFoundError, match="list_builders.*--dataset folder:PATH"):
+        data.load("tfds:pets")
 
 
 def _write_png(path, image):

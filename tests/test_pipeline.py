@@ -34,19 +34,28 @@ TINY = {
 
 class Interrupt(keras.callbacks.Callback):
     """Stops the first distillation fit after its first epoch, as Ctrl-C would; records the
-    epochs every fit starts."""
+    epochs every fit starts, and the Distiller's optimizer step and student weights where the
+    fit stopped and where the next one starts."""
 
     def __init__(self):
         super().__init__()
         self.armed = True
         self.started: list[tuple[str, int]] = []
+        self.states: list[tuple[int, list[np.ndarray]]] = []
+
+    def _state(self):
+        student = self.model.student.get_weights()
+        return int(self.model.optimizer.iterations.numpy()), student
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started.append((type(self.model).__name__, epoch))
+        if isinstance(self.model, Distiller) and not self.armed:
+            self.states.append(self._state())
 
     def on_epoch_end(self, epoch, logs=None):
         if self.armed and isinstance(self.model, Distiller):
             self.armed = False
+            self.states.append(self._state())
             raise KeyboardInterrupt
 
 
@@ -58,6 +67,7 @@ class TinyRun:
     interrupted: dict
     logs: list[str]
     epochs_started: list[tuple[str, int]]
+    states: list[tuple[int, list[np.ndarray]]]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +85,7 @@ def tiny_run(tmp_path_factory):
     interrupt.started.clear()
     logs: list[str] = []
     result = pipeline.run(config, log=logs.append, callbacks=(interrupt,))
-    return TinyRun(out, config, result, interrupted, logs, interrupt.started)
+    return TinyRun(out, config, result, interrupted, logs, interrupt.started, interrupt.states)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tiny_run):
@@ -88,6 +98,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_run):
     assert "   scratch: finished in an earlier run, loaded" in tiny_run.logs
     assert "   distil: resuming from its last backed-up epoch" in tiny_run.logs
     assert tiny_run.epochs_started == [("Distiller", 1)]
+    (stopped_step, stopped), (resumed_step, resumed) = tiny_run.states
+    assert stopped_step == resumed_step == 12  # ceil(1437 / 128): Adam's step came back
+    for before, after in zip(stopped, resumed, strict=True):
+        np.testing.assert_array_equal(before, after)
     history = tiny_run.result["history"]["student (distilled)"]
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
     assert tiny_run.result["loaded_stages"] == ["teacher", "scratch"]
@@ -100,19 +114,23 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_run):
 def test_a_finished_run_is_loaded_and_a_lost_file_rebuilt(tiny_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tiny_run.out, copy)
-    (copy / "student_qat_int8.tflite").unlink()
+    (copy / "student_qat.weights.h5").unlink()
     changed = dataclasses.replace(tiny_run.config, out=str(copy), bench_runs=4, quiet=True)
     again = pipeline.run(changed, log=lambda _: None)
-    assert again["loaded_stages"] == ["teacher", "scratch", "distil", "prune", "qat"]
-    assert (copy / "student_qat_int8.tflite").is_file()
+    assert again["loaded_stages"] == ["teacher", "scratch", "distil", "prune"]
+    assert (copy / "student_qat.weights.h5").is_file()
     assert json.loads((copy / "bench.json").read_text())["num_runs"] == 4
     assert (copy / "report.json").stat().st_mode & 0o777 == artifacts.FILE_MODE
     different_bench = pipeline.run(dataclasses.replace(changed, bench_runs=5), log=lambda _: None)
-    assert different_bench["loaded_stages"][-1] == "export"
+    loaded = ["teacher", "scratch", "distil", "prune", "qat", "export"]
+    assert different_bench["loaded_stages"] == loaded
     records = json.loads((copy / "run.json").read_text())["stages"]
     assert records["bench"]["settings"]["bench_runs"] == 5
     measured = ("latency_us", "latency_p50_us", "size_bytes", "gzip_bytes")
     for before, after in zip(tiny_run.result["tflite"], again["tflite"], strict=True):
+        if after["model"] == "student_qat":  # trained again, on a new shuffle of the batches
+            assert after["file"] == before["file"] and after["agreement"] >= 0.9
+            continue
         assert {k: v for k, v in after.items() if k not in measured} == {
             k: v for k, v in before.items() if k not in measured
         }
@@ -463,6 +481,17 @@ def test_a_given_teacher_is_checked_against_the_data(tiny_run, tmp_path):
         pipeline.RunConfig(out="unused", teacher_weights="missing.keras")
     given = pipeline.RunConfig(out="unused", teacher_weights=str(tiny_run.out / "teacher.keras"))
     assert pipeline._stage_work(given, digits)["teacher"] == 0
+    assert pipeline._stage_work(tiny_run.config, digits) == {
+        "data": 0,
+        "teacher": 12,
+        "scratch": 24,
+        "distil": 24,
+        "prune": 12,
+        "qat": 12,
+        "export": 0,
+        "bench": 0,
+        "report": 0,
+    }
     digest = hashlib.sha256((tiny_run.out / "teacher.keras").read_bytes()).hexdigest()
     assert pipeline.fingerprinted(given)["teacher_weights_sha256"] == digest
 
@@ -500,6 +529,11 @@ def test_progress_estimates_the_time_left_from_the_pace_so_far():
     now[0] += 30.0
     progress.finish("b", skipped=True)
     assert progress.eta() is None
+    resumed = Progress({"a": 100, "b": 100}, kinds={"a": "s", "b": "s"}, clock=lambda: now[0])
+    resumed.start("a")
+    now[0] += 1.0
+    resumed.finish("a", paced=False)  # ran a tenth of its steps after a resume
+    assert resumed.eta() is None
     assert lines[4:6] == ["── stage 3/5 a: first", "   a: done in 20 s"]
     assert (progress_duration(59.4), progress_duration(3725)) == ("59 s", "1 h 02 min")
     silent = Progress({"a": 1}, quiet=True, log=lines.append)
@@ -518,6 +552,16 @@ def test_the_ledger_refuses_a_damaged_file_and_the_epoch_log_rewrites_resumed_ep
     again.on_epoch_end(1, {"loss": 9.0})
     assert again.history == {"loss": [0.0, 9.0]}
     assert resume.fingerprint({"a": 1, "b": 2}) == resume.fingerprint({"b": 2, "a": 1})
+    (tmp_path / resume.LEDGER).unlink()
+    ledger = resume.Ledger(tmp_path, {"seed": 0})
+    for stage in "abc":
+        ledger.finish(stage, {"seconds": 1})
+    ledger.backup_dir("b").mkdir(parents=True)
+    ledger.start("b", ["a", "b", "c"], keep_backup=True)
+    assert list(resume.Ledger(tmp_path, {"seed": 0}).stages) == ["a"]
+    assert ledger.backup_dir("b").is_dir()
+    ledger.start("b", ["a", "b", "c"], keep_backup=False)
+    assert not ledger.backup_dir("b").exists()
 
 
 def test_backups_are_spaced_in_time(tmp_path):

@@ -228,7 +228,7 @@ def _run() -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            f"tfdistill run: interrupted; the same command resumes it in {values['out']}",
+            f"tfdistill run: interrupted; to resume, run it again with --out={values['out']}",
             file=sys.stderr,
         )
         return 130

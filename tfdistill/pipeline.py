@@ -760,11 +760,13 @@ def run(
             return value, record
         ledger.start(name, list(progress.work), keep_backup=not fresh)
         fresh = True
-        if ledger.resumable(name):
+        resumed = ledger.resumable(name)
+        if resumed:
             progress.log(f"   {name}: resuming from its last backed-up epoch")
         keras.utils.set_random_seed(config.seed + list(progress.work).index(name))
         value, record = work()
-        record = {**record, "settings": settings, "seconds": round(progress.finish(name), 2)}
+        seconds = round(progress.finish(name, paced=not resumed), 2)
+        record = {**record, "settings": settings, "seconds": seconds}
         ledger.finish(name, record)
         timings[name] = record["seconds"]
         return value, record

@@ -83,15 +83,16 @@ class Progress:
         left = f" · about {duration(eta)} of training left" if eta is not None else ""
         self.log(f"── stage {number} {stage}{': ' + detail if detail else ''}{left}")
 
-    def finish(self, stage: str, *, skipped: bool = False) -> float:
-        """Ends `stage`; returns its seconds."""
+    def finish(self, stage: str, *, skipped: bool = False, paced: bool = True) -> float:
+        """Ends `stage`; returns its seconds. A stage `skipped` (loaded) or not `paced` (resumed
+        part-way, so it ran fewer steps than it has) does not count toward the pace."""
         seconds = self._clock() - self._began.pop(stage, self._clock())
         self._finished.add(stage)
         if skipped:
             self.log(f"   {stage}: finished in an earlier run, loaded")
             return seconds
         steps = self.work.get(stage, 0)
-        if steps:
+        if steps and paced:
             kind = self.kinds.get(stage, stage)
             self._steps[kind] = self._steps.get(kind, 0) + steps
             self._seconds[kind] = self._seconds.get(kind, 0.0) + seconds

@@ -161,8 +161,8 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
 
     def _save_model(self) -> None:
         """The weights, then the epoch they belong to, each written to a temporary file and
-        renamed: a kill leaves whole files (at worst weights one epoch ahead of the epoch
-        count, so one epoch runs again)."""
+        renamed: a kill leaves whole files. Only a kill in the moment between the two renames
+        leaves weights newer than the epoch count (those epochs then run again)."""
         folder = Path(self.backup_dir)
         artifacts.save_weights(self.model, folder / Path(self._weights_path).name)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
