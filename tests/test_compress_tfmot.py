@@ -374,3 +374,31 @@ def test_a_missing_extra_says_how_to_install_it(trained, digits, monkeypatch):
     ):
         with pytest.raises(ImportError, match=r"tf_keras is missing.*tfdistill\[compress\]"):
             call()
+
+
+def test_an_interrupted_prune_resumes_its_schedule(trained, digits, tmp_path):
+    student, _ = trained
+    x, y, _, _ = digits
+
+    class Stop(tf_keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    class Seen(tf_keras.callbacks.Callback):
+        epochs: list[int] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    def backup():
+        return tf_keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+
+    kwargs = {"target_sparsity": 0.5, "epochs": 2, "frequency": 2, "seed": 0}
+    with pytest.raises(KeyboardInterrupt):
+        compress.prune(student, (x[:256], y[:256]), callbacks=[backup(), Stop()], **kwargs)
+    assert (tmp_path / "chief" / "checkpoint").is_file()
+    pruned = compress.prune(student, (x[:256], y[:256]), callbacks=[backup(), Seen()], **kwargs)
+    assert Seen.epochs == [1]
+    # Only the restored pruning step reaches the target in one epoch: started over, the
+    # schedule would stop half-way.
+    assert compress.overall_sparsity(pruned) == pytest.approx(0.5, abs=0.01)
