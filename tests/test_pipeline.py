@@ -590,3 +590,15 @@ def test_a_new_folder_drops_stray_backups_and_changed_data_is_refused(tmp_path):
     ledger.finish("data", {"digest": "0" * 16, "seconds": 0.1})
     with pytest.raises(ValueError, match="--dataset=digits holds other images or labels than"):
         pipeline.run(config, log=lambda _: None)
+
+
+def test_a_damaged_backup_is_a_clear_error_not_a_silent_restart(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((4, 2), "float32"), np.ones((4, 1), "float32")
+    _, callbacks = resume.fit_callbacks(tmp_path / "stage", interval_s=0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=callbacks)
+    (tmp_path / "stage" / "checkpoint" / "latest.weights.h5").write_bytes(b"torn write")
+    _, callbacks = resume.fit_callbacks(tmp_path / "stage", interval_s=0)
+    with pytest.raises(ValueError, match=r"backup in '.*checkpoint' does not load \(.*delete that"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=callbacks)

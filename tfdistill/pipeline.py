@@ -981,11 +981,19 @@ def run(
 
 
 def _tf_keras_backup(folder: Path) -> list:
-    """tf_keras's epoch backup for the TFMOT stages, which fit tf_keras models."""
+    """tf_keras's epoch backup for the TFMOT stages, which fit tf_keras models; a backup that
+    does not load is a ValueError that says to delete it."""
     import tf_keras
 
+    class Backup(tf_keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            try:
+                super().on_train_begin(logs)
+            except Exception as error:
+                raise ValueError(resume.backup_error(folder, error)) from None
+
     folder.mkdir(parents=True, exist_ok=True)
-    return [tf_keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)]
+    return [Backup(str(folder), delete_checkpoint=False)]
 
 
 def _config_json(config: RunConfig) -> dict:

@@ -170,13 +170,26 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         artifacts.write_atomic(path, lambda f: json.dump(metadata, f))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
+        try:
+            super().on_train_begin(logs)
+        except Exception as error:
+            raise ValueError(backup_error(self.backup_dir, error)) from None
         self._last = self._clock()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self._clock() - self._last >= self.interval_s:
             super().on_epoch_end(epoch, logs)
             self._last = self._clock()
+
+
+def backup_error(folder: str | Path, error: Exception) -> str:
+    """The message for a backup in `folder` that does not load: what failed and the way out
+    (rather than a silent restart from the first epoch)."""
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    return (
+        f"the backup in {str(folder)!r} does not load ({reason}); delete that folder to start "
+        "this stage again from its first epoch."
+    )
 
 
 def fit_callbacks(folder: Path, interval_s: float = 10.0) -> tuple[EpochLog, list[Any]]:
