@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tfdistill.errors import brief
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -340,13 +342,6 @@ def _find_on_disk(release: _CifarRelease, data_dir: str | None, tried: list[Path
     return None
 
 
-def _short(error: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(error).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _find_release(release: _CifarRelease, data_dir: str | None) -> Path:
     """The folder holding ``release.files``: found on disk, or (without ``data_dir``)
     downloaded by ``keras.datasets.<name>.load_data()`` into its cache and found there."""
@@ -373,7 +368,7 @@ def _find_release(release: _CifarRelease, data_dir: str | None) -> Path:
     except Exception as error:
         raise FileNotFoundError(
             f"{release.name}: {release.folder} not found on disk and {loader} could not "
-            f"download it ({_short(error)}). Tried:\n{places}Offline, put {what} in "
+            f"download it ({brief(error)}). Tried:\n{places}Offline, put {what} in "
             f"{_keras_datasets_dir()} (or in a folder passed as data_dir= / --data_dir, or "
             f"named by ${DATA_DIR_ENV}), or use --dataset folder:PATH with one subfolder of "
             "images per class."
@@ -501,9 +496,8 @@ def _load_tfds(name: str, data_dir: str | None = None) -> Dataset:
         builder = tfds.builder(name, data_dir=data_dir)
         builder.download_and_prepare()
     except Exception as error:
-        reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
         raise FileNotFoundError(
-            f"tfds:{name} could not be loaded ({reason}). Check the name against "
+            f"tfds:{name} could not be loaded ({brief(error)}). Check the name against "
             "tensorflow_datasets.list_builders(); offline, prepare it once where it is online "
             "and pass its data_dir, or use --dataset folder:PATH with one subfolder of images "
             "per class."

@@ -225,7 +225,7 @@ def fingerprinted(config: RunConfig) -> dict:
     """The settings that decide a run's trained models: its config without
     `NOT_FINGERPRINTED` and the export and bench settings (those stages keep their own and run
     again when they change), plus the digest of the `teacher_weights` file's contents."""
-    values = _settings(config, [f.name for f in dataclasses.fields(RunConfig)])
+    values = _settings(config)
     if config.teacher_weights:
         digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
         values["teacher_weights_sha256"] = digest
@@ -233,8 +233,9 @@ def fingerprinted(config: RunConfig) -> dict:
     return {key: value for key, value in values.items() if key not in skip}
 
 
-def _settings(config: RunConfig, names: Sequence[str]) -> dict:
-    """`config`'s values of `names`, as JSON would give them back."""
+def _settings(config: RunConfig, names: Sequence[str] | None = None) -> dict:
+    """`config`'s values of `names` (default: every field), as JSON would give them back."""
+    names = [f.name for f in dataclasses.fields(RunConfig)] if names is None else names
     return json.loads(json.dumps({name: getattr(config, name) for name in names}))
 
 
@@ -965,7 +966,7 @@ def run(
             },
         },
         "tflite": with_latency(rows, latency),
-        "config": _config_json(config),
+        "config": _settings(config),
         "timings_s": timings,
         "loaded_stages": loaded,
         "history": {
@@ -994,10 +995,6 @@ def _tf_keras_backup(folder: Path) -> list:
 
     folder.mkdir(parents=True, exist_ok=True)
     return [Backup(str(folder), delete_checkpoint=False)]
-
-
-def _config_json(config: RunConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 PLOTS = {
