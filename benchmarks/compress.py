@@ -40,8 +40,9 @@ def one_seed(seed: int, sparsities: list[float], epochs: int, work: Path) -> lis
     labeled = data.label_subset(ds.y_train, config.labels_per_class, seed=seed)
     teacher = pipeline.train_teacher(config, ds).model
     init = pipeline._classifier(config.student, config.student_kwargs, ds, "student").get_weights()
-    train = pipeline.distillation_data(config, ds, teacher, labeled)
-    distilled = pipeline.distil(config, ds, teacher, train, init).model
+    elements = pipeline.distillation_elements(config, ds, teacher, labeled)
+    train = pipeline.epoch_batches(config, elements)
+    distilled = pipeline.distil(config, ds, teacher, elements, init).model
     rows = []
     for sparsity in sparsities:
         began = time.perf_counter()

@@ -1,7 +1,7 @@
 """`tfdistill` usage errors: one line on stderr, exit status 2, no traceback.
 
 Flag and command errors come before `tfdistill` (and TensorFlow) is imported when cli.py runs
-on its own, so most cases run it as a file; only the two unknown-name cases import the package.
+on its own, so most cases run it as a file; the cases that need the package run in this process.
 """
 
 from __future__ import annotations
@@ -82,25 +82,20 @@ def test_usage_error_inside_a_command_is_one_line(capsys):
     assert line == "tfdistill: --teacher_kwargs must be a JSON object, got '[1]'"
 
 
-def test_unknown_dataset_and_model_name_the_choices(tmp_path):
-    """Both through `python -m tfdistill.cli`, side by side: each imports TensorFlow."""
+def test_unknown_dataset_and_model_name_the_choices(tmp_path, capsys):
+    """In this process: the names are checked once tfdistill (and TensorFlow) is imported."""
     cases = {"--dataset=nope": ["'nope'", "digits", "folder:PATH"], "--student=nope": ["resnet"]}
-    processes = {
-        flag: subprocess.Popen(
-            [sys.executable, "-m", "tfdistill.cli", "run", flag, f"--out={tmp_path / 'run'}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
-        for flag in cases
-    }
-    for flag, process in processes.items():
-        stdout, stderr = process.communicate(timeout=120)
-        line = error_line(process.returncode, stdout, stderr)
-        assert line.startswith("tfdistill run: ")
-        for text in cases[flag]:
-            assert text in line
+    for flag, expected in cases.items():
+        argv = flags.FLAGS(["tfdistill", flag, f"--out={tmp_path / 'run'}"])
+        try:
+            assert cli._main([*argv, "run"]) == 2
+        finally:
+            flags.FLAGS.unparse_flags()
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1
+        assert captured.err.startswith("tfdistill run: ")
+        for text in expected:
+            assert text in captured.err
     assert not (tmp_path / "run").exists()
 
 
@@ -226,6 +221,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--lr_schedule=constant",
         "--augment",
         "--strategy=one_device",
+        "--deterministic",
         "--quiet",
         "--android",
         "--benchmark_binary=/bin/true",
@@ -264,6 +260,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "lr_schedule": "constant",
         "augment": True,
         "strategy": "one_device",
+        "deterministic": True,
         "quiet": True,
         "android": True,
         "benchmark_binary": "/bin/true",
@@ -277,3 +274,28 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
     file.write_text('{"bench_runs": 7, "threads": 2}')
     config = run_config_of(monkeypatch, f"--config={file}", "--num_runs=3")
     assert (config.bench_runs, config.threads) == (3, 2)
+
+
+def test_multi_worker_runs_need_a_shared_out_and_tf_config(monkeypatch, tmp_path, capsys):
+    from tfdistill import pipeline
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setattr(pipeline, "strategy_of", lambda name: pytest.fail("made a strategy"))
+
+    def run(*args: str) -> tuple[int, str]:
+        argv = flags.FLAGS(["tfdistill", "--strategy=multi_worker", *args])
+        try:
+            code = cli._main([*argv, "run"])
+        finally:
+            flags.FLAGS.unparse_flags()
+        return code, capsys.readouterr().err
+
+    assert run() == (
+        2,
+        "tfdistill run: --strategy=multi_worker needs --out: every worker must name the same "
+        "folder.\n",
+    )
+    monkeypatch.setattr(pipeline, "strategy_of", pipeline.distribute.strategy_of)
+    code, err = run(f"--out={tmp_path / 'run'}")
+    assert code == 2 and err.startswith("tfdistill run: --strategy=multi_worker reads the cluster")
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()

@@ -594,3 +594,53 @@ def test_random_crop_flip():
     assert mapped.element_spec.shape.as_list() == [None, 5, 6, 2]
     with pytest.raises(ValueError, match=">= 0"):
         data.random_crop_flip(images, pad=-1)
+
+
+def test_stateless_crops_depend_on_the_seed_pair_alone():
+    images = np.random.default_rng(1).random((6, 5, 5, 1), dtype=np.float32) + 1.0
+    first = np.asarray(data.random_crop_flip(images, pad=2, seed=[3, 4]))
+    np.testing.assert_array_equal(data.random_crop_flip(images, pad=2, seed=(3, 4)), first)
+    assert not np.array_equal(data.random_crop_flip(images, pad=2, seed=[3, 5]), first)
+
+
+def test_shuffled_batches_are_a_stream_that_resumes_anywhere():
+    import tensorflow as tf
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    elements = ({"inputs": x, "t": -x}, np.arange(10))
+
+    def batches(skip=0, count=9, **kwargs):
+        stream = data.shuffled_batches(elements, 4, seed=7, skip=skip, **kwargs)
+        return [tf.nest.map_structure(np.asarray, b) for b in stream.take(count)]
+
+    full = batches()
+    labels = [b[1].tolist() for b in full]
+    assert [len(b) for b in labels] == [4, 4, 2] * 3  # passes of ceil(10 / 4) batches
+    passes = [sum(labels[i : i + 3], []) for i in (0, 3, 6)]
+    assert all(sorted(p) == list(range(10)) for p in passes)
+    assert len({tuple(p) for p in passes}) == 3  # each pass its own permutation
+    for b in full:
+        np.testing.assert_array_equal(b[0]["inputs"][:, 0], b[1])
+        np.testing.assert_array_equal(b[0]["t"][:, 0], -b[1])
+    for skip in (1, 3, 5):  # a fit resumed at batch `skip` continues the same stream
+        resumed = [b[1].tolist() for b in batches(skip, 9 - skip)]
+        assert resumed == labels[skip:]
+    assert [b[1].tolist() for b in batches()] == labels  # and in every process
+    other_seed = data.shuffled_batches(elements, 4, seed=8).take(3)
+    assert [np.asarray(b[1]).tolist() for b in other_seed] != labels[:3]
+
+    def shift(batch, seed):
+        inputs, y = batch
+        noise = tf.random.stateless_uniform([], seed=seed)
+        return {**inputs, "inputs": inputs["inputs"] + noise}, y
+
+    noisy = batches(augment=shift)
+    again = batches(4, 5, augment=shift)
+    for a, b in zip(noisy[4:], again, strict=True):
+        np.testing.assert_array_equal(a[0]["inputs"], b[0]["inputs"])
+    offsets = {round(float(b[0]["inputs"][0, 0] - b[1][0]), 6) for b in noisy}
+    assert len(offsets) == 9  # a seed of its own for every batch
+    with pytest.raises(ValueError, match="skip must be >= 0"):
+        data.shuffled_batches(elements, 4, seed=0, skip=-1)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        data.shuffled_batches(elements, 0, seed=0)

@@ -421,9 +421,8 @@ def test_attention_methods_distil_with_their_terms():
     teacher = pipeline._classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
     init = pipeline._classifier("convnet", {"widths": (2, 4)}, ds, "student").get_weights()
     labeled = pipeline.data.label_subset(ds.y_train, 3, seed=0)
-    student, history = dataclasses.astuple(
-        pipeline.distil(config, ds, teacher, None, init, labeled)
-    )
+    images = pipeline.distillation_elements(config, ds, None, labeled)
+    student, history = dataclasses.astuple(pipeline.distil(config, ds, teacher, images, init))
     assert history["attention_loss"][0] > 0 and history["distillation_loss"][0] > 0
     assert not np.allclose(student.get_weights()[1], init[1])
 
@@ -452,13 +451,19 @@ def test_augmentation_is_for_natural_images_and_keeps_the_teacher_online():
         "toy", x, np.arange(8) % 2, x, np.arange(8) % 2, 2, ("a", "b"), pixel_max=255.0
     )
     teacher = pipeline._classifier("convnet", {"widths": (2,)}, ds, "teacher")
-    online = pipeline.distillation_data(config(augment=True, batch_size=8), ds, teacher, [0, 1])
-    (images, labels), *_ = list(online)
-    assert images.shape == (8, 6, 6, 1) and sorted(labels.numpy().tolist()).count(-1) == 6
-    assert sorted(np.unique(images)) != sorted(np.unique(x))  # crops pad with zeros
-    cached = pipeline.distillation_data(config(batch_size=8), ds, teacher, [0, 1])
-    (inputs, _), *_ = list(cached)
-    assert set(inputs) == {"inputs", "teacher_logits"}
+    augmented = config(augment=True, batch_size=8)
+    online = pipeline.distillation_elements(augmented, ds, teacher, [0, 1])
+    assert online[0] is ds.x_train and online[1].tolist() == [0, 1, -1, -1, -1, -1, -1, -1]
+    for batches in (
+        pipeline.epoch_batches(augmented, online),
+        pipeline._stream(augmented, online)(0),
+    ):
+        images, labels = next(iter(batches))
+        assert images.shape == (8, 6, 6, 1) and sorted(labels.numpy().tolist()).count(-1) == 6
+        assert sorted(np.unique(images)) != sorted(np.unique(x))  # crops pad with zeros
+    (inputs, labels) = pipeline.distillation_elements(config(batch_size=8), ds, teacher, [0, 1])
+    assert set(inputs) == {"inputs", "teacher_logits"} and labels.tolist() == online[1].tolist()
+    np.testing.assert_allclose(inputs["teacher_logits"], teacher(x), rtol=1e-5, atol=1e-5)
 
 
 def test_a_given_teacher_is_checked_against_the_data(tiny_run, tmp_path):

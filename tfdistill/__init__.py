@@ -7,10 +7,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from tfdistill import bench, compress, data, export, losses, models  # noqa: E402
+from tfdistill import bench, compress, data, distribute, export, losses, models  # noqa: E402
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
-from tfdistill.data import cache_teacher_outputs  # noqa: E402
+from tfdistill.data import cache_teacher_outputs, shuffled_batches  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
+from tfdistill.distribute import support_multi_worker, synchronize_batch_norm  # noqa: E402
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss  # noqa: E402
 from tfdistill.profile import Profile, profile  # noqa: E402
 
@@ -25,8 +26,12 @@ __all__ = [
     "cache_teacher_outputs",
     "compress",
     "data",
+    "distribute",
     "export",
     "losses",
     "models",
     "profile",
+    "shuffled_batches",
+    "support_multi_worker",
+    "synchronize_batch_norm",
 ]

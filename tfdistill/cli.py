@@ -73,8 +73,16 @@ _AUGMENT = flags.DEFINE_boolean(
 _STRATEGY = flags.DEFINE_enum(
     "strategy",
     "default",
-    ["default", "mirrored", "one_device"],
-    "run: tf.distribute strategy of the teacher and student training (mirrored: every local GPU).",
+    ["default", "mirrored", "multi_worker", "one_device"],
+    "run: tf.distribute strategy of the teacher and student training (mirrored: every local "
+    "GPU; multi_worker: every worker in TF_CONFIG, each running the same command with the "
+    "same --out).",
+)
+_DETERMINISTIC = flags.DEFINE_boolean(
+    "deterministic",
+    False,
+    "run: deterministic TensorFlow ops, so a resumed run ends with the same weights as an "
+    "unbroken one (slower on GPUs).",
 )
 _QUIET = flags.DEFINE_boolean(
     "quiet", False, "run: no stage banners, time estimates or progress bars; just the results."
@@ -202,6 +210,7 @@ def _run() -> int:
             "lr_schedule": _SCHEDULE.value,
             "augment": _AUGMENT.value,
             "strategy": _STRATEGY.value,
+            "deterministic": _DETERMINISTIC.value,
             "quiet": _QUIET.value,
             "android": _ANDROID.value,
             "benchmark_binary": _BINARY.value,
@@ -222,6 +231,10 @@ def _run() -> int:
                 if key not in given:
                     values[key] = _EPOCHS.value
         config = pipeline.RunConfig(**values)
+        if config.strategy == "multi_worker" and not _OUT.value:
+            raise ValueError(
+                "--strategy=multi_worker needs --out: every worker must name the same folder."
+            )
         result = pipeline.run(config)
     except (ValueError, OSError, RuntimeError, ImportError) as error:
         print(f"tfdistill run: {error}", file=sys.stderr)
@@ -232,6 +245,9 @@ def _run() -> int:
             file=sys.stderr,
         )
         return 130
+    if "worker" in result:
+        print(f"{result['worker']}: done; the chief writes the report to {config.out}")
+        return 0
     print(report.format_table(result))
     print(f"report: {config.out}/report.json")
     return 0

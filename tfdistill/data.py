@@ -134,6 +134,54 @@ class Dataset:
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+def shuffled_batches(
+    elements: Any,
+    batch_size: int,
+    *,
+    seed: int,
+    skip: int = 0,
+    augment: Callable[[Any, tf.Tensor], Any] | None = None,
+) -> tf.data.Dataset:
+    """An endless stream of batches of ``elements``, a structure (tuple, dict) of arrays that
+    share their first dimension N. Pass p over the rows is the permutation drawn from
+    ``(seed, p)``; batch i of a pass (ceil(N / batch_size) batches, the last one short) goes
+    through ``augment(batch, stateless seed (2,) made of (seed, p, i))`` when given. Batch k of
+    the stream is thus the same in every process, on every worker and after any restart: the
+    stream that starts at batch ``skip`` continues exactly where an interrupted one stopped.
+    Feed it to ``fit`` with ``steps_per_epoch``.
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, elements)
+    rows = int(tf.nest.flatten(tensors)[0].shape[0])
+    if rows == 0:
+        raise ValueError("shuffled_batches got no rows.")
+    per_pass = -(-rows // batch_size)
+
+    def one_pass(p: tf.Tensor) -> tf.data.Dataset:
+        pass_seed = tf.stack([tf.constant(seed, tf.int64), p])
+        order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=pass_seed)
+
+        def take(i: tf.Tensor, indices: tf.Tensor) -> Any:
+            batch = tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors)
+            if augment is None:
+                return batch
+            return augment(batch, tf.random.experimental.stateless_fold_in(pass_seed, i))
+
+        indices = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
+        return indices.map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    first_pass, within = divmod(skip, per_pass)
+    stream = tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass).skip(within)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return stream.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
 def label_subset(y: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
     """Sorted int64 indices of a class-balanced random subset of ``y`` (shape (N,)).
 
@@ -164,15 +212,14 @@ def mask_labels(y: np.ndarray, keep_indices: np.ndarray | Sequence[int]) -> np.n
     return masked
 
 
-def random_crop_flip(
-    images: Any, pad: int = 4, flip: bool = True, seed: int | None = None
-) -> tf.Tensor:
+def random_crop_flip(images: Any, pad: int = 4, flip: bool = True, seed: Any = None) -> tf.Tensor:
     """Random translation and mirroring of a batch, for ``tf.data.Dataset.map`` or eager use.
 
     ``images``: float (B, H, W, C). Each image is zero-padded by ``pad`` pixels on every side,
     cropped back to H×W at a random offset, and (with ``flip``) mirrored left-right with
-    probability 0.5; the result has the shape and dtype of ``images``. ``seed`` is the op seed of
-    the random draws (see ``tf.random.uniform``).
+    probability 0.5; the result has the shape and dtype of ``images``. ``seed``: an int is the
+    op seed of the random draws (``tf.random.uniform``); a pair, such as a (2,) int tensor, a
+    stateless seed (``tf.random.stateless_uniform``): the same pair always draws the same.
     """
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
         raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
@@ -182,7 +229,10 @@ def random_crop_flip(
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    draws = tf.random.uniform([batch, 3], seed=seed)
+    if seed is None or isinstance(seed, int):
+        draws = tf.random.uniform([batch, 3], seed=seed)
+    else:
+        draws = tf.random.stateless_uniform([batch, 3], seed=seed)
     offsets = tf.minimum(tf.cast(draws[:, :2] * (2 * pad + 1), tf.int32), 2 * pad)
     rows = offsets[:, :1] + tf.range(height)[tf.newaxis]
     cols = tf.range(width)[tf.newaxis]
@@ -569,6 +619,37 @@ def load(name: str, *, data_dir: str | None = None, **kwargs: Any) -> Dataset:
     return _LOADERS[name](data_dir, **kwargs)
 
 
+def _logits_function(teacher: Any, teacher_outputs: str) -> Callable[[Any], tf.Tensor]:
+    """x (B, ...) -> the frozen teacher's (B, C) float32 logits, BatchNorm folded."""
+    import tensorflow as tf
+
+    from tfdistill import outputs
+    from tfdistill.folding import folded_forward
+
+    kind = outputs.resolve_output_kind(teacher, teacher_outputs, "teacher_outputs")
+    forward = folded_forward(teacher)
+
+    @tf.function(reduce_retracing=True)
+    def logits_of(x: tf.Tensor) -> tf.Tensor:
+        return outputs.as_logits(forward(x), kind)
+
+    return logits_of
+
+
+def teacher_logits(
+    images: np.ndarray, teacher: Any, *, teacher_outputs: str = "auto", batch_size: int = 256
+) -> np.ndarray:
+    """The frozen teacher's float32 logits (N, C) of ``images`` (N, ...), in inference mode."""
+    logits_of = _logits_function(teacher, teacher_outputs)
+    if len(images) == 0:
+        raise ValueError("teacher_logits got no images.")
+    parts = [
+        np.asarray(logits_of(images[start : start + batch_size]))
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(parts)
+
+
 def cache_teacher_outputs(
     data: tf.data.Dataset | tuple[np.ndarray, ...],
     teacher: Any,
@@ -588,10 +669,7 @@ def cache_teacher_outputs(
     """
     import tensorflow as tf
 
-    from tfdistill import outputs
-    from tfdistill.folding import folded_forward
-
-    kind = outputs.resolve_output_kind(teacher, teacher_outputs, "teacher_outputs")
+    logits_of = _logits_function(teacher, teacher_outputs)
     if isinstance(data, tf.data.Dataset):
         batches = data
     elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
@@ -601,12 +679,6 @@ def cache_teacher_outputs(
             "cache_teacher_outputs takes a batched tf.data.Dataset of (x, y[, sample_weight]) or "
             f"a tuple of arrays (x, y[, sample_weight]), not {type(data).__name__}."
         )
-
-    forward = folded_forward(teacher)
-
-    @tf.function(reduce_retracing=True)
-    def logits_of(x: tf.Tensor) -> tf.Tensor:
-        return outputs.as_logits(forward(x), kind)
 
     columns: list[list[np.ndarray]] = []
     first_batch = None

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import keras
 import tensorflow as tf
 
+from tfdistill import distribute
 from tfdistill import outputs as outputs_lib
 from tfdistill.attention import (
     AttentionLike,
@@ -158,6 +159,11 @@ class Distiller(keras.Model):
 
     `teacher_outputs` / `student_outputs`: "logits", "probabilities", or "auto" (a final softmax
     means probabilities, used as log-probabilities).
+
+    Under `MirroredStrategy` or `MultiWorkerMirroredStrategy` (build it in the strategy's
+    scope) every term is divided by the global batch, so the replicas train as one device
+    would; `tfdistill.synchronize_batch_norm(student)` does the same for BatchNorm statistics.
+    The step compiles with XLA (`compile(jit_compile=True)`).
     """
 
     def __init__(
@@ -213,6 +219,7 @@ class Distiller(keras.Model):
         self.temperature = 3.0
         if student.built and teacher.built:
             self.built = True
+        distribute.support_multi_worker(self)
 
     def _build_forwards(self) -> None:
         """The teacher's folded inference pass and, with attention, the student's multi-output

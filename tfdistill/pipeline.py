@@ -17,6 +17,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import artifacts, compress, data, models, plots, report, resume
+from tfdistill import artifacts, compress, data, distribute, models, plots, report, resume
 from tfdistill import bench as bench_lib
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.distiller import Distiller, check_alpha
@@ -42,9 +44,9 @@ from tfdistill.progress import Progress
 
 METHODS = ("kd", "at", "kd+at", "gat")
 SCHEDULES = ("cosine", "step", "constant")
-STRATEGIES = ("default", "mirrored", "one_device")
+STRATEGIES = distribute.STRATEGIES
 NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
-NOT_FINGERPRINTED = ("out", "quiet", "strategy", "teacher_weights")
+NOT_FINGERPRINTED = ("out", "quiet", "strategy", "deterministic", "teacher_weights")
 EXPORT_SETTINGS = ("quantize",)
 BENCH_SETTINGS = (
     "threads",
@@ -91,6 +93,7 @@ class RunConfig:
     lr_schedule: str = "cosine"
     augment: bool | None = None
     strategy: str = "default"
+    deterministic: bool = False
     quiet: bool = False
     android: bool = False
     benchmark_binary: str | None = None
@@ -256,36 +259,62 @@ def augments(config: RunConfig) -> bool:
     return config.dataset.startswith(NATURAL_IMAGES)
 
 
-def _augmented(batches: tf.data.Dataset, config: RunConfig) -> tf.data.Dataset:
-    """`batches` of (x (B, H, W, C), ...) with x randomly cropped and mirrored, if `augments`."""
-    if not augments(config):
-        return batches
-
-    def augment(x: tf.Tensor, *rest: tf.Tensor) -> tuple:
-        return (data.random_crop_flip(x, seed=config.seed), *rest)
-
-    return batches.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+def _crop_flip(batch: tuple, seed: tf.Tensor) -> tuple:
+    """(x (B, H, W, C), ...) with x randomly cropped and mirrored by the stateless `seed`."""
+    x, *rest = batch
+    return (data.random_crop_flip(x, seed=seed), *rest)
 
 
-def strategy_of(name: str) -> tf.distribute.Strategy:
-    """The `tf.distribute` strategy named `name` (see `STRATEGIES`)."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "one_device":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "default":
-        return tf.distribute.get_strategy()
-    raise ValueError(f"Unknown strategy {name!r}; choose from {list(STRATEGIES)}.")
+Stream = Callable[[int], tf.data.Dataset]
+
+
+def _stream(config: RunConfig, elements: tuple) -> Stream:
+    """skip -> the endless batches of `elements` ((x, y) arrays, x possibly a dict), from batch
+    `skip` on, augmented if `augments` (see `data.shuffled_batches`)."""
+
+    def stream(skip: int) -> tf.data.Dataset:
+        return data.shuffled_batches(
+            elements,
+            config.batch_size,
+            seed=config.seed,
+            skip=skip,
+            augment=_crop_flip if augments(config) else None,
+        )
+
+    return stream
+
+
+def epoch_batches(config: RunConfig, elements: tuple) -> tf.data.Dataset:
+    """One epoch of batches of `elements` per pass, reshuffled every pass and augmented if
+    `augments` (for the TFMOT stages, which count an epoch's batches)."""
+    x, _ = elements
+    rows = len(x["inputs"] if isinstance(x, dict) else x)
+    batches = (
+        tf.data.Dataset.from_tensor_slices(elements)
+        .shuffle(rows, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+    )
+    if augments(config):
+        batches = batches.map(
+            lambda x, *rest: (data.random_crop_flip(x, seed=config.seed), *rest),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+strategy_of = distribute.strategy_of
 
 
 def _classifier(name: str, kwargs: dict, ds: data.Dataset, role: str) -> keras.Model:
     """Zoo model `name` for `ds` (raw pixels, see `Dataset.raw_pixels`): its first layer
-    scales them to [0, 1]."""
+    scales them to [0, 1]. Its BatchNormalization layers are synchronized: under a strategy
+    of several replicas they take the statistics of the global batch, and on one device they
+    compute them the same way, so a run gives the same model whatever the strategy."""
     model = models.get(
         name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
     )
-    return models.with_preprocessing(model, 1.0 / ds.pixel_max)
+    model = models.with_preprocessing(model, 1.0 / ds.pixel_max)
+    return distribute.synchronize_batch_norm(model)
 
 
 def _schedule(learning_rate: float, steps: int, kind: str) -> Any:
@@ -342,12 +371,14 @@ def _entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: A
 class Fitting:
     """How a training stage calls `fit`: `verbose`, extra Keras callbacks, and the folder it
     backs up in at the end of an epoch, at most every `backup_interval_s` seconds, to resume
-    from after an interruption (None: no backup)."""
+    from after an interruption (None: no backup). With `save_dir` it resumes from
+    `backup_dir` but backs up to `save_dir` (the other workers of a multi-worker run)."""
 
     verbose: int = 0
     callbacks: tuple = ()
     backup_dir: Path | None = None
     backup_interval_s: float = 10.0
+    save_dir: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,20 +389,28 @@ class Trained:
     history: dict[str, list[float]]
 
 
-def _fit(model: keras.Model, batches: Any, epochs: int, fitting: Fitting, **kwargs: Any) -> dict:
-    """`model.fit` with the stage's callbacks; the logs of every epoch, across a resume too."""
+def _fit(
+    model: keras.Model, stream: Stream, epochs: int, steps_per_epoch: int, fitting: Fitting
+) -> dict:
+    """`model.fit` for `epochs` of `steps_per_epoch` batches of `stream` with the stage's
+    callbacks; the logs of every epoch, across a resume too. A fit resumed at epoch k starts
+    the stream at batch k · steps_per_epoch, so it sees what an unbroken one would have."""
     callbacks = list(fitting.callbacks)
-    epoch_log = None
+    epoch_log, first_epoch = None, 0
     if fitting.backup_dir is not None:
-        epoch_log, backup = resume.fit_callbacks(fitting.backup_dir, fitting.backup_interval_s)
+        first_epoch = resume.next_epoch(fitting.backup_dir)
+        epoch_log, backup = resume.fit_callbacks(
+            fitting.backup_dir, fitting.backup_interval_s, save_to=fitting.save_dir
+        )
         callbacks = [*backup, *callbacks]
+    distribute.support_multi_worker(model)
     history = model.fit(
-        batches,
+        stream(first_epoch * steps_per_epoch),
         epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
         verbose=fitting.verbose,
         callbacks=callbacks,
         shuffle=False,
-        **kwargs,
     )
     return epoch_log.history if epoch_log is not None else history.history
 
@@ -394,10 +433,9 @@ def train_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fittin
     teacher = _classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
     steps = _steps(config, ds, config.teacher_epochs)
     _compile(teacher, config.teacher_learning_rate, steps, config.lr_schedule)
-    train = ds.as_tf_dataset("train", config.batch_size, shuffle=True, seed=config.seed)
-    return Trained(
-        teacher, _fit(teacher, _augmented(train, config), config.teacher_epochs, fitting)
-    )
+    stream = _stream(config, (ds.x_train, ds.y_train))
+    per_epoch = _steps(config, ds, 1)
+    return Trained(teacher, _fit(teacher, stream, config.teacher_epochs, per_epoch, fitting))
 
 
 def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str | None]:
@@ -439,44 +477,22 @@ def train_scratch(
     per_epoch = _steps(config, ds, 1)
     steps = per_epoch * config.student_epochs
     _compile(student, config.student_learning_rate, steps, config.lr_schedule)
-    x, y = ds.x_train[labeled], ds.y_train[labeled]
-    train = (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(config.batch_size)
-    )
-    history = _fit(
-        student,
-        _augmented(train, config),
-        config.student_epochs,
-        fitting,
-        steps_per_epoch=per_epoch,
-    )
-    return Trained(student, history)
+    stream = _stream(config, (ds.x_train[labeled], ds.y_train[labeled]))
+    return Trained(student, _fit(student, stream, config.student_epochs, per_epoch, fitting))
 
 
-def _partly_labeled(config: RunConfig, ds: data.Dataset, labeled: np.ndarray) -> tf.data.Dataset:
-    """Every training image, shuffled and augmented, with labels only where `labeled`."""
-    partly = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, labeled))
-    train = partly.as_tf_dataset("train", config.batch_size, shuffle=True, seed=config.seed)
-    return _augmented(train, config)
-
-
-def distillation_data(
-    config: RunConfig, ds: data.Dataset, teacher: keras.Model, labeled: np.ndarray
-) -> tf.data.Dataset:
-    """Every training image with labels only where `labeled`: with the teacher's cached logits,
-    unless images are augmented (then the teacher must see each augmented image, online)."""
-    if augments(config):
-        return _partly_labeled(config, ds, labeled)
-    partly = dataclasses.replace(ds, y_train=data.mask_labels(ds.y_train, labeled))
-    return data.cache_teacher_outputs(
-        partly.as_tf_dataset("train", config.batch_size),
-        teacher,
-        shuffle=True,
-        seed=config.seed,
-    )
+def distillation_elements(
+    config: RunConfig, ds: data.Dataset, teacher: keras.Model | None, labeled: np.ndarray
+) -> tuple[Any, np.ndarray]:
+    """(inputs, labels) of every training image, labels -1 except where `labeled`. The inputs
+    hold the teacher's cached logits, {"inputs": x, "teacher_logits": t}, unless images are
+    augmented or `teacher` is None; then they are the images, for a teacher that runs online
+    on each augmented batch."""
+    labels = data.mask_labels(ds.y_train, labeled)
+    if teacher is None or augments(config):
+        return ds.x_train, labels
+    logits = data.teacher_logits(ds.x_train, teacher, batch_size=config.batch_size)
+    return {"inputs": ds.x_train, "teacher_logits": logits}, labels
 
 
 def attention_of(config: RunConfig) -> AttentionTransfer | GradientAttentionTransfer | None:
@@ -494,24 +510,23 @@ def distil(
     config: RunConfig,
     ds: data.Dataset,
     teacher: keras.Model,
-    train: tf.data.Dataset,
+    elements: tuple,
     init: list[np.ndarray],
-    labeled: np.ndarray | None = None,
     fitting: Fitting = Fitting(),
 ) -> Trained:
     """The student on every training image: soft targets everywhere, labels where it has them.
 
     `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
-    "kd+at", or "gat" (labels + gradient attention transfer). The attention methods need the
-    teacher's features every step, so they train on the uncached images (`labeled` marks the
-    labels they see); "kd" trains on `train` (`distillation_data`).
+    "kd+at", or "gat" (labels + gradient attention transfer). `elements`: the
+    `distillation_elements`; the attention methods need the teacher's features every step, so
+    they take the images without cached logits.
     """
     student = _classifier(config.student, config.student_kwargs, ds, "student_distilled")
     student.set_weights(init)
     attention = attention_of(config)
-    if attention is not None:
-        keep = labeled if labeled is not None else np.arange(len(ds.y_train))
-        train = _partly_labeled(config, ds, keep)
+    inputs, labels = elements
+    if attention is not None and isinstance(inputs, dict):
+        elements = (inputs["inputs"], labels)
     distiller = Distiller(student, teacher, attention=attention)
     steps = _steps(config, ds, config.student_epochs)
     distiller.compile(
@@ -520,7 +535,9 @@ def distil(
         alpha=config.alpha if "kd" in config.method else 1.0,
         temperature=config.temperature,
     )
-    return Trained(student, _fit(distiller, train, config.student_epochs, fitting))
+    per_epoch = _steps(config, ds, 1)
+    stream = _stream(config, elements)
+    return Trained(student, _fit(distiller, stream, config.student_epochs, per_epoch, fitting))
 
 
 def prune(
@@ -714,11 +731,41 @@ def run(
     join every Keras 3 `fit` (teacher, scratch, distil); `strategy` (default:
     `config.strategy`) holds the models of those stages; they back up at the end of an epoch
     at most every `backup_interval_s`.
+
+    Under a multi-worker strategy every worker calls `run` with the same config and `out` (a
+    folder they all reach). The chief alone writes there; the others read its ledger and
+    backups, train with it, back up to a temporary folder of their own (all workers back up
+    every epoch: saving takes part in their collective ops), and return {"worker": name}
+    after the distil stage, leaving the rest to the chief.
     """
+    strategy = strategy or strategy_of(config.strategy)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    chief = distribute.is_chief(strategy)
+    out = Path(config.out)
+    ledger = resume.Ledger(out, fingerprinted(config), writable=chief)
+    keep = out if chief else Path(tempfile.mkdtemp(prefix="tfdistill-worker-"))
+    try:
+        return _run(config, log, callbacks, strategy, backup_interval_s, ledger, keep)
+    finally:
+        if not chief:
+            shutil.rmtree(keep, ignore_errors=True)
+
+
+def _run(
+    config: RunConfig,
+    log: Callable[[str], None],
+    callbacks: tuple,
+    strategy: tf.distribute.Strategy,
+    backup_interval_s: float,
+    ledger: resume.Ledger,
+    keep: Path,
+) -> dict:
+    """`run` with its `ledger` open; files go to `keep` (`config.out` on the chief, a
+    temporary folder on the other workers)."""
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out)
-    ledger = resume.Ledger(out, fingerprinted(config))
-    strategy = strategy or strategy_of(config.strategy)
+    chief = ledger.writable
     progress = Progress(
         dict.fromkeys(stage_names(config), 0),
         kinds={"scratch": "student", "distil": "student", "prune": "tfmot", "qat": "tfmot"},
@@ -729,9 +776,18 @@ def run(
     loaded: list[str] = []
     fresh = False
 
+    stale: set[str] = set()
+
     def fitting(name: str) -> Fitting:
+        """The chief backs up in `ledger.backup_dir`; the other workers restore from there
+        (unless the chief is dropping it as stale) and save in `keep`, every epoch, as it does
+        in a multi-worker run."""
         folder = ledger.backup_dir(name)
-        return Fitting(progress.fit_verbose, tuple(callbacks), folder, backup_interval_s)
+        save_dir = None if chief else keep / resume.BACKUPS / name
+        if not chief and name in stale:
+            folder = save_dir
+        interval = 0.0 if distribute.is_multi_worker(strategy) else backup_interval_s
+        return Fitting(progress.fit_verbose, tuple(callbacks), folder, interval, save_dir)
 
     def stage(
         name: str,
@@ -760,6 +816,8 @@ def run(
             timings[name] = record["seconds"]
             return value, record
         ledger.start(name, list(progress.work), keep_backup=not fresh)
+        if fresh:
+            stale.add(name)
         fresh = True
         resumed = ledger.resumable(name)
         if resumed:
@@ -805,7 +863,7 @@ def run(
                 trained = Trained(teacher, {})
             else:
                 trained = train_teacher(config, ds, fitting("teacher"))
-        artifacts.save_model(trained.model, out / "teacher.keras")
+        artifacts.save_model(trained.model, keep / "teacher.keras")
         return trained.model, {"history": trained.history}
 
     teacher, teacher_record = stage(
@@ -825,7 +883,7 @@ def run(
         def work() -> tuple[keras.Model, dict]:
             with strategy.scope():
                 trained = train_fn()
-            artifacts.save_model(trained.model, out / f"{name}.keras")
+            artifacts.save_model(trained.model, keep / f"{name}.keras")
             return trained.model, {"history": trained.history}
 
         return work
@@ -840,14 +898,24 @@ def run(
         load("student_scratch.keras"),
         lambda record: ["student_scratch.keras"],
     )
-    cached: list[tf.data.Dataset] = []
+    cached: list[tuple] = []
 
-    def train() -> tf.data.Dataset:
-        """The distillation batches, made when a stage first trains on them (caching the
+    def elements() -> tuple:
+        """The `distillation_elements`, made when a stage first trains on them (caching the
         teacher's logits takes a pass of the teacher over the training split)."""
         if not cached:
-            cached.append(distillation_data(config, ds, teacher, labeled))
+            cached.append(distillation_elements(config, ds, teacher, labeled))
         return cached[0]
+
+    def train() -> tf.data.Dataset:
+        return epoch_batches(config, elements())
+
+    def distil_elements() -> tuple:
+        """The attention methods need the teacher online: no pass over the data to cache its
+        logits for them."""
+        if attention_of(config) is None:
+            return elements()
+        return distillation_elements(config, ds, None, labeled)
 
     online_teacher = teacher if augments(config) else None
     distilled, distil_record = stage(
@@ -855,11 +923,13 @@ def run(
         f"{config.method}, {_epochs(config.student_epochs)} on all {len(ds.x_train)} images",
         student_work(
             "student_distilled",
-            lambda: distil(config, ds, teacher, train(), init, labeled, fitting("distil")),
+            lambda: distil(config, ds, teacher, distil_elements(), init, fitting("distil")),
         ),
         load("student_distilled.keras"),
         lambda record: ["student_distilled.keras"],
     )
+    if not chief:
+        return {"worker": distribute.worker_name(strategy)}
     plan = [Export("student_distilled", distilled, config.quantize)]
     students: dict[str, tuple[keras.Model, dict]] = {}
     base = distilled

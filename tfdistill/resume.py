@@ -49,16 +49,20 @@ class Ledger:
 
     Opening a folder that holds another config's ledger is a ValueError naming the settings
     that differ. A folder without a ledger gets an empty one at once, and loses any backups
-    found there: they cannot be tied to this config.
+    found there: they cannot be tied to this config. A ledger that is not `writable` (the other
+    workers of a multi-worker run read the chief's) keeps its changes in memory.
     """
 
-    def __init__(self, out: str | Path, config: dict) -> None:
+    def __init__(self, out: str | Path, config: dict, *, writable: bool = True) -> None:
         self.out = Path(out)
         self.config = config
         self.fingerprint = fingerprint(config)
+        self.writable = writable
         self.stages: dict[str, dict] = {}
         path = self.out / LEDGER
         if not path.is_file():
+            if not writable:
+                return
             shutil.rmtree(self.out / BACKUPS, ignore_errors=True)
             self._write()
             return
@@ -83,6 +87,8 @@ class Ledger:
         return self.stages.get(stage)
 
     def _write(self) -> None:
+        if not self.writable:
+            return
         state = {"fingerprint": self.fingerprint, "config": self.config, "stages": self.stages}
         artifacts.write_atomic(self.out / LEDGER, lambda f: json.dump(state, f, indent=1))
 
@@ -93,13 +99,15 @@ class Ledger:
         if any(name in self.stages for name in later):
             self.stages = {k: v for k, v in self.stages.items() if k not in later}
             self._write()
-        if not keep_backup:
+        if not keep_backup and self.writable:
             shutil.rmtree(self.backup_dir(stage), ignore_errors=True)
 
     def finish(self, stage: str, record: dict) -> None:
         """Marks `stage` finished with `record` (JSON-able) and drops its backup."""
         self.stages[stage] = record
         self._write()
+        if not self.writable:
+            return
         shutil.rmtree(self.backup_dir(stage), ignore_errors=True)
         backups = self.out / BACKUPS
         if backups.is_dir() and not any(backups.iterdir()):
@@ -124,9 +132,10 @@ class EpochLog(keras.callbacks.Callback):
     `history` holds each epoch once: {metric: [value per epoch]}.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, save_to: str | Path | None = None) -> None:
         super().__init__()
         self.path = Path(path)
+        self.save_to = self.path if save_to is None else Path(save_to)
         self.epochs: list[dict[str, float]] = []
         if self.path.is_file():
             self.epochs = json.loads(self.path.read_text())
@@ -134,7 +143,7 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         entry = {key: float(value) for key, value in (logs or {}).items()}
         self.epochs = [*self.epochs[:epoch], entry]
-        artifacts.write_atomic(self.path, lambda f: json.dump(self.epochs, f))
+        artifacts.write_atomic(self.save_to, lambda f: json.dump(self.epochs, f))
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -147,16 +156,23 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
     passed since the last backup (or the fit began): a kill loses at most that much training
     plus the epoch under way. Writing the weights and optimizer state every epoch cost about
     0.9 s an epoch for the default run's teacher here. The checkpoint stays
-    when `fit` ends; `Ledger.finish` removes it once the stage's results are saved."""
+    when `fit` ends; `Ledger.finish` removes it once the stage's results are saved. With
+    `save_to` it restores from `backup_dir` but writes to `save_to`: the other workers of a
+    multi-worker run restore the chief's backup and write theirs where nobody reads them
+    (saving takes part in the workers' collective ops, so they all save, at the same
+    epochs: give them all `interval_s=0`)."""
 
     def __init__(
         self,
         backup_dir: str,
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        save_to: str | None = None,
     ) -> None:
         super().__init__(backup_dir, delete_checkpoint=False)
         self.interval_s = interval_s
+        self.save_to = Path(backup_dir if save_to is None else save_to)
         self._clock = clock
         self._last = clock()
 
@@ -164,9 +180,11 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         """The weights, then the epoch they belong to, each written to a temporary file and
         renamed: a kill leaves whole files. Only a kill in the moment between the two renames
         leaves weights newer than the epoch count (those epochs then run again)."""
-        artifacts.save_weights(self.model, self._weights_path)
+        self.save_to.mkdir(parents=True, exist_ok=True)
+        artifacts.save_weights(self.model, self.save_to / Path(self._weights_path).name)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        artifacts.write_atomic(self._training_metadata_path, lambda f: json.dump(metadata, f))
+        metadata_path = self.save_to / Path(self._training_metadata_path).name
+        artifacts.write_atomic(metadata_path, lambda f: json.dump(metadata, f))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         try:
@@ -190,9 +208,28 @@ def backup_error(folder: str | Path, error: Exception) -> str:
     )
 
 
-def fit_callbacks(folder: Path, interval_s: float = 10.0) -> tuple[EpochLog, list[Any]]:
+def fit_callbacks(
+    folder: Path, interval_s: float = 10.0, *, save_to: Path | None = None
+) -> tuple[EpochLog, list[Any]]:
     """An `EpochLog` and the Keras 3 callbacks that back up a fit in `folder` at the end of an
-    epoch (at most every `interval_s` seconds) and restore it when the same fit starts again."""
-    folder.mkdir(parents=True, exist_ok=True)
-    log = EpochLog(folder / "epochs.json")
-    return log, [log, SpacedBackup(str(folder / "checkpoint"), interval_s)]
+    epoch (at most every `interval_s` seconds) and restore it when the same fit starts again;
+    with `save_to` they restore from `folder` and write to `save_to`."""
+    save_to = folder if save_to is None else save_to
+    save_to.mkdir(parents=True, exist_ok=True)
+    log = EpochLog(folder / "epochs.json", save_to=save_to / "epochs.json")
+    backup = SpacedBackup(
+        str(folder / "checkpoint"), interval_s, save_to=str(save_to / "checkpoint")
+    )
+    return log, [log, backup]
+
+
+def next_epoch(folder: Path) -> int:
+    """The epoch a fit backed up in `folder` (see `fit_callbacks`) resumes at: 0 without a
+    backup."""
+    metadata = folder / "checkpoint" / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(backup_error(folder / "checkpoint", error)) from None

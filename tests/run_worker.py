@@ -1,0 +1,94 @@
+"""One `tfdistill.pipeline.run` in its own process, for the tests of test_distribute.py.
+
+python tests/run_worker.py CONFIG.json [--stall=EPOCH,BATCH]
+
+CONFIG.json holds the RunConfig's fields. With TF_CONFIG set the process is one worker of a
+multi-worker run, and first fits `small_distiller` under that strategy (saved to
+`<out>.distiller<task index>.npz`). With --stall the distil stage stops at that batch of that
+epoch, writes `<out>.stalled` and waits there to be killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfdistill import distribute, pipeline  # noqa: E402
+from tfdistill.attention import AttentionTransfer  # noqa: E402
+from tfdistill.distiller import Distiller  # noqa: E402
+
+
+def _net(name: str, width: int) -> keras.Model:
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(width, 3, name="c1")(inputs)
+    h = keras.layers.BatchNormalization(momentum=0.5, synchronized=True)(h)
+    h = keras.layers.Conv2D(width, 3, activation="relu", name="c2")(keras.layers.ReLU()(h))
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def small_distiller() -> tuple[dict, list[np.ndarray]]:
+    """KD + AT for 2 epochs of batches 8, 8, 8, 8, 8, 2 (42 images, 5 unlabeled) with SGD and a
+    student with synchronized BatchNormalization, under the strategy in scope: (history,
+    student weights)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((42, 8, 8, 1), dtype="float32")
+    y = rng.integers(0, 3, 42)
+    y[:5] = -1
+    keras.utils.set_random_seed(1)
+    student, teacher = _net("student", 3), _net("teacher", 6)
+    attention = AttentionTransfer(pairs=[("c1", "c1"), ("c2", "c2")], beta=100.0)
+    distiller = Distiller(student, teacher, attention=attention)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0)
+    history = distiller.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    return history, student.get_weights()
+
+
+class Stall(keras.callbacks.Callback):
+    def __init__(self, epoch: int, batch: int, marker: Path) -> None:
+        super().__init__()
+        self.epoch, self.batch, self.marker = epoch, batch, marker
+        self.current = -1
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.current = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if isinstance(self.model, Distiller) and (self.current, batch) == (self.epoch, self.batch):
+            self.marker.write_text(f"{self.current},{batch}")
+            while True:
+                time.sleep(1)
+
+
+def main(argv: list[str]) -> int:
+    config = pipeline.RunConfig(**json.loads(Path(argv[1]).read_text()))
+    strategy = None
+    if "TF_CONFIG" in os.environ:
+        strategy = distribute.strategy_of(config.strategy)
+        with strategy.scope():
+            history, weights = small_distiller()
+        index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        logs = {f"log_{key}": values for key, values in history.items()}
+        np.savez(f"{config.out}.distiller{index}.npz", *weights, **logs)
+    callbacks = []
+    for arg in argv[2:]:
+        epoch, batch = (int(v) for v in arg.removeprefix("--stall=").split(","))
+        callbacks.append(Stall(epoch, batch, Path(config.out + ".stalled")))
+    result = pipeline.run(
+        config, log=print, callbacks=tuple(callbacks), strategy=strategy, backup_interval_s=0
+    )
+    print("result keys:", sorted(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,322 @@
+"""tf.distribute: two worker processes of a MultiWorkerMirroredStrategy on 127.0.0.1 against one
+process, a run killed with SIGKILL mid-epoch against an unbroken one, TF_CONFIG checks, the
+workers' roles, and cached teacher outputs under MirroredStrategy (XLA: test_attention.py)."""
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from tensorflow.python.framework import config as tf_config
+
+from tests.run_worker import small_distiller
+from tfdistill import distribute, pipeline, resume
+from tfdistill.data import cache_teacher_outputs
+from tfdistill.distiller import Distiller
+
+WORKER = Path(__file__).with_name("run_worker.py")
+SMALL = {
+    "student_kwargs": {"widths": [2, 4]},
+    "labels_per_class": 3,
+    "student_epochs": 2,
+    "batch_size": 256,
+    "method": "kd+at",
+    "augment": True,
+    "quantize": ["none"],
+    "bench_runs": 1,
+    "quiet": True,
+}
+STALL = (1, 2)  # the distil stage's epoch and batch where the run to be killed stops
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _launch(config: dict, folder: Path, name: str, *args: str, tf_config: dict | None = None):
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    log = open(folder / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, str(WORKER), str(path), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    process.log = log
+    return process
+
+
+def _finish(process, timeout: float = 300) -> str:
+    try:
+        process.wait(timeout)
+    finally:
+        process.kill()
+        process.log.close()
+    text = Path(process.log.name).read_text()
+    assert process.returncode == 0, text[-3000:]
+    return text
+
+
+@dataclasses.dataclass
+class Runs:
+    folder: Path
+    chief_log: str
+    worker_log: str
+    killed_files: list[str]
+    resumed: dict
+    resumed_log: list[str]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One config run three ways: by two worker processes of a MultiWorkerMirroredStrategy
+    (which first fit `small_distiller`); by a process with deterministic ops killed with
+    SIGKILL in the middle of a distil epoch, then resumed here; and unbroken, here (the
+    reference). The teacher is untrained: exactness needs no accuracy."""
+    folder = tmp_path_factory.mktemp("distributed")
+    ds = pipeline.data.load("digits").raw_pixels()
+    keras.utils.set_random_seed(0)
+    teacher = pipeline._classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
+    teacher.save(folder / "teacher.keras")
+    base = {**SMALL, "teacher_weights": str(folder / "teacher.keras")}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    multi = {**base, "out": str(folder / "multi"), "strategy": "multi_worker"}
+    workers = [
+        _launch(
+            multi,
+            folder,
+            f"worker{i}",
+            tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}},
+        )
+        for i in range(2)
+    ]
+    killed = {**base, "out": str(folder / "killed"), "deterministic": True, "quiet": False}
+    doomed = _launch(killed, folder, "doomed", f"--stall={STALL[0]},{STALL[1]}")
+    marker = Path(killed["out"] + ".stalled")
+    deadline = time.monotonic() + 300
+    while not marker.exists() and doomed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), (folder / "doomed.log").read_text()[-3000:]
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    doomed.log.close()
+    assert doomed.returncode == -signal.SIGKILL
+    killed_out = Path(killed["out"])
+    killed_files = sorted(
+        str(p.relative_to(killed_out)) for p in killed_out.rglob("*") if p.is_file()
+    )
+    resumed_log: list[str] = []
+    try:  # deterministic=True turns TensorFlow's op determinism on in this process
+        resumed = pipeline.run(pipeline.RunConfig(**killed), log=resumed_log.append)
+        unbroken = {**killed, "out": str(folder / "unbroken"), "quiet": True}
+        pipeline.run(pipeline.RunConfig(**unbroken), log=lambda _: None)
+    finally:
+        tf_config.disable_op_determinism()
+    chief_log, worker_log = (_finish(w) for w in workers)
+    return Runs(folder, chief_log, worker_log, killed_files, resumed, resumed_log)
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    return keras.models.load_model(path).get_weights()
+
+
+def _assert_same_run(history: dict, reference: dict, rtol: float) -> None:
+    assert set(history) == set(reference)
+    for key, values in reference.items():
+        assert len(history[key]) == len(values), key
+        np.testing.assert_allclose(history[key], values, rtol=rtol, err_msg=key)
+
+
+def test_two_worker_processes_train_the_distiller_as_one_process(runs):
+    reference, weights = small_distiller()
+    assert set(reference) == {"loss", "student_loss", "distillation_loss", "attention_loss"}
+    for worker in ("multi.distiller0.npz", "multi.distiller1.npz"):
+        saved = np.load(runs.folder / worker)
+        for key, values in reference.items():
+            np.testing.assert_allclose(saved[f"log_{key}"], values, rtol=1e-5, err_msg=key)
+        for i, expected in enumerate(weights):
+            np.testing.assert_allclose(saved[f"arr_{i}"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_two_worker_processes_run_the_pipeline_as_one_process(runs):
+    """The chief alone writes the run's folder, which matches one process's run: the same
+    files, losses and weights up to what Adam makes of the last-bit differences of sums taken
+    in another order (a few 1e-4 of the weights here; a data or loss mistake costs 1e-2)."""
+    assert "result keys: ['worker']" in runs.worker_log
+    assert "result keys: ['config'," in runs.chief_log
+    chief = json.loads((runs.folder / "multi" / "report.json").read_text())
+    unbroken = json.loads((runs.folder / "unbroken" / "report.json").read_text())
+    names = sorted(p.name for p in (runs.folder / "multi").iterdir())
+    assert names == sorted(p.name for p in (runs.folder / "unbroken").iterdir())
+    for name in ("student (scratch)", "student (distilled)"):
+        _assert_same_run(chief["history"][name], unbroken["history"][name], 2e-4)
+    assert {"attention_loss", "distillation_loss"} <= set(chief["history"]["student (distilled)"])
+    for name in ("student_scratch.keras", "student_distilled.keras"):
+        single = _weights(runs.folder / "unbroken" / name)
+        distributed = _weights(runs.folder / "multi" / name)
+        for a, b in zip(single, distributed, strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-3)
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(runs):
+    assert "student_distilled.keras" not in runs.killed_files
+    assert ".backup/distil/checkpoint/training_metadata.json" in runs.killed_files
+    assert "   distil: resuming from its last backed-up epoch" in runs.resumed_log
+    assert runs.resumed["loaded_stages"] == ["teacher", "scratch"]
+    unbroken = json.loads((runs.folder / "unbroken" / "report.json").read_text())
+    for name, history in unbroken["history"].items():
+        _assert_same_run(runs.resumed["history"][name], history, 0.0)
+    for name in ("student_distilled.keras", "student_scratch.keras"):
+        resumed = _weights(runs.folder / "killed" / name)
+        for a, b in zip(_weights(runs.folder / "unbroken" / name), resumed, strict=True):
+            np.testing.assert_array_equal(b, a)
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "message"),
+    [
+        (None, "reads the cluster from the TF_CONFIG environment variable, which is not set"),
+        ("{cluster", "TF_CONFIG must be JSON with 'cluster' and 'task'"),
+        ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG must be JSON with 'cluster' and 'task'"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
+            "is not one of its cluster's workers",
+        ),
+        (
+            '{"cluster": {"ps": ["a:1"], "worker": ["b:1"]}, "task": {"type": "ps", "index": 0}}',
+            "no parameter servers",
+        ),
+    ],
+)
+def test_a_bad_tf_config_is_named(tf_config, message):
+    environ = {} if tf_config is None else {"TF_CONFIG": tf_config}
+    with pytest.raises(ValueError, match=message) as raised:
+        distribute.cluster_task(environ)
+    assert 'TF_CONFIG=\'{"cluster"' in str(raised.value)
+    cluster, kind, index = distribute.cluster_task(
+        {
+            "TF_CONFIG": '{"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, '
+            '"task": {"type": "worker", "index": 1}}'
+        }
+    )
+    assert (cluster, kind, index) == ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "worker", 1)
+
+
+def test_single_process_strategies_are_the_chief(mirrored):
+    for strategy in (mirrored, distribute.strategy_of("default")):
+        assert distribute.is_chief(strategy) and not distribute.is_multi_worker(strategy)
+        assert distribute.num_workers(strategy) == 1
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    assert distribute.support_multi_worker(model) is model and "train_step" not in vars(model)
+
+
+def test_a_damaged_epoch_count_is_a_clear_error(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    assert resume.next_epoch(tmp_path) == 0
+    (checkpoint / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    assert resume.next_epoch(tmp_path) == 3
+    (checkpoint / "training_metadata.json").write_text('{"epo')
+    with pytest.raises(ValueError, match="does not load .*delete that folder"):
+        resume.next_epoch(tmp_path)
+
+
+def _net(name: str, width: int) -> keras.Model:
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(width, 3, activation="relu", name="c1")(inputs)
+    h = keras.layers.Conv2D(width, 3, activation="relu", name="c2")(h)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def test_cached_teacher_outputs_under_mirrored_strategy_match_one_device(mirrored):
+    """Uneven batches (10 = 4 + 4 + 2, split over two replicas) of cached teacher logits."""
+    rng = np.random.default_rng(3)
+    x = rng.random((10, 8, 8, 1), dtype="float32")
+    y = rng.integers(0, 3, 10)
+    y[:2] = -1
+
+    def fitted() -> tuple[dict, list[np.ndarray]]:
+        keras.utils.set_random_seed(2)
+        student, teacher = _net("student", 3), _net("teacher", 6)
+        distiller = Distiller(student, teacher)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.2), alpha=0.4, temperature=2.0)
+        cached = cache_teacher_outputs((x, y), teacher, batch_size=4)
+        history = distiller.fit(cached, epochs=2, verbose=0).history
+        return history, student.get_weights()
+
+    single, single_weights = fitted()
+    with mirrored.scope():
+        replicated, replicated_weights = fitted()
+    for key, values in single.items():
+        np.testing.assert_allclose(replicated[key], values, rtol=1e-5, err_msg=key)
+    for a, b in zip(single_weights, replicated_weights, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_other_workers_read_the_chief_ledger_and_write_nothing(tmp_path):
+    chief = resume.Ledger(tmp_path, {"seed": 0})
+    chief.finish("data", {"seconds": 1.0})
+    (tmp_path / resume.BACKUPS / "distil").mkdir(parents=True)
+    (tmp_path / resume.BACKUPS / "distil" / "checkpoint").write_text("the chief's")
+    before = _files(tmp_path)
+    worker = resume.Ledger(tmp_path, {"seed": 0}, writable=False)
+    assert worker.record("data") == {"seconds": 1.0} and worker.resumable("distil")
+    worker.start("data", ["data", "distil"], keep_backup=False)
+    worker.finish("distil", {"seconds": 2.0})
+    assert worker.record("distil") == {"seconds": 2.0} and worker.record("data") is None
+    assert _files(tmp_path) == before
+    with pytest.raises(ValueError, match="seed: 0 -> 1"):
+        resume.Ledger(tmp_path, {"seed": 1}, writable=False)
+    resume.Ledger(tmp_path / "new", {"seed": 0}, writable=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_worker_restores_the_chief_backup_and_saves_its_own_elsewhere(tmp_path):
+    x = np.arange(8, dtype="float32").reshape(8, 1) / 8
+    y = 2 * x
+
+    def model() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        net.compile(keras.optimizers.Adam(0.1), "mse")
+        return net
+
+    chief, worker = tmp_path / "chief", tmp_path / "worker"
+    log, callbacks = resume.fit_callbacks(chief, 0.0)
+    first = model()
+    first.fit(x, y, epochs=2, verbose=0, callbacks=callbacks)
+    saved = _files(chief)
+    assert resume.next_epoch(chief) == 2 and len(log.history["loss"]) == 2
+    chief_losses = log.history["loss"]
+    log, callbacks = resume.fit_callbacks(chief, 0.0, save_to=worker)
+    started = []
+    began = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
+    second = model()
+    second.fit(x, y, epochs=3, verbose=0, callbacks=[*callbacks, began])
+    assert started == [2] and int(second.optimizer.iterations) == 3
+    assert _files(chief) == saved
+    assert resume.next_epoch(worker) == 3
+    assert log.history["loss"][:2] == chief_losses and len(log.history["loss"]) == 3

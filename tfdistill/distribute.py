@@ -1,0 +1,171 @@
+"""`tf.distribute` for tfdistill: the strategies `tfdistill run` takes, the workers' roles in a
+multi-worker run, and what Keras 3's `fit` needs to train under `MultiWorkerMirroredStrategy`.
+
+Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy` (keras-team/keras#20585): before
+the first step it all-reduces a batch of data to learn its shapes, and after each step it
+reduces every scalar log along an axis 0 the scalar lacks. `support_multi_worker` mends both for
+one model: the shapes come from this worker's own batch, and the logs travel as vectors of one
+value. The Distiller applies it to itself; `tfdistill run` to every model it fits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "one_device")
+TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+    '"index": 0}}'
+)
+
+
+def cluster_task(environ: dict | None = None) -> tuple[dict[str, list[str]], str, int]:
+    """(cluster {job: [host:port]}, task type, task index) from `TF_CONFIG`; a ValueError that
+    says what is wrong and shows a valid one otherwise."""
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG")
+    hint = f"; set it on every worker, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'"
+    if not text:
+        raise ValueError(
+            "--strategy=multi_worker reads the cluster from the TF_CONFIG environment "
+            f"variable, which is not set{hint}."
+        )
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        kind, index = task["type"], task["index"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"TF_CONFIG must be JSON with 'cluster' and 'task' ({type(error).__name__}: "
+            f"{error}){hint}."
+        ) from None
+    jobs = {job: list(hosts) for job, hosts in cluster.items() if job in ("chief", "worker")}
+    if kind not in jobs or not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
+        raise ValueError(
+            f"TF_CONFIG's task {task} is not one of its cluster's workers {jobs} (tfdistill "
+            f"runs 'chief' and 'worker' tasks; no parameter servers or evaluators){hint}."
+        )
+    if sum(len(hosts) for hosts in jobs.values()) == 0:
+        raise ValueError(f"TF_CONFIG's cluster lists no workers{hint}.")
+    return jobs, kind, index
+
+
+def strategy_of(name: str) -> tf.distribute.Strategy:
+    """The strategy `name` (see `STRATEGIES`): "mirrored" takes every local GPU (the CPU when
+    there is none); "multi_worker" every worker of `TF_CONFIG`, and must be made before
+    TensorFlow runs anything else in the process; "one_device" the first GPU, else the CPU."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        cluster_task()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"Unknown strategy {name!r}; choose from {list(STRATEGIES)}.")
+
+
+def _cluster(strategy: tf.distribute.Strategy) -> tuple[dict, str | None, int | None]:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return {}, None, None
+    return resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many processes train together under `strategy` (1 outside a multi-worker one)."""
+    cluster, _, _ = _cluster(strategy)
+    return max(sum(len(cluster.get(job, [])) for job in ("chief", "worker")), 1)
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        num_workers(strategy) > 1
+    )
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: the 'chief' task, or worker 0 when the
+    cluster has no chief; every single-process strategy."""
+    cluster, kind, index = _cluster(strategy)
+    if not is_multi_worker(strategy) or kind is None:
+        return True
+    if "chief" in cluster:
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+def worker_name(strategy: tf.distribute.Strategy) -> str:
+    """'chief', or 'worker 3' for the others."""
+    _, kind, index = _cluster(strategy)
+    return "chief" if is_chief(strategy) else f"{kind} {index}"
+
+
+def _local_batch(strategy: tf.distribute.Strategy, batch: Any) -> Any:
+    def local(value: Any) -> Any:
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    return tf.nest.map_structure(local, batch)
+
+
+def _vector_logs(logs: Any) -> Any:
+    """Each scalar of a step's logs as a vector of one value, which Keras's multi-worker
+    reduction (a mean along axis 0 over the workers) turns back into the scalar."""
+
+    def vector(value: Any) -> Any:
+        if isinstance(value, tf.Tensor) and value.shape.rank == 0:
+            return tf.reshape(value, [1])
+        return value
+
+    return tf.nest.map_structure(vector, logs)
+
+
+def support_multi_worker(model: keras.Model) -> keras.Model:
+    """Lets `model.fit` and `model.evaluate` run under the `MultiWorkerMirroredStrategy` it
+    was made in (see the module docstring); a no-op for any other strategy. Returns `model`."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None or not is_multi_worker(strategy) or getattr(model, "_multi_worker", False):
+        return model
+
+    def maybe_symbolic_build(self: keras.Model, iterator: Any = None, data_batch: Any = None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = _local_batch(self.distribute_strategy, next(batches))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def vector_step(step: Any) -> Any:
+        def run(data: Any) -> Any:
+            return _vector_logs(step(data))
+
+        return run
+
+    object.__setattr__(
+        model, "_maybe_symbolic_build", types.MethodType(maybe_symbolic_build, model)
+    )
+    object.__setattr__(model, "train_step", vector_step(model.train_step))
+    object.__setattr__(model, "test_step", vector_step(model.test_step))
+    object.__setattr__(model, "_multi_worker", True)
+    return model
+
+
+def synchronize_batch_norm(model: keras.Model) -> keras.Model:
+    """Sets `synchronized=True` on every BatchNormalization layer of `model` (nested ones
+    too): in training, each layer's batch mean and variance then come from the global batch,
+    all-reduced over the replicas, as on one device, instead of from each replica's slice.
+    Returns `model`."""
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+    return model
