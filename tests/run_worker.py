@@ -23,7 +23,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfdistill import distribute, pipeline  # noqa: E402
-from tfdistill.attention import AttentionTransfer  # noqa: E402
+from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
+from tfdistill.data import cache_teacher_outputs  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
 
 
@@ -36,21 +37,33 @@ def _net(name: str, width: int) -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
-def small_distiller() -> tuple[dict, list[np.ndarray]]:
-    """KD + AT for 2 epochs of batches 8, 8, 8, 8, 8, 2 (42 images, 5 unlabeled) with SGD and a
-    student with synchronized BatchNormalization, under the strategy in scope: (history,
-    student weights)."""
+def small_distiller() -> dict[str, np.ndarray]:
+    """Two fits under the strategy in scope, each 2 epochs of SGD on 40 images (5 unlabeled)
+    in batches of 7, which two replicas split 4 + 3 (the last batch, of 5, 3 + 2): KD + AT +
+    gradient AT of a student with synchronized BatchNormalization, and KD from cached teacher
+    logits. {"<fit>_<log>": values per epoch, "<fit>_weight<i>": the student's weights}."""
     rng = np.random.default_rng(0)
-    x = rng.random((42, 8, 8, 1), dtype="float32")
-    y = rng.integers(0, 3, 42)
+    x = rng.random((40, 8, 8, 1), dtype="float32")
+    y = rng.integers(0, 3, 40)
     y[:5] = -1
-    keras.utils.set_random_seed(1)
-    student, teacher = _net("student", 3), _net("teacher", 6)
-    attention = AttentionTransfer(pairs=[("c1", "c1"), ("c2", "c2")], beta=100.0)
-    distiller = Distiller(student, teacher, attention=attention)
-    distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0)
-    history = distiller.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
-    return history, student.get_weights()
+    results = {}
+    for fit, cached in (("online", False), ("cached", True)):
+        keras.utils.set_random_seed(1)
+        student, teacher = _net("student", 3), _net("teacher", 6)
+        attention = None
+        if not cached:
+            taps = AttentionTransfer(pairs=[("c1", "c1"), ("c2", "c2")], beta=100.0)
+            attention = [taps, GradientAttentionTransfer(beta=0.5)]
+        distiller = Distiller(student, teacher, attention=attention)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0)
+        if cached:
+            data = cache_teacher_outputs((x, y), teacher, batch_size=7)
+            history = distiller.fit(data, epochs=2, verbose=0).history
+        else:
+            history = distiller.fit(x, y, batch_size=7, epochs=2, shuffle=False, verbose=0).history
+        results.update({f"{fit}_{key}": np.array(values) for key, values in history.items()})
+        results.update({f"{fit}_weight{i}": w for i, w in enumerate(student.get_weights())})
+    return results
 
 
 class Stall(keras.callbacks.Callback):
@@ -75,10 +88,9 @@ def main(argv: list[str]) -> int:
     if "TF_CONFIG" in os.environ:
         strategy = distribute.strategy_of(config.strategy)
         with strategy.scope():
-            history, weights = small_distiller()
+            results = small_distiller()
         index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-        logs = {f"log_{key}": values for key, values in history.items()}
-        np.savez(f"{config.out}.distiller{index}.npz", *weights, **logs)
+        np.savez(f"{config.out}.distiller{index}.npz", **results)
     callbacks = []
     for arg in argv[2:]:
         epoch, batch = (int(v) for v in arg.removeprefix("--stall=").split(","))

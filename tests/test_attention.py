@@ -239,6 +239,7 @@ def test_mirrored_strategy_matches_single_device_with_attention(mirrored):
     single = build(True)
     with mirrored.scope():
         replicated = build(False)
+    assert single.jit_compile and not replicated.jit_compile
     fit = {"batch_size": 4, "epochs": 2, "shuffle": False, "verbose": 0}
     single_logs = single.fit(X_IMG, y, **fit).history
     mirrored_logs = replicated.fit(X_IMG, y, **fit).history

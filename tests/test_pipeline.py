@@ -607,3 +607,38 @@ def test_a_damaged_backup_is_a_clear_error_not_a_silent_restart(tmp_path):
     _, callbacks = resume.fit_callbacks(tmp_path / "stage", interval_s=0)
     with pytest.raises(ValueError, match=r"backup in '.*checkpoint' does not load \(.*delete that"):
         model.fit(x, y, epochs=2, verbose=0, callbacks=callbacks)
+
+
+def test_a_backup_torn_between_its_weights_and_its_epoch_is_refused(tmp_path):
+    """Weights are renamed into place before the epoch count: a kill between the two leaves
+    weights one backup newer than the count, which the saved optimizer step gives away."""
+    x, y = np.ones((4, 2), "float32"), np.ones((4, 1), "float32")
+
+    def fit(epochs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        _, callbacks = resume.fit_callbacks(tmp_path / "stage", interval_s=0)
+        model.fit(x, y, epochs=epochs, verbose=0, callbacks=callbacks)
+
+    checkpoint = tmp_path / "stage" / "checkpoint"
+    fit(1)
+    older = (checkpoint / "training_metadata.json").read_text()
+    assert json.loads(older) == {"epoch": 1, "batch": 0, "iterations": 1}
+    fit(2)
+    (checkpoint / "training_metadata.json").write_text(older)  # the newer one never landed
+    with pytest.raises(ValueError, match="weights are from optimizer step 2 but its epoch count "):
+        fit(3)
+    (checkpoint / "training_metadata.json").unlink()
+    with pytest.raises(ValueError, match=r"it holds weights without the epoch\); delete"):
+        fit(3)
+    (checkpoint / "training_metadata.json").write_text(older)
+    (checkpoint / "latest.weights.h5").unlink()
+    with pytest.raises(ValueError, match="it holds an epoch without its weights"):
+        fit(3)
+    (tmp_path / "stage" / "epochs.json").write_text('{"loss": 1')
+    with pytest.raises(ValueError, match=r"epochs.json' does not load \(.*delete that folder"):
+        resume.EpochLog(tmp_path / "stage" / "epochs.json")
+    (tmp_path / "stage" / "epochs.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a list of"):
+        resume.EpochLog(tmp_path / "stage" / "epochs.json")

@@ -11,7 +11,7 @@ from tfdistill import bench, compress, data, distribute, export, losses, models 
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
 from tfdistill.data import cache_teacher_outputs, shuffled_batches  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
-from tfdistill.distribute import support_multi_worker, synchronize_batch_norm  # noqa: E402
+from tfdistill.distribute import support_strategy, synchronize_batch_norm  # noqa: E402
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss  # noqa: E402
 from tfdistill.profile import Profile, profile  # noqa: E402
 
@@ -32,6 +32,6 @@ __all__ = [
     "models",
     "profile",
     "shuffled_batches",
-    "support_multi_worker",
+    "support_strategy",
     "synchronize_batch_norm",
 ]

@@ -229,7 +229,7 @@ def random_crop_flip(images: Any, pad: int = 4, flip: bool = True, seed: Any = N
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    if seed is None or isinstance(seed, int):
+    if seed is None or isinstance(seed, int | np.integer):
         draws = tf.random.uniform([batch, 3], seed=seed)
     else:
         draws = tf.random.stateless_uniform([batch, 3], seed=seed)

@@ -219,7 +219,7 @@ class Distiller(keras.Model):
         self.temperature = 3.0
         if student.built and teacher.built:
             self.built = True
-        distribute.support_multi_worker(self)
+        distribute.support_strategy(self)
 
     def _build_forwards(self) -> None:
         """The teacher's folded inference pass and, with attention, the student's multi-output

@@ -1,11 +1,13 @@
 """`tf.distribute` for tfdistill: the strategies `tfdistill run` takes, the workers' roles in a
-multi-worker run, and what Keras 3's `fit` needs to train under `MultiWorkerMirroredStrategy`.
+multi-worker run, and what Keras 3's `fit` needs to train under several replicas.
 
-Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy` (keras-team/keras#20585): before
-the first step it all-reduces a batch of data to learn its shapes, and after each step it
-reduces every scalar log along an axis 0 the scalar lacks. `support_multi_worker` mends both for
-one model: the shapes come from this worker's own batch, and the logs travel as vectors of one
-value. The Distiller applies it to itself; `tfdistill run` to every model it fits.
+Keras 3.15's `fit` averages the replicas' shares of the first batch to learn the data's shapes
+before the first step: under `MirroredStrategy` that fails when the first batch splits unevenly
+over the replicas (64 images on 3 GPUs), and under `MultiWorkerMirroredStrategy` it always fails
+(keras-team/keras#20585), where each step's scalar logs are also reduced along an axis 0 they
+lack. `support_strategy` mends both for one model: the shapes come from this replica's own
+batch, and the logs travel as vectors of one value. The Distiller applies it to itself;
+`tfdistill run` to every model it fits.
 """
 
 from __future__ import annotations
@@ -40,19 +42,23 @@ def cluster_task(environ: dict | None = None) -> tuple[dict[str, list[str]], str
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
         kind, index = task["type"], task["index"]
-    except (ValueError, KeyError, TypeError) as error:
+        jobs = {job: hosts for job, hosts in cluster.items() if job in ("chief", "worker")}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(
             f"TF_CONFIG must be JSON with 'cluster' and 'task' ({type(error).__name__}: "
             f"{error}){hint}."
         ) from None
-    jobs = {job: list(hosts) for job, hosts in cluster.items() if job in ("chief", "worker")}
+    for job, hosts in jobs.items():
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise ValueError(
+                f"TF_CONFIG's cluster job {job!r} must be a list of 'host:port' strings, got "
+                f"{hosts!r}{hint}."
+            )
     if kind not in jobs or not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
         raise ValueError(
             f"TF_CONFIG's task {task} is not one of its cluster's workers {jobs} (tfdistill "
             f"runs 'chief' and 'worker' tasks; no parameter servers or evaluators){hint}."
         )
-    if sum(len(hosts) for hosts in jobs.values()) == 0:
-        raise ValueError(f"TF_CONFIG's cluster lists no workers{hint}.")
     return jobs, kind, index
 
 
@@ -109,6 +115,28 @@ def worker_name(strategy: tf.distribute.Strategy) -> str:
     return "chief" if is_chief(strategy) else f"{kind} {index}"
 
 
+def agree(strategy: tf.distribute.Strategy, values: dict[str, int]) -> None:
+    """Raises a ValueError naming the first of `values` ({what: int in [0, 2**24)}) on which
+    the workers of a multi-worker `strategy` differ: workers that went separate ways (other
+    flags, other data, a stale view of the shared folder) would otherwise train apart or wait
+    on each other forever. One all-gather; nothing under other strategies."""
+    if not is_multi_worker(strategy) or not values:
+        return
+    vector = tf.constant([list(values.values())], tf.float32)
+
+    def gather() -> tf.Tensor:
+        return tf.distribute.get_replica_context().all_gather(vector, axis=0)
+
+    seen = strategy.experimental_local_results(strategy.run(gather))[0].numpy()
+    for i, what in enumerate(values):
+        low, high = seen[:, i].min(), seen[:, i].max()
+        if low != high:
+            raise ValueError(
+                f"the workers disagree on {what} ({low:g} against {high:g}); start every "
+                "worker with the same flags and data, and an --out that they all see alike."
+            )
+
+
 def _local_batch(strategy: tf.distribute.Strategy, batch: Any) -> Any:
     def local(value: Any) -> Any:
         if isinstance(value, tf.distribute.DistributedValues):
@@ -130,11 +158,12 @@ def _vector_logs(logs: Any) -> Any:
     return tf.nest.map_structure(vector, logs)
 
 
-def support_multi_worker(model: keras.Model) -> keras.Model:
-    """Lets `model.fit` and `model.evaluate` run under the `MultiWorkerMirroredStrategy` it
-    was made in (see the module docstring); a no-op for any other strategy. Returns `model`."""
+def support_strategy(model: keras.Model) -> keras.Model:
+    """Lets `model.fit` and `model.evaluate` run under the strategy it was made in, whatever
+    the split of the first batch over its replicas, and under `MultiWorkerMirroredStrategy`
+    (see the module docstring); a no-op for one replica. Returns `model`."""
     strategy = getattr(model, "_distribute_strategy", None)
-    if strategy is None or not is_multi_worker(strategy) or getattr(model, "_multi_worker", False):
+    if strategy is None or strategy.num_replicas_in_sync == 1 or hasattr(model, "_mended"):
         return model
 
     def maybe_symbolic_build(self: keras.Model, iterator: Any = None, data_batch: Any = None):
@@ -154,9 +183,10 @@ def support_multi_worker(model: keras.Model) -> keras.Model:
     object.__setattr__(
         model, "_maybe_symbolic_build", types.MethodType(maybe_symbolic_build, model)
     )
-    object.__setattr__(model, "train_step", vector_step(model.train_step))
-    object.__setattr__(model, "test_step", vector_step(model.test_step))
-    object.__setattr__(model, "_multi_worker", True)
+    if is_multi_worker(strategy):
+        object.__setattr__(model, "train_step", vector_step(model.train_step))
+        object.__setattr__(model, "test_step", vector_step(model.test_step))
+    object.__setattr__(model, "_mended", True)
     return model
 
 

@@ -45,6 +45,7 @@ from tfdistill.progress import Progress
 METHODS = ("kd", "at", "kd+at", "gat")
 SCHEDULES = ("cosine", "step", "constant")
 STRATEGIES = distribute.STRATEGIES
+DISTRIBUTED_STAGES = ("teacher", "scratch", "distil")
 NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
 NOT_FINGERPRINTED = ("out", "quiet", "strategy", "deterministic", "teacher_weights")
 EXPORT_SETTINGS = ("quantize",)
@@ -309,7 +310,7 @@ def _classifier(name: str, kwargs: dict, ds: data.Dataset, role: str) -> keras.M
     """Zoo model `name` for `ds` (raw pixels, see `Dataset.raw_pixels`): its first layer
     scales them to [0, 1]. Its BatchNormalization layers are synchronized: under a strategy
     of several replicas they take the statistics of the global batch, and on one device they
-    compute them the same way, so a run gives the same model whatever the strategy."""
+    compute them the same way (E[x²] - E[x]²)."""
     model = models.get(
         name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
     )
@@ -403,7 +404,8 @@ def _fit(
             fitting.backup_dir, fitting.backup_interval_s, save_to=fitting.save_dir
         )
         callbacks = [*backup, *callbacks]
-    distribute.support_multi_worker(model)
+    distribute.agree(tf.distribute.get_strategy(), {"the epoch to resume from": first_epoch})
+    distribute.support_strategy(model)
     history = model.fit(
         stream(first_epoch * steps_per_epoch),
         epochs=epochs,
@@ -809,6 +811,8 @@ def _run(
             and record.get("settings") == settings
             and all((out / f).exists() for f in files(record))
         )
+        if name in DISTRIBUTED_STAGES:
+            distribute.agree(strategy, {f"whether stage {name} is done": int(reusable)})
         if reusable:
             value = reload(record)
             progress.finish(name, skipped=True)
@@ -846,6 +850,13 @@ def _run(
             f"--dataset={config.dataset} holds other images or labels than when the run in "
             f"--out {str(out)!r} began; pass a new --out, or delete {str(out)!r} to start over."
         )
+    distribute.agree(
+        strategy,
+        {
+            "the config (its fingerprint)": int(ledger.fingerprint[:6], 16),
+            "the data (its digest)": int(digest[:6], 16),
+        },
+    )
     progress.work = _stage_work(config, ds)
     timings["data"] = round(progress.finish("data"), 2)
     if earlier is None:

@@ -138,7 +138,12 @@ class EpochLog(keras.callbacks.Callback):
         self.save_to = self.path if save_to is None else Path(save_to)
         self.epochs: list[dict[str, float]] = []
         if self.path.is_file():
-            self.epochs = json.loads(self.path.read_text())
+            try:
+                self.epochs = json.loads(self.path.read_text())
+                if not all(isinstance(entry, dict) for entry in self.epochs):
+                    raise ValueError("not a list of {metric: value} per epoch")
+            except (ValueError, TypeError) as error:
+                raise ValueError(backup_error(self.path, error)) from None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         entry = {key: float(value) for key, value in (logs or {}).items()}
@@ -177,20 +182,38 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         self._last = clock()
 
     def _save_model(self) -> None:
-        """The weights, then the epoch they belong to, each written to a temporary file and
-        renamed: a kill leaves whole files. Only a kill in the moment between the two renames
-        leaves weights newer than the epoch count (those epochs then run again)."""
+        """The weights, then the epoch they belong to and the optimizer step they were taken
+        at, each written to a temporary file and renamed: a kill leaves whole files. A kill in
+        the moment between the two renames leaves weights one backup newer than the epoch
+        count, which the step tells when the backup is loaded."""
         self.save_to.mkdir(parents=True, exist_ok=True)
         artifacts.save_weights(self.model, self.save_to / Path(self._weights_path).name)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        if self.model.optimizer is not None:
+            metadata["iterations"] = optimizer_step(self.model.optimizer)
         metadata_path = self.save_to / Path(self._training_metadata_path).name
         artifacts.write_atomic(metadata_path, lambda f: json.dump(metadata, f))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        weights = Path(self._weights_path).is_file()
+        metadata = Path(self._training_metadata_path)
+        if weights != metadata.is_file():
+            held = "weights without the epoch" if weights else "an epoch without its weights"
+            raise ValueError(backup_error(self.backup_dir, f"it holds {held}"))
         try:
             super().on_train_begin(logs)
+            saved = json.loads(metadata.read_text()).get("iterations") if weights else None
         except Exception as error:
             raise ValueError(backup_error(self.backup_dir, error)) from None
+        optimizer = self.model.optimizer
+        if saved is not None and optimizer is not None and optimizer_step(optimizer) != saved:
+            raise ValueError(
+                backup_error(
+                    self.backup_dir,
+                    f"its weights are from optimizer step {optimizer_step(optimizer)} but its "
+                    f"epoch count from step {saved}, as a kill while it was written leaves them",
+                )
+            )
         self._last = self._clock()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -199,11 +222,17 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
             self._last = self._clock()
 
 
-def backup_error(folder: str | Path, error: Exception) -> str:
+def optimizer_step(optimizer: keras.optimizers.Optimizer) -> int:
+    """The optimizer's step count (mirrored or not)."""
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+def backup_error(folder: str | Path, error: Exception | str) -> str:
     """The message for a backup in `folder` that does not load: what failed and the way out
-    (rather than a silent restart from the first epoch)."""
+    (rather than a silent restart from the first epoch, or a resume from a mismatched one)."""
+    reason = error if isinstance(error, str) else brief(error)
     return (
-        f"the backup in {str(folder)!r} does not load ({brief(error)}); delete that folder to "
+        f"the backup in {str(folder)!r} does not load ({reason}); delete that folder to "
         "start this stage again from its first epoch."
     )
 
