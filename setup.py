@@ -22,6 +22,7 @@ setup(
         "compress": ["tensorflow-model-optimization>=0.8,<0.9", "tf-keras~=2.21.0"],
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3",
             "ruff",
             "tensorflow-model-optimization>=0.8,<0.9",
             "tf-keras~=2.21.0",

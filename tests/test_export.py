@@ -94,22 +94,11 @@ def _ops_and_dtypes(path) -> tuple[set[str], set[type]]:
     )
 
 
-WEIGHTS_ONLY = ("float16", "dynamic")
-CASES = [
-    (family, quantization)
-    for family in sorted(SMALL)
-    for quantization in QUANTIZATIONS
-    if quantization not in WEIGHTS_ONLY or family in ("mobilenet_v2", "shufflenet_v1")
-]
-
-
-@pytest.mark.parametrize(("family", "quantization"), CASES)
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+@pytest.mark.parametrize("family", sorted(SMALL))
 def test_every_family_converts_in_every_mode(zoo, family, quantization, tmp_path):
     """Converts the function `to_tflite(model)` traces (the same file, see
-    `test_signature_is_a_static_batch_of_one`), traced once per family instead of per mode.
-    Every family in the float and the two full-integer modes, whose kernels differ by
-    operator; float16 and dynamic range quantize only the weights and keep the float
-    operators, so two families (depthwise; grouped and shuffled) stand for the rest."""
+    `test_signature_is_a_static_batch_of_one`), traced once per family instead of per mode."""
     model, function = zoo(family)
     calibration = CALIBRATION
     if quantization == "int16x8":
