@@ -4,7 +4,8 @@ python tests/run_worker.py CONFIG.json [--stall=EPOCH,BATCH]
 
 CONFIG.json holds the RunConfig's fields. With TF_CONFIG set the process is one worker of a
 multi-worker run, and first fits `small_distiller` under that strategy (saved to
-`<out>.distiller<task index>.npz`). With --stall the distil stage stops at that batch of that
+`<out>.distiller<task index>.npz`) and has the workers `agree` on their index (which they
+cannot). With --stall the distil stage stops at that batch of that
 epoch, writes `<out>.stalled` and waits there to be killed.
 """
 
@@ -58,7 +59,7 @@ def small_distiller() -> dict[str, np.ndarray]:
         distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0)
         if cached:
             data = cache_teacher_outputs((x, y), teacher, batch_size=7)
-            history = distiller.fit(data, epochs=2, verbose=0).history
+            history = distiller.fit(data, epochs=2, verbose=0, shuffle=False).history
         else:
             history = distiller.fit(x, y, batch_size=7, epochs=2, shuffle=False, verbose=0).history
         results.update({f"{fit}_{key}": np.array(values) for key, values in history.items()})
@@ -90,6 +91,10 @@ def main(argv: list[str]) -> int:
         with strategy.scope():
             results = small_distiller()
         index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        try:
+            distribute.agree(strategy, {"the worker's index": index})
+        except ValueError as error:
+            print(f"agree: {error}")
         np.savez(f"{config.out}.distiller{index}.npz", **results)
     callbacks = []
     for arg in argv[2:]:

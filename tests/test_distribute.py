@@ -179,6 +179,8 @@ def test_two_worker_processes_run_the_pipeline_as_one_process(runs):
     """The chief alone writes the run's folder, which matches one process's run: the same
     files, and the same losses and weights up to what Adam makes of the last-bit differences of
     sums taken in another order (below 1e-3 of the weights here)."""
+    disagree = "agree: the workers disagree on the worker's index (0 on replica 0, 1 on replica 1)"
+    assert disagree in runs.chief_log and disagree in runs.worker_log
     assert "result keys: ['worker']" in runs.worker_log
     assert "result keys: ['config'," in runs.chief_log
     chief = json.loads((runs.folder / "multi" / "report.json").read_text())
@@ -228,11 +230,27 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(runs):
         ('{"cluster": [], "task": {"type": "worker", "index": 0}}', "must be JSON with"),
         (
             '{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
-            "job 'worker' must be a list of 'host:port' strings, got 'a:1'",
+            "job 'worker' must be a non-empty list of 'host:port' strings, got 'a:1'",
         ),
         (
             '{"cluster": {"worker": 5}, "task": {"type": "worker", "index": 0}}',
-            "must be a list of 'host:port' strings, got 5",
+            "must be a non-empty list of 'host:port' strings, got 5",
+        ),
+        (
+            '{"cluster": {"chief": [], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}',
+            "job 'chief' must be a non-empty list",
+        ),
+        (
+            '{"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}',
+            "has 2 chiefs; one at most",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": ["worker"], "index": 0}}',
+            "not one of",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": true}}',
+            "not one of",
         ),
     ],
 )
@@ -291,7 +309,7 @@ def test_cached_teacher_outputs_under_mirrored_strategy_match_one_device(mirrore
         distiller = Distiller(student, teacher)
         distiller.compile(optimizer=keras.optimizers.SGD(0.2), alpha=0.4, temperature=2.0)
         cached = cache_teacher_outputs((x, y), teacher, batch_size=5)
-        history = distiller.fit(cached, epochs=2, verbose=0).history
+        history = distiller.fit(cached, epochs=2, verbose=0, shuffle=False).history
         return history, student.get_weights()
 
     single, single_weights = fitted()
@@ -305,6 +323,33 @@ def test_cached_teacher_outputs_under_mirrored_strategy_match_one_device(mirrore
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_keras_method_support_strategy_replaces_is_still_there():
+    """`support_strategy` overrides a private method of Keras's TensorFlow trainer."""
+    import inspect
+
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    parameters = inspect.signature(TensorFlowTrainer._maybe_symbolic_build).parameters
+    assert list(parameters) == ["self", "iterator", "data_batch"]
+    assert callable(TensorFlowTrainer._symbolic_build)
+
+
+def test_a_first_batch_split_unevenly_over_the_replicas_trains(mirrored):
+    """Keras's own fit averages the replicas' shares of the first batch to learn its shapes,
+    which fails for 3 + 2 rows; `support_strategy` takes one share instead."""
+    x = np.random.default_rng(0).random((11, 3), dtype="float32")
+    y = x.sum(axis=1)
+    with mirrored.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+    assert distribute.support_strategy(model) is model
+    mended = model._maybe_symbolic_build
+    assert distribute.support_strategy(model)._maybe_symbolic_build == mended
+    assert "train_step" not in vars(model)  # logs stay scalars off multi-worker strategies
+    history = model.fit(x, y, batch_size=5, epochs=2, shuffle=False, verbose=0).history
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
 
 
 def test_the_other_workers_read_the_chief_ledger_and_write_nothing(tmp_path):

@@ -49,12 +49,20 @@ def cluster_task(environ: dict | None = None) -> tuple[dict[str, list[str]], str
             f"{error}){hint}."
         ) from None
     for job, hosts in jobs.items():
-        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
             raise ValueError(
-                f"TF_CONFIG's cluster job {job!r} must be a list of 'host:port' strings, got "
-                f"{hosts!r}{hint}."
+                f"TF_CONFIG's cluster job {job!r} must be a non-empty list of 'host:port' "
+                f"strings, got {hosts!r}{hint}."
             )
-    if kind not in jobs or not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
+    if len(jobs.get("chief", [])) > 1:
+        raise ValueError(f"TF_CONFIG's cluster has {len(jobs['chief'])} chiefs; one at most{hint}.")
+    valid_index = isinstance(index, int) and not isinstance(index, bool)
+    if (
+        not isinstance(kind, str)
+        or kind not in jobs
+        or not valid_index
+        or not 0 <= index < len(jobs[kind])
+    ):
         raise ValueError(
             f"TF_CONFIG's task {task} is not one of its cluster's workers {jobs} (tfdistill "
             f"runs 'chief' and 'worker' tasks; no parameter servers or evaluators){hint}."
@@ -129,11 +137,12 @@ def agree(strategy: tf.distribute.Strategy, values: dict[str, int]) -> None:
 
     seen = strategy.experimental_local_results(strategy.run(gather))[0].numpy()
     for i, what in enumerate(values):
-        low, high = seen[:, i].min(), seen[:, i].max()
-        if low != high:
+        column = [int(v) for v in seen[:, i]]
+        if len(set(column)) > 1:
+            each = ", ".join(f"{value} on replica {r}" for r, value in enumerate(column))
             raise ValueError(
-                f"the workers disagree on {what} ({low:g} against {high:g}); start every "
-                "worker with the same flags and data, and an --out that they all see alike."
+                f"the workers disagree on {what} ({each}); start every worker with the same "
+                "flags and data, and an --out that they all see alike."
             )
 
 

@@ -744,6 +744,9 @@ def run(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     chief = distribute.is_chief(strategy)
+    settings = {k: v for k, v in _settings(config).items() if k != "quiet"}
+    digits = int(resume.fingerprint(settings)[:6], 16)
+    distribute.agree(strategy, {"the settings (the first digits of their digest)": digits})
     out = Path(config.out)
     ledger = resume.Ledger(out, fingerprinted(config), writable=chief)
     keep = out if chief else Path(tempfile.mkdtemp(prefix="tfdistill-worker-"))
@@ -844,19 +847,13 @@ def _run(
     progress.start("data", config.dataset)
     ds = data.load(config.dataset, data_dir=config.data_dir).raw_pixels()
     digest = data_digest(ds)
+    distribute.agree(strategy, {"the data (the first digits of its digest)": int(digest[:6], 16)})
     earlier = ledger.record("data")
     if earlier is not None and earlier["digest"] != digest:
         raise ValueError(
             f"--dataset={config.dataset} holds other images or labels than when the run in "
             f"--out {str(out)!r} began; pass a new --out, or delete {str(out)!r} to start over."
         )
-    distribute.agree(
-        strategy,
-        {
-            "the config (its fingerprint)": int(ledger.fingerprint[:6], 16),
-            "the data (its digest)": int(digest[:6], 16),
-        },
-    )
     progress.work = _stage_work(config, ds)
     timings["data"] = round(progress.finish("data"), 2)
     if earlier is None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from tfdistill import artifacts
 from tfdistill.errors import brief
@@ -140,10 +141,13 @@ class EpochLog(keras.callbacks.Callback):
         if self.path.is_file():
             try:
                 self.epochs = json.loads(self.path.read_text())
-                if not all(isinstance(entry, dict) for entry in self.epochs):
-                    raise ValueError("not a list of {metric: value} per epoch")
+                if not isinstance(self.epochs, list) or not all(
+                    isinstance(entry, dict) for entry in self.epochs
+                ):
+                    raise ValueError("not a list of {metric: value}")
             except (ValueError, TypeError) as error:
-                raise ValueError(backup_error(self.path, error)) from None
+                reason = f"{self.path.name}: {brief(error)}"
+                raise ValueError(backup_error(self.path.parent, reason)) from None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         entry = {key: float(value) for key, value in (logs or {}).items()}
@@ -189,8 +193,11 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         self.save_to.mkdir(parents=True, exist_ok=True)
         artifacts.save_weights(self.model, self.save_to / Path(self._weights_path).name)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        if self.model.optimizer is not None:
+        if getattr(self.model, "optimizer", None) is not None:
             metadata["iterations"] = optimizer_step(self.model.optimizer)
+        metadata["seed_states"] = [
+            keras.ops.convert_to_numpy(g.state).tolist() for g in seed_generators(self.model)
+        ]
         metadata_path = self.save_to / Path(self._training_metadata_path).name
         artifacts.write_atomic(metadata_path, lambda f: json.dump(metadata, f))
 
@@ -200,12 +207,18 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         if weights != metadata.is_file():
             held = "weights without the epoch" if weights else "an epoch without its weights"
             raise ValueError(backup_error(self.backup_dir, f"it holds {held}"))
+        if not weights:
+            super().on_train_begin(logs)
+            self._last = self._clock()
+            return
         try:
             super().on_train_begin(logs)
-            saved = json.loads(metadata.read_text()).get("iterations") if weights else None
+            saved = json.loads(metadata.read_text())
+            _restore_seeds(self.model, saved.get("seed_states"))
+            saved = saved.get("iterations")
         except Exception as error:
             raise ValueError(backup_error(self.backup_dir, error)) from None
-        optimizer = self.model.optimizer
+        optimizer = getattr(self.model, "optimizer", None)
         if saved is not None and optimizer is not None and optimizer_step(optimizer) != saved:
             raise ValueError(
                 backup_error(
@@ -220,6 +233,25 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         if self._clock() - self._last >= self.interval_s:
             super().on_epoch_end(epoch, logs)
             self._last = self._clock()
+
+
+def seed_generators(model: keras.Model) -> list:
+    """The random-number generators of `model`'s layers (Dropout's, random augmentation's), in
+    a fixed order. Their states are variables that `save_weights` leaves out."""
+    layers = model._flatten_layers(include_self=True)
+    return [g for layer in layers for g in getattr(layer, "_seed_generators", [])]
+
+
+def _restore_seeds(model: keras.Model, states: list | None) -> None:
+    if states is None:
+        return
+    generators = seed_generators(model)
+    if len(states) != len(generators):
+        raise ValueError(
+            f"it holds {len(states)} random-generator states, the model has {len(generators)}"
+        )
+    for generator, state in zip(generators, states, strict=True):
+        generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
 
 
 def optimizer_step(optimizer: keras.optimizers.Optimizer) -> int:
