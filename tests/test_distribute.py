@@ -111,7 +111,13 @@ def runs(tmp_path_factory):
     teacher.save(folder / "teacher.keras")
     base = {**SMALL, "teacher_weights": str(folder / "teacher.keras")}
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
-    multi = {**base, "out": str(folder / "multi"), "strategy": "multi_worker"}
+    multi = {
+        **base,
+        "out": str(folder / "multi"),
+        "strategy": "multi_worker",
+        "prune": 0.5,  # the chief prunes alone, after the other worker left
+        "compress_epochs": 1,
+    }
     workers = [
         _launch(
             multi,
@@ -177,8 +183,9 @@ def test_two_worker_processes_train_the_distiller_as_one_process(runs):
 
 def test_two_worker_processes_run_the_pipeline_as_one_process(runs):
     """The chief alone writes the run's folder, which matches one process's run: the same
-    files, and the same losses and weights up to what Adam makes of the last-bit differences of
-    sums taken in another order (below 1e-3 of the weights here)."""
+    files (and the pruned student's, which it makes alone after the other worker left), and the
+    same losses and weights up to what Adam makes of the last-bit differences of sums taken in
+    another order (below 1e-3 of the weights here)."""
     disagree = "agree: the workers disagree on the worker's index (0 on replica 0, 1 on replica 1)"
     assert disagree in runs.chief_log and disagree in runs.worker_log
     assert "result keys: ['worker']" in runs.worker_log
@@ -186,7 +193,9 @@ def test_two_worker_processes_run_the_pipeline_as_one_process(runs):
     chief = json.loads((runs.folder / "multi" / "report.json").read_text())
     unbroken = json.loads((runs.folder / "unbroken" / "report.json").read_text())
     names = sorted(p.name for p in (runs.folder / "multi").iterdir())
-    assert names == sorted(p.name for p in (runs.folder / "unbroken").iterdir())
+    pruned = {"student_pruned.keras", "student_pruned_fp32.tflite", "student_pruned_int8.tflite"}
+    assert set(names) == {p.name for p in (runs.folder / "unbroken").iterdir()} | pruned
+    assert chief["students"]["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.02)
     for name in ("student (scratch)", "student (distilled)"):
         _assert_same_run(chief["history"][name], unbroken["history"][name], 2e-4)
     assert {"attention_loss", "distillation_loss"} <= set(chief["history"]["student (distilled)"])
