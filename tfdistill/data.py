@@ -640,9 +640,9 @@ def teacher_logits(
     images: np.ndarray, teacher: Any, *, teacher_outputs: str = "auto", batch_size: int = 256
 ) -> np.ndarray:
     """The frozen teacher's float32 logits (N, C) of ``images`` (N, ...), in inference mode."""
-    logits_of = _logits_function(teacher, teacher_outputs)
     if len(images) == 0:
         raise ValueError("teacher_logits got no images.")
+    logits_of = _logits_function(teacher, teacher_outputs)
     parts = [
         np.asarray(logits_of(images[start : start + batch_size]))
         for start in range(0, len(images), batch_size)

@@ -260,8 +260,9 @@ def augments(config: RunConfig) -> bool:
     return config.dataset.startswith(NATURAL_IMAGES)
 
 
-def _crop_flip(batch: tuple, seed: tf.Tensor) -> tuple:
-    """(x (B, H, W, C), ...) with x randomly cropped and mirrored by the stateless `seed`."""
+def _crop_flip(batch: tuple, seed: Any) -> tuple:
+    """(x (B, H, W, C), ...) with x randomly cropped and mirrored; `seed` as in
+    `data.random_crop_flip` (an op seed, or a stateless pair)."""
     x, *rest = batch
     return (data.random_crop_flip(x, seed=seed), *rest)
 
@@ -297,8 +298,7 @@ def epoch_batches(config: RunConfig, elements: tuple) -> tf.data.Dataset:
     )
     if augments(config):
         batches = batches.map(
-            lambda x, *rest: (data.random_crop_flip(x, seed=config.seed), *rest),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            lambda *batch: _crop_flip(batch, config.seed), num_parallel_calls=tf.data.AUTOTUNE
         )
     return batches.prefetch(tf.data.AUTOTUNE)
 
@@ -334,8 +334,7 @@ def _schedule(learning_rate: float, steps: int, kind: str) -> Any:
 
 def _adam(learning_rate: float, steps: int, schedule: str = "cosine") -> keras.optimizers.Optimizer:
     """Adam, by default with cosine decay to zero: the weights settle at the end, so
-    BatchNorm's moving statistics catch up with them (with a constant 1e-2, test accuracy
-    swung by 40 points between the last epochs of a run)."""
+    BatchNorm's moving statistics catch up with them."""
     return keras.optimizers.Adam(_schedule(learning_rate, steps, schedule))
 
 
