@@ -4,7 +4,8 @@ Keras built-in `keras.distillation.Distiller`, measured interleaved in one proce
     python benchmarks/distill_throughput.py            # full run, a few minutes on 2 cores
     python benchmarks/distill_throughput.py --quick    # smoke run, under a minute
 
-Variants (same models, initial weights, optimizer, data, batch size and jit setting):
+Variants (same models, initial weights, optimizer, data and batch size; `--jit default` gives
+each its own tool's XLA default, as a user gets it, `--jit on|off` the same setting to all):
   student           the student alone, sparse cross-entropy on logits
   distiller         tfdistill.Distiller(student, teacher), default KL soft-target loss
   distiller_cached  the same Distiller on `cache_teacher_outputs` batches (no teacher pass)
@@ -54,6 +55,7 @@ RATIOS = (
 TARGETS = {"distiller/keras_peer": 1.0, "distiller_cached/keras_peer": 1.5}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "distill_throughput.json"
 TEMPERATURE = 3.0
+JIT = {"default": "auto", "on": True, "off": False}
 ALPHA = 0.1
 
 
@@ -83,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jit",
+        choices=tuple(JIT),
+        default="default",
+        help="XLA: each tool's own default (tfdistill on, Keras off on CPU), or on/off for all",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5 steps: a smoke run")
     args = parser.parse_args(argv)
@@ -169,16 +177,20 @@ def build_variants(
         return make_optimizer(args.optimizer, args.learning_rate)
 
     plain = student_copy(student, weights)
+    jit = JIT[args.jit]
     plain.compile(
         optimizer=optimizer(),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit,
     )
 
     distiller = tfdistill.Distiller(student_copy(student, weights), teacher)
-    distiller.compile(optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE)
+    distiller.compile(optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE, jit_compile=jit)
 
     cached_distiller = tfdistill.Distiller(student_copy(student, weights), teacher)
-    cached_distiller.compile(optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE)
+    cached_distiller.compile(
+        optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE, jit_compile=jit
+    )
     start = time.perf_counter()
     cached = data_lib.cache_teacher_outputs(base, teacher)
     cache_seconds = time.perf_counter() - start
@@ -194,6 +206,7 @@ def build_variants(
     peer.compile(
         optimizer=optimizer(),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit,
     )
 
     variants = [
@@ -335,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             "alpha": ALPHA,
             "temperature": TEMPERATURE,
             "seed": args.seed,
+            "jit": args.jit,
             "quick": args.quick,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,

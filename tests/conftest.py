@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# XLA compilation costs seconds per compiled model, which doubled the suite; tests of the
+# default take it back with the `xla_auto` fixture, others pass jit_compile=True.
+os.environ["TFDISTILL_XLA"] = "off"
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -21,3 +24,9 @@ def mirrored():
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) == 2, "conftest sets up two logical CPUs"
     return tf.distribute.MirroredStrategy(devices)
+
+
+@pytest.fixture
+def xla_auto(monkeypatch):
+    """tfdistill's own XLA default ("auto": on, CPUs included) for one test."""
+    monkeypatch.delenv("TFDISTILL_XLA")

@@ -56,7 +56,9 @@ def small_distiller() -> dict[str, np.ndarray]:
             taps = AttentionTransfer(pairs=[("c1", "c1"), ("c2", "c2")], beta=100.0)
             attention = [taps, GradientAttentionTransfer(beta=0.5)]
         distiller = Distiller(student, teacher, attention=attention)
-        distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0)
+        distiller.compile(
+            optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0, jit_compile=False
+        )
         if cached:
             data = cache_teacher_outputs((x, y), teacher, batch_size=7)
             history = distiller.fit(data, epochs=2, verbose=0, shuffle=False).history

@@ -368,3 +368,33 @@ def test_each_network_runs_forward_once_per_step():
     assert [p.student for p in distiller.pairs] == ["c1", "c2"]
     assert float(student.get_layer("counter").calls) == 2.0  # 8 images, 2 steps
     assert float(teacher.get_layer("counter").calls) == 2.0
+
+
+@pytest.mark.parametrize(
+    "policy, rtol, gradient_rtol",
+    [("mixed_float16", 1e-3, 1e-3), ("mixed_bfloat16", 2e-2, 0.15)],
+)
+def test_mixed_precision_attention_terms_are_float32(policy, rtol, gradient_rtol):
+    """16-bit features and input gradients, float32 maps and distances: one step's logs match
+    the float32 models' within `rtol`. The input gradients themselves are backpropagated
+    through 16-bit layers; with bfloat16's 8 significant bits, ‖J_s − J_t‖ of two similar
+    gradients moves by up to 6% here, hence `gradient_rtol`."""
+    attention = [AttentionTransfer(beta=500.0), GradientAttentionTransfer(beta=0.5)]
+    y = Y_IMG.copy()
+    y[:2] = -1
+    reference = fit_once(make_distiller(attention, alpha=0.3, jit_compile=False), X_IMG, y)
+    keras.config.set_dtype_policy(policy)
+    try:
+        distiller = make_distiller(attention, alpha=0.3, jit_compile=False)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    features = distiller._student_forward([X_IMG])[1:]
+    assert {f.dtype for f in features} == {tf.dtypes.as_dtype(policy.removeprefix("mixed_"))}
+    logs = fit_once(distiller, X_IMG, y)
+    assert set(logs) == set(reference)
+    for key, value in reference.items():
+        assert np.isfinite(logs[key]), key
+        tolerance = gradient_rtol if key == "gradient_attention_loss" else rtol
+        if key != "accuracy":
+            assert logs[key] == pytest.approx(value, rel=tolerance), key
+    assert distiller.attention_loss_tracker.result().dtype == tf.float32

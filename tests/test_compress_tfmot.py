@@ -141,6 +141,23 @@ def test_bridge_names_what_it_cannot_translate():
         tuner.optimizer_from(keras.optimizers.Adam())
 
 
+def test_bridge_refuses_the_split_grouped_lowering_and_names_the_native_one():
+    inputs = keras.Input((8, 8, 8))
+    conv = models.SplitGroupedConv2D(8, 3, groups=4, name="grouped")
+    split = keras.Model(inputs, conv(inputs))
+    with pytest.raises(
+        ValueError, match=r"'grouped' is a SplitGroupedConv2D.*grouped_conv=.native"
+    ):
+        compress.to_tf_keras(split)
+    native = keras.Model(inputs, keras.layers.Conv2D(8, 3, groups=4, name="grouped")(inputs))
+    native.set_weights(split.get_weights())
+    twin = compress.to_tf_keras(native)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 8)).astype("float32")
+    np.testing.assert_allclose(
+        twin(x).numpy(), keras.ops.convert_to_numpy(split(x)), rtol=1e-5, atol=1e-5
+    )
+
+
 def test_pruning_end_step_lands_on_a_mask_update():
     # 45 steps an epoch, 3 epochs: prune over the first two (90 steps), updates every 10.
     assert compress.pruning_end_step(45, 3, 0, None, 10) == 90

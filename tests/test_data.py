@@ -644,3 +644,22 @@ def test_shuffled_batches_are_a_stream_that_resumes_anywhere():
         data.shuffled_batches(elements, 4, seed=0, skip=-1)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         data.shuffled_batches(elements, 0, seed=0)
+
+
+def test_training_streams_are_prefetched():
+    """Every dataset tfdistill feeds to `fit` ends in a prefetch, so the next batch is prepared
+    while the current step runs."""
+    import keras
+
+    ds = data.load("digits")
+    x, y = ds.x_train[:10], ds.y_train[:10]
+    teacher = keras.Sequential(
+        [keras.Input(x.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    streams = {
+        "shuffled_batches": data.shuffled_batches((x, y), 4, seed=0),
+        "Dataset.as_tf_dataset": ds.as_tf_dataset("train", 4, shuffle=True, seed=0),
+        "cache_teacher_outputs": data.cache_teacher_outputs((x, y), teacher, batch_size=4),
+    }
+    for name, stream in streams.items():
+        assert "Prefetch" in type(stream).__name__, name

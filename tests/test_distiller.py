@@ -1,11 +1,15 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 from tests.helpers import linear, reference_loss, softmax
-from tfdistill import Distiller, models
+from tfdistill import Distiller, models, precision
 from tfdistill.data import cache_teacher_outputs
+from tfdistill.distiller import resolve_jit_compile
 
 RNG = np.random.default_rng(0)
 D, C, B = 6, 4, 8
@@ -30,10 +34,13 @@ def one_step(distiller, x=X, y=Y, **kwargs):
     return {k: v[0] for k, v in history.history.items()}
 
 
-def test_loss_and_gradient_match_hand_computation():
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_loss_and_gradient_match_hand_computation(jit_compile):
+    """With and without XLA: both match the float64 reference within 1e-5."""
     alpha, temperature, lr = 0.3, 2.5, 0.5
     loss, hard, soft, grad_w, grad_b = reference_loss(X, Y, W_S, B_S, W_T, B_T, alpha, temperature)
-    distiller = make(alpha, temperature, lr)
+    distiller = make(alpha, temperature, lr, jit_compile=jit_compile)
+    assert distiller.jit_compile is jit_compile
     logs = one_step(distiller)
     assert logs["student_loss"] == pytest.approx(hard, rel=1e-5)
     assert logs["distillation_loss"] == pytest.approx(soft, rel=1e-4)
@@ -210,7 +217,9 @@ def test_save_load_round_trip(tmp_path):
     )
     distiller.student.save(tmp_path / "student.keras")
     alone = keras.models.load_model(tmp_path / "student.keras")
-    np.testing.assert_allclose(alone.predict(X, verbose=0), distiller.predict(X, verbose=0))
+    np.testing.assert_allclose(  # the Distiller predicts with XLA, the student alone without
+        alone.predict(X, verbose=0), distiller.predict(X, verbose=0), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_bad_inputs_name_the_numbers():
@@ -240,7 +249,7 @@ def test_bad_inputs_name_the_numbers():
         Distiller(student, teacher).fit(X, Y, verbose=0)
 
 
-def test_mirrored_strategy_matches_single_device(mirrored):
+def test_mirrored_strategy_matches_single_device(mirrored, xla_auto):
     y = Y.copy()
     y[:3] = -1
 
@@ -258,6 +267,7 @@ def test_mirrored_strategy_matches_single_device(mirrored):
     single = build()
     with mirrored.scope():
         replicated = build()
+    assert single.jit_compile and not replicated.jit_compile
     single_logs = single.fit(X, y, batch_size=B, epochs=2, shuffle=False, verbose=0).history
     mirrored_logs = replicated.fit(X, y, batch_size=B, epochs=2, shuffle=False, verbose=0).history
     for key, values in single_logs.items():
@@ -321,3 +331,168 @@ def test_keras_peer_string_loss_skips_softmax_and_t_squared():
     ours = one_step(make(temperature=temperature, distillation_loss_fn="kl_divergence"))
     assert ours["distillation_loss"] == pytest.approx(soft, rel=1e-4)
     assert peer_value != pytest.approx(soft, rel=0.1)
+
+
+class NoJit(keras.layers.Layer):
+    """An identity layer that XLA cannot compile, as far as Keras knows."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_jit = False
+
+    def call(self, inputs):
+        return inputs
+
+
+def with_no_jit_layer(model):
+    inputs = keras.Input((D,))
+    return keras.Model(inputs, model(NoJit()(inputs)))
+
+
+def test_xla_is_on_by_default_also_on_cpu_and_an_explicit_choice_is_kept(xla_auto, monkeypatch):
+    assert make().jit_compile is True
+    assert resolve_jit_compile(linear(W_S, B_S, "alone")) is True
+    assert make(jit_compile=False).jit_compile is False
+    assert make(run_eagerly=True).jit_compile is False
+    assert make().get_compile_config()["jit_compile"] == "auto"  # resolved again when loaded
+    assert make(jit_compile=False).get_compile_config()["jit_compile"] is False
+    monkeypatch.setenv("TFDISTILL_XLA", "off")
+    assert make().jit_compile is False
+    monkeypatch.setenv("TFDISTILL_XLA", "on")
+    with pytest.raises(ValueError, match=r"TFDISTILL_XLA='on' is not allowed; choose one of"):
+        make()
+
+
+@pytest.mark.parametrize("role", ["student", "teacher"])
+def test_xla_is_off_by_default_when_a_layer_does_not_support_it(role, xla_auto):
+    student, teacher = linear(W_S, B_S, "student"), linear(W_T, B_T, "teacher")
+    if role == "student":
+        student = with_no_jit_layer(student)
+    else:
+        teacher = with_no_jit_layer(teacher)
+    distiller = Distiller(student, teacher)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1))
+    assert distiller.jit_compile is False
+    assert np.isfinite(one_step(distiller)["loss"])
+
+
+def test_xla_is_off_by_default_under_op_determinism(xla_auto):
+    tf.config.experimental.enable_op_determinism()
+    try:
+        assert make().jit_compile is False
+        with pytest.warns(UserWarning, match="Proceeding with `jit_compile=False`"):
+            assert make(jit_compile=True).jit_compile is False  # Keras's own rule
+    finally:
+        tf_config.disable_op_determinism()
+    assert make().jit_compile is True
+
+
+@pytest.fixture
+def float32_afterwards():
+    """Whatever a test sets, the global dtype policy is float32 again after it."""
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def built_under(policy, build):
+    keras.config.set_dtype_policy(policy)
+    try:
+        return build()
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def two_layer(name, seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((D,))
+    hidden = keras.layers.Dense(16, activation="relu", name=f"{name}_hidden")(inputs)
+    hidden = keras.layers.BatchNormalization(name=f"{name}_bn")(hidden)
+    return keras.Model(inputs, keras.layers.Dense(C, name=f"{name}_out")(hidden), name=name)
+
+
+def mixed_fit(policy, distiller_under_policy=False, cached=False):
+    """(history, distiller, initial student weights) of 4 epochs of 2 steps; the student and
+    teacher built under `policy`, the Distiller too if `distiller_under_policy`."""
+    student, teacher = built_under(policy, lambda: (two_layer("s", 1), two_layer("t", 2)))
+    initial = student.get_weights()
+    x = np.random.default_rng(3).normal(size=(16, D)).astype("float32")
+    y = np.random.default_rng(4).integers(0, C, 16)
+    y[:4] = -1
+
+    def make_distiller():
+        distiller = Distiller(student, teacher)
+        distiller.compile(optimizer=keras.optimizers.Adam(0.01), alpha=0.3, temperature=2.0)
+        return distiller
+
+    distiller = built_under(policy, make_distiller) if distiller_under_policy else make_distiller()
+    data = cache_teacher_outputs((x, y), teacher, batch_size=8) if cached else (x, y)
+    if cached:
+        assert next(iter(data))[0]["teacher_logits"].dtype == tf.float32
+        history = distiller.fit(data, epochs=4, shuffle=False, verbose=0)
+    else:
+        history = distiller.fit(*data, batch_size=8, epochs=4, shuffle=False, verbose=0)
+    return history.history, distiller, initial
+
+
+@functools.cache
+def float32_history(cached):
+    return mixed_fit("float32", cached=cached)[0]
+
+
+@pytest.mark.parametrize(
+    "policy, distiller_under_policy, cached, rtol",
+    [
+        ("mixed_float16", False, False, 5e-3),
+        ("mixed_float16", True, True, 5e-3),
+        ("mixed_bfloat16", False, True, 3e-2),
+    ],
+)
+def test_mixed_precision_trains_like_float32(
+    float32_afterwards, policy, distiller_under_policy, cached, rtol
+):
+    """16-bit logits, float32 losses: finite, float32 logs within `rtol` of the float32 fit
+    from the same weights (float16 keeps 11 significant bits, bfloat16 8; measured 3e-4 and
+    8e-3), float32 variables that move, and loss scaling for float16 whatever policy the
+    Distiller was made under."""
+    reference = float32_history(cached)
+    history, distiller, initial = mixed_fit(policy, distiller_under_policy, cached)
+    student = distiller.student
+    assert student.compute_dtype == policy.removeprefix("mixed_")
+    assert distiller.teacher_logits(np.zeros((2, D), "float32")).dtype == tf.float32
+    scaled = isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy == "mixed_float16")
+    assert set(history) == set(reference)
+    for key, values in reference.items():
+        assert np.all(np.isfinite(history[key])), key
+        np.testing.assert_allclose(history[key], values, rtol=rtol, err_msg=key)
+    for tracker in (
+        distiller.loss_tracker,
+        distiller.student_loss_tracker,
+        distiller.distillation_loss_tracker,
+    ):
+        assert tracker.result().dtype == tf.float32
+    assert {v.dtype for v in student.trainable_variables} == {"float32"}
+    after = student.get_weights()
+    assert all(w.dtype == np.float32 and np.all(np.isfinite(w)) for w in after)
+    moved = [not np.allclose(a, b) for a, b in zip(initial, after, strict=True)]
+    assert all(moved[:2]) and all(moved[-2:])  # both Dense layers' kernels and biases
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_float32_copy_of_a_mixed_model_keeps_its_weights(float32_afterwards):
+    mixed = built_under("mixed_bfloat16", lambda: two_layer("m", 5))
+    copy = precision.float32_copy(mixed)
+    assert {layer.compute_dtype for layer in copy.layers} == {"float32"}
+    assert {layer.compute_dtype for layer in mixed.layers[1:]} == {"bfloat16"}
+    assert copy.name == mixed.name and [w.name for w in copy.weights] == [
+        w.name for w in mixed.weights
+    ]
+    for a, b in zip(copy.get_weights(), mixed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert copy(X).dtype == tf.float32
+    np.testing.assert_allclose(copy(X), tf.cast(mixed(X), tf.float32), rtol=0.05, atol=0.05)
+    assert precision.float32_copy(copy) is copy
+    with pytest.raises(RuntimeError), precision.dtype_policy("mixed_float16"):
+        assert keras.config.dtype_policy().name == "mixed_float16"
+        raise RuntimeError
+    assert keras.config.dtype_policy().name == "float32"

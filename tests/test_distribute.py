@@ -316,7 +316,9 @@ def test_cached_teacher_outputs_under_mirrored_strategy_match_one_device(mirrore
         keras.utils.set_random_seed(2)
         student, teacher = _net("student", 3), _net("teacher", 6)
         distiller = Distiller(student, teacher)
-        distiller.compile(optimizer=keras.optimizers.SGD(0.2), alpha=0.4, temperature=2.0)
+        distiller.compile(
+            optimizer=keras.optimizers.SGD(0.2), alpha=0.4, temperature=2.0, jit_compile=False
+        )
         cached = cache_teacher_outputs((x, y), teacher, batch_size=5)
         history = distiller.fit(cached, epochs=2, verbose=0, shuffle=False).history
         return history, student.get_weights()
@@ -325,7 +327,7 @@ def test_cached_teacher_outputs_under_mirrored_strategy_match_one_device(mirrore
     with mirrored.scope():
         replicated, replicated_weights = fitted()
     for key, values in single.items():
-        np.testing.assert_allclose(replicated[key], values, rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(replicated[key], values, rtol=1e-5, atol=1e-7, err_msg=key)
     for a, b in zip(single_weights, replicated_weights, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 

@@ -1,9 +1,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.helpers import softmax
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss
+from tfdistill.outputs import as_logits
 
 TEACHER = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], "float32")
 STUDENT = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]], "float32")
@@ -42,3 +44,50 @@ def test_losses_survive_serialization(loss):
     else:
         args = (np.array([2, 1]), STUDENT)
     np.testing.assert_allclose(restored.call(*args), loss.call(*args), rtol=1e-6)
+
+
+def np_log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+# Logits around ±60: exp(60) overflows float16 (max 65504), and at T = 1 a class the student
+# rules out gets probability e^-120, far below float32's range and Keras's 1e-7 clip.
+CONFIDENT_TEACHER = np.array([[60.0, -60.0, 10.0, 0.0], [-55.0, 58.0, -60.0, 30.0]])
+CONFIDENT_STUDENT = np.array([[-60.0, 60.0, 0.0, 12.0], [59.0, -58.0, 40.0, -61.0]])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
+@pytest.mark.parametrize("base", ["kl_divergence", "categorical_crossentropy"])
+def test_soft_target_loss_of_16_bit_logits_is_float64_exact(dtype, temperature, base):
+    teacher = tf.constant(CONFIDENT_TEACHER, dtype)
+    student = tf.constant(CONFIDENT_STUDENT, dtype)
+    t64 = teacher.numpy().astype("float64") / temperature
+    s64 = student.numpy().astype("float64") / temperature
+    log_pt, log_ps = np_log_softmax(t64), np_log_softmax(s64)
+    cross = -(np.exp(log_pt) * log_ps).sum(-1)
+    entropy = -(np.exp(log_pt) * log_pt).sum(-1)
+    expected = temperature**2 * (cross if base == "categorical_crossentropy" else cross - entropy)
+    values = SoftTargetLoss(temperature, base=base).call(teacher, student)
+    assert values.dtype == tf.float32
+    assert np.all(np.isfinite(values))
+    np.testing.assert_allclose(values, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_hard_target_loss_of_16_bit_logits_is_float64_exact(dtype):
+    student = tf.constant(CONFIDENT_STUDENT, dtype)
+    labels = np.array([0, 3])
+    log_ps = np_log_softmax(student.numpy().astype("float64"))
+    values = HardTargetLoss().call(labels, student)
+    assert values.dtype == tf.float32
+    np.testing.assert_allclose(values, -log_ps[[0, 1], labels], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_probabilities_become_float32_log_probabilities(dtype):
+    probabilities = tf.constant([[0.5, 0.25, 0.25, 0.0]], dtype)
+    logits = as_logits(probabilities, "probabilities")
+    assert logits.dtype == tf.float32
+    np.testing.assert_allclose(logits, np.log([[0.5, 0.25, 0.25, 1e-7]]), rtol=1e-6)

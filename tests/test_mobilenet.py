@@ -151,3 +151,39 @@ def test_keras_round_trip(tmp_path):
 def test_invalid_arguments(family, kwargs, match):
     with pytest.raises(ValueError, match=match):
         get(family, **kwargs)
+
+
+def _op_counts(path) -> dict[str, int]:
+    from collections import Counter
+
+    from tfdistill.export.interpreter import litert_interpreter
+
+    interpreter = litert_interpreter(path, use_xnnpack=False)
+    return dict(Counter(op["op_name"] for op in interpreter._get_ops_details()))
+
+
+@pytest.mark.parametrize(
+    "family, application, alpha",
+    [("mobilenet_v1", "MobileNet", 0.25), ("mobilenet_v2", "MobileNetV2", 0.35)],
+)
+def test_tflite_graph_matches_keras_applications(tmp_path, family, application, alpha):
+    """What LiteRT latency parity with keras.applications rests on (benchmarks/inference.py
+    times it): the same MACs, and the same ops once BatchNorm is folded and activations fused.
+    v1's files differ only in the classifier: a FULLY_CONNECTED here, keras.applications' 1×1
+    CONV_2D + RESHAPE."""
+    from tfdistill.export import to_tflite
+
+    shape = (96, 96, 3)
+    ours = get(family, input_shape=shape, alpha=alpha)
+    twin = getattr(keras.applications, application)(
+        weights=None, input_shape=shape, alpha=alpha, classifier_activation=None
+    )
+    assert profile(ours).macs == profile(twin).macs
+    counts = _op_counts(to_tflite(ours, tmp_path / "ours.tflite"))
+    twin_counts = _op_counts(to_tflite(twin, tmp_path / "twin.tflite"))
+    if family == "mobilenet_v1":
+        twin_counts["CONV_2D"] -= 1
+        assert twin_counts.pop("RESHAPE") == 1
+        twin_counts["FULLY_CONNECTED"] = 1
+    assert counts == twin_counts
+    assert counts["DEPTHWISE_CONV_2D"] == (13 if family == "mobilenet_v1" else 17)

@@ -15,6 +15,7 @@ from absl import flags
 
 from tfdistill import artifacts, cli, compress, pipeline, report, resume
 from tfdistill.distiller import Distiller
+from tfdistill.export.interpreter import litert_interpreter
 from tfdistill.progress import Progress
 from tfdistill.progress import duration as progress_duration
 
@@ -283,6 +284,10 @@ def test_cli_convert_and_bench(tiny_run, tmp_path, capsys):
         ({"threads": 0}, "threads must be >= 1, got 0"),
         ({"prune": 1.0}, "prune \\(the target sparsity\\) must be in \\(0, 1\\), got 1.0"),
         ({"compress_epochs": 0}, "compress_epochs must be >= 1, got 0"),
+        (
+            {"mixed_precision": "fp8"},
+            "Unknown mixed_precision 'fp8'; choose from \\['none', 'float16', 'bfloat16'\\]",
+        ),
     ],
 )
 def test_bad_config_fails_before_training(change, message):
@@ -511,7 +516,25 @@ def test_training_stages_run_under_a_mirrored_strategy(mirrored):
         trained = pipeline.train_teacher(config, ds)
     kernel = trained.model.trainable_variables[0].value
     assert isinstance(kernel, tf.distribute.DistributedValues)
+    assert trained.model.jit_compile is False  # XLA is off under tf.distribute
     assert len(trained.history["loss"]) == 1 and np.isfinite(trained.history["loss"][0])
+
+
+def test_xla_setting_decides_jit_compile(mirrored, xla_auto, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    decide = pipeline._jit_compile
+    assert decide(pipeline.RunConfig(out="unused"), model) is True
+    assert decide(pipeline.RunConfig(out="unused", xla="off"), model) is False
+    with mirrored.scope():
+        replicated = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    assert decide(pipeline.RunConfig(out="unused"), replicated) is False
+    assert decide(pipeline.RunConfig(out="unused", xla="on"), replicated) is True
+    with pytest.raises(ValueError, match=r"Unknown xla 'yes'; choose from \['auto', 'on', 'off'\]"):
+        pipeline.RunConfig(out="unused", xla="yes")
+    assert "xla" not in pipeline.fingerprinted(pipeline.RunConfig(out="unused", xla="off"))
+    monkeypatch.setenv("TFDISTILL_XLA", "off")
+    assert decide(pipeline.RunConfig(out="unused"), model) is False
+    assert decide(pipeline.RunConfig(out="unused", xla="on"), model) is True
 
 
 def test_progress_estimates_the_time_left_from_the_pace_so_far():
@@ -669,3 +692,60 @@ def test_a_resumed_fit_draws_the_dropout_masks_an_unbroken_one_draws(tmp_path):
     resumed = fit(4, resume.fit_callbacks(tmp_path / "stage", 0.0)[1])
     for a, b in zip(unbroken, resumed, strict=True):
         np.testing.assert_array_equal(b, a)
+
+
+class Precisions(keras.callbacks.Callback):
+    """(model class, jit_compile, compute dtype of the trained network) of every Keras 3 fit."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[str, bool, str]] = []
+
+    def on_train_begin(self, logs=None):
+        network = self.model.student if isinstance(self.model, Distiller) else self.model
+        dtypes = {layer.compute_dtype for layer in network.layers[1:]}
+        self.seen.append((type(self.model).__name__, self.model.jit_compile, *sorted(dtypes)))
+
+
+def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
+    """The teacher, scratch and distilled students train under mixed_bfloat16; the
+    pruning stage (tf_keras) and the .tflite files get float32 copies; the global policy is
+    float32 afterwards. Another --mixed_precision is another config."""
+    config = pipeline.RunConfig(
+        out=str(tmp_path / "run"),
+        **{**TINY, "student_epochs": 1, "batch_size": 256, "qat": False},
+        quantize=("none",),
+        mixed_precision="bfloat16",
+        quiet=True,
+    )
+    precisions = Precisions()
+    result = pipeline.run(config, log=lambda _: None, callbacks=(precisions,))
+    assert keras.config.dtype_policy().name == "float32"
+    assert precisions.seen == [
+        ("Functional", False, "bfloat16"),
+        ("Functional", False, "bfloat16"),
+        ("Distiller", False, "bfloat16"),
+    ]
+    for history in result["history"].values():
+        assert np.all(np.isfinite(history["loss"]))
+    saved = keras.models.load_model(tmp_path / "run" / "student_distilled.keras")
+    assert saved.layers[-1].compute_dtype == "bfloat16"
+    pruned = keras.models.load_model(tmp_path / "run" / "student_pruned.keras")
+    assert {layer.compute_dtype for layer in pruned.layers} == {"float32"}
+    assert [row["file"] for row in result["tflite"]] == [
+        "student_distilled_fp32.tflite",
+        "student_pruned_fp32.tflite",
+        "student_pruned_int8.tflite",
+        "teacher_fp32.tflite",
+    ]
+    for row in result["tflite"]:
+        interpreter = litert_interpreter(tmp_path / "run" / row["file"])
+        assert interpreter.get_input_details()[0]["dtype"] == np.float32, row["file"]
+        if row["quantization"] == "none":
+            assert interpreter.get_output_details()[0]["dtype"] == np.float32, row["file"]
+            assert row["agreement"] == 1.0 and row["max_abs_error"] < 1e-3, row
+    distilled = result["students"]["distilled"]["accuracy"]
+    assert result["tflite"][0]["accuracy"] == pytest.approx(distilled, abs=1e-9)
+    with pytest.raises(ValueError, match="holds a run of another config"):
+        pipeline.run(dataclasses.replace(config, mixed_precision="float16"), log=print)
+    assert keras.config.dtype_policy().name == "float32"

@@ -1,4 +1,5 @@
-"""ResNet, Wide ResNet and ResNeXt: sizes against the papers, stage taps, saving, TFLite."""
+"""ResNet, Wide ResNet and ResNeXt: sizes against the papers, stage taps, saving, TFLite;
+ResNeXt's split lowering of its grouped convolutions."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import functools
 import keras
 import numpy as np
 import pytest
+from test_shufflenet import check_split_pair, run_tflite, split_pair, tflite_ops
 
+from tfdistill.export import to_tflite
 from tfdistill.models import resnet, resnext, wide_resnet  # noqa: F401  (registers the families)
-from tfdistill.models.layers import SubsampleZeroPad
+from tfdistill.models.layers import SplitGroupedConv2D, SubsampleZeroPad
 from tfdistill.models.registry import get, names, stage_outputs
 from tfdistill.profile import profile
 
@@ -144,7 +147,9 @@ def test_stage_outputs_halve_resolution(family, kwargs, sides):
     assert tuple(model.get_layer(tap).output.shape[1] for tap in taps) == sides
 
 
-@pytest.mark.parametrize("family, kwargs", SMALL)
+@pytest.mark.parametrize(
+    "family, kwargs", [*SMALL, ("resnext", {**dict(SMALL)["resnext"], "grouped_conv": "split"})]
+)
 def test_keras_round_trip(family, kwargs, tmp_path):
     model = get(family, **kwargs)
     x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
@@ -153,6 +158,7 @@ def test_keras_round_trip(family, kwargs, tmp_path):
     loaded = keras.saving.load_model(path)
     assert stage_outputs(loaded) == stage_outputs(model)
     np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
 
 
 @pytest.mark.parametrize(
@@ -169,8 +175,39 @@ def test_keras_round_trip(family, kwargs, tmp_path):
         ("resnext", {"depth": 38}, r"\[29, 50, 101\]"),
         ("resnext", {"cardinality": 0}, "cardinality"),
         ("resnext", {"bottleneck_width": 2.5}, "bottleneck_width"),
+        ("resnext", {"grouped_conv": "fancy"}, r"grouped_conv='fancy' .*'native', 'split'"),
     ],
 )
 def test_invalid_arguments(family, kwargs, match):
     with pytest.raises(ValueError, match=match):
         get(family, **kwargs)
+
+
+RESNEXT_SPLIT = {"depth": 29, "cardinality": 4, "bottleneck_width": 2}
+
+
+@functools.cache
+def resnext_split_pair() -> tuple[keras.Model, keras.Model]:
+    return split_pair(resnext.resnext, **RESNEXT_SPLIT)
+
+
+def test_resnext_split_lowering_equals_native():
+    native, split = resnext_split_pair()
+    check_split_pair(native, split, grouped=9)
+    conv = split.get_layer("s2b1_2_conv")
+    assert isinstance(conv, SplitGroupedConv2D)
+    assert (conv.groups, conv.filters, conv.strides) == (4, 16, (2, 2))
+
+
+def test_resnext_split_lowering_converts_to_split_convs_and_concat(tmp_path):
+    native, split = resnext_split_pair()
+    x = np.random.default_rng(4).normal(size=(2, 32, 32, 3)).astype("float32")
+    native_path = to_tflite(native, tmp_path / "native.tflite")
+    split_path = to_tflite(split, tmp_path / "split.tflite")
+    native_ops, split_ops = tflite_ops(native_path), tflite_ops(split_path)
+    assert "SPLIT" not in native_ops and "CONCATENATION" not in native_ops
+    assert split_ops.count("SPLIT") == split_ops.count("CONCATENATION") == 9
+    for elementwise in ("MUL", "ADD"):
+        assert split_ops.count(elementwise) == native_ops.count(elementwise)
+    assert split_ops.count("CONV_2D") == native_ops.count("CONV_2D") + 9 * 3
+    np.testing.assert_allclose(run_tflite(split_path, x), run_tflite(native_path, x), atol=1e-4)

@@ -1,5 +1,5 @@
 """ShuffleNet v1/v2: widths and complexity against the papers, the shuffle and split layers,
-serialization and TFLite conversion."""
+serialization and TFLite conversion; v1's split lowering of its grouped convolutions."""
 
 from functools import cache
 
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import tfdistill.models.shufflenet as shufflenet
-from tfdistill.models.layers import ChannelShuffle, ChannelSplit
+from tfdistill.export import to_tflite
+from tfdistill.export.interpreter import litert_interpreter
+from tfdistill.models.layers import ChannelShuffle, ChannelSplit, SplitGroupedConv2D
 from tfdistill.models.registry import get, names, stage_outputs
 from tfdistill.profile import profile
 
@@ -180,6 +182,7 @@ def test_save_load(family, tmp_path):
     [
         ("shufflenet_v1", {"groups": 5}, r"groups=5 .*\[1, 2, 3, 4, 8\]"),
         ("shufflenet_v1", {"scale": 0.75}, r"scale=0.75 .*\[0.25, 0.5, 1.0, 1.5, 2.0\]"),
+        ("shufflenet_v1", {"grouped_conv": "fancy"}, r"grouped_conv='fancy' .*'native', 'split'"),
         ("shufflenet_v2", {"scale": 0.25}, r"scale=0.25 .*\[0.5, 1.0, 1.5, 2.0\]"),
         ("shufflenet_v2", {"stem": "tiny"}, "stem must be one of"),
     ],
@@ -199,3 +202,131 @@ def test_unit_channel_checks():
         shufflenet.v1_unit(x, 48, groups=2, strides=1, name="u")
     with pytest.raises(ValueError, match="cannot build"):
         shufflenet.v2_unit(x, 48, strides=1, name="u")
+
+
+@pytest.mark.parametrize(
+    "groups, strides, use_bias",
+    [(3, 1, True), (3, 2, False), (4, 2, True), (1, 1, True), (1, 2, False)],
+)
+def test_split_grouped_conv_equals_native_grouped_conv(groups, strides, use_bias):
+    native = keras.layers.Conv2D(
+        12, 3, strides=strides, padding="same", groups=groups, use_bias=use_bias, activation="relu"
+    )
+    split = SplitGroupedConv2D.from_config(native.get_config())
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 9, 9, 12)).astype("float32")
+    native.build(x.shape)
+    split.build(x.shape)
+    assert [w.shape for w in split.weights] == [w.shape for w in native.weights]
+    assert split.kernel.shape == (3, 3, 12 // groups, 12)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in native.get_weights()]
+    native.set_weights(weights)
+    split.set_weights(weights)
+    expected = keras.ops.convert_to_numpy(native(x))
+    side = -(-9 // strides)
+    assert expected.shape == (2, side, side, 12)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(split(x)), expected, atol=1e-5)
+
+
+def split_pair(builder, seed: int = 0, **kwargs) -> tuple[keras.Model, keras.Model]:
+    """The same network built twice from `seed`, grouped_conv "native" then "split", with the
+    native one's BatchNorm statistics randomized and its weights copied into the split one."""
+    built = []
+    for grouped_conv in ("native", "split"):
+        keras.utils.set_random_seed(seed)
+        built.append(builder(grouped_conv=grouped_conv, **kwargs))
+    native, split = built
+    rng = np.random.default_rng(seed)
+    for layer in native.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.moving_mean.assign(rng.normal(size=shape) * 0.1)
+            layer.moving_variance.assign(rng.random(shape) + 0.5)
+            layer.gamma.assign(rng.random(shape) + 0.5)
+    assert [w.shape for w in split.weights] == [w.shape for w in native.weights]
+    split.set_weights(native.get_weights())
+    return native, split
+
+
+def check_split_pair(native: keras.Model, split: keras.Model, grouped: int) -> np.ndarray:
+    """Asserts the split model is the native one with its `grouped` grouped Conv2D layers
+    lowered, and equal in parameters, MACs and outputs; returns the random input."""
+    kinds = {
+        layer.name: type(layer)
+        for layer in split.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.groups > 1
+    }
+    assert len(kinds) == grouped and set(kinds.values()) == {SplitGroupedConv2D}
+    assert all(type(native.get_layer(name)) is keras.layers.Conv2D for name in kinds)
+    assert split.count_params() == native.count_params()
+    native_profile, split_profile = profile(native), profile(split)
+    assert split_profile.macs == native_profile.macs
+    assert split_profile.by_type == native_profile.by_type
+    assert split_profile.by_type["grouped"]["macs"] > 0
+    x = np.random.default_rng(2).normal(size=(2, *native.input_shape[1:])).astype("float32")
+    expected = keras.ops.convert_to_numpy(native(x, training=False))
+    assert np.abs(expected).max() > 1e-2
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(split(x, training=False)), expected, atol=1e-5
+    )
+    return x
+
+
+@cache
+def v1_split_pair() -> tuple[keras.Model, keras.Model]:
+    return split_pair(
+        shufflenet.shufflenet_v1, input_shape=(32, 32, 3), num_classes=10, **SMALL["shufflenet_v1"]
+    )
+
+
+def test_v1_split_lowering_equals_native():
+    native, split = v1_split_pair()
+    # Every unit's grouped 1×1s but the first unit's dense pw1: 16 units × 2 - 1.
+    check_split_pair(native, split, grouped=31)
+
+
+def test_v1_split_save_load(tmp_path):
+    _, split = v1_split_pair()
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    path = tmp_path / "split.keras"
+    split.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded.get_layer("s3u2_pw1_conv")) is SplitGroupedConv2D
+    np.testing.assert_array_equal(loaded(x, training=False), split(x, training=False))
+
+
+def run_tflite(path, x: np.ndarray) -> np.ndarray:
+    """(N, *input) -> (N, C): the .tflite file at `path` in LiteRT, one example at a time."""
+    interpreter = litert_interpreter(path, num_threads=1)
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for example in x:
+        interpreter.set_tensor(source["index"], example[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(target["index"])[0])
+    return np.stack(outputs)
+
+
+def tflite_ops(path) -> list[str]:
+    interpreter = litert_interpreter(path, use_xnnpack=False)
+    return [op["op_name"] for op in interpreter._get_ops_details()]
+
+
+def test_v1_split_lowering_converts_to_split_convs_and_concat(tmp_path):
+    native, split = v1_split_pair()
+    x = np.random.default_rng(4).normal(size=(2, 32, 32, 3)).astype("float32")
+    outputs, ops = {}, {}
+    for kind, model in (("native", native), ("split", split)):
+        path = to_tflite(model, tmp_path / f"{kind}.tflite")
+        ops[kind] = tflite_ops(path)
+        outputs[kind] = run_tflite(path, x)
+    groups = SMALL["shufflenet_v1"]["groups"]
+    assert "SPLIT" not in ops["native"]
+    assert ops["split"].count("SPLIT") == 31
+    assert ops["split"].count("CONV_2D") == ops["native"].count("CONV_2D") + 31 * (groups - 1)
+    assert ops["split"].count("CONCATENATION") == ops["native"].count("CONCATENATION") + 31
+    for elementwise in ("MUL", "ADD"):
+        assert ops["split"].count(elementwise) == ops["native"].count(elementwise)
+    reference = keras.ops.convert_to_numpy(native(x, training=False))
+    np.testing.assert_allclose(outputs["native"], reference, atol=1e-4)
+    np.testing.assert_allclose(outputs["split"], outputs["native"], atol=1e-4)

@@ -84,6 +84,21 @@ _DETERMINISTIC = flags.DEFINE_boolean(
     "run: deterministic TensorFlow ops, so a resumed run ends with the same weights as an "
     "unbroken one (slower on GPUs).",
 )
+_MIXED_PRECISION = flags.DEFINE_enum(
+    "mixed_precision",
+    "none",
+    ["none", "float16", "bfloat16"],
+    "run: train the teacher and students under Keras's mixed_float16 or mixed_bfloat16 policy "
+    "(the distillation losses stay float32; the .tflite files come from float32 copies). "
+    "Faster on GPUs with tensor cores (float16) and TPUs (bfloat16), slower on CPUs.",
+)
+_XLA = flags.DEFINE_enum(
+    "xla",
+    "auto",
+    ["auto", "on", "off"],
+    "run: compile the training steps with XLA. auto: on (CPUs included), except under a "
+    "tf.distribute strategy or with --deterministic.",
+)
 _QUIET = flags.DEFINE_boolean(
     "quiet", False, "run: no stage banners, time estimates or progress bars; just the results."
 )
@@ -211,6 +226,8 @@ def _run() -> int:
             "augment": _AUGMENT.value,
             "strategy": _STRATEGY.value,
             "deterministic": _DETERMINISTIC.value,
+            "mixed_precision": _MIXED_PRECISION.value,
+            "xla": _XLA.value,
             "quiet": _QUIET.value,
             "android": _ANDROID.value,
             "benchmark_binary": _BINARY.value,
@@ -279,15 +296,18 @@ def _profile(name: str) -> int:
 
 
 def _load_classifier(path: Path) -> Any:
-    """A `.keras` classifier; a saved Distiller gives its student."""
+    """A `.keras` classifier; a saved Distiller gives its student. A mixed-precision model
+    comes back as a float32 copy, as TFLite export needs."""
     import keras
 
     import tfdistill
+    from tfdistill import precision
 
     if path.suffix != ".keras" or not path.is_file():
         raise ValueError(f"{str(path)!r} is not a .keras file.")
     model = keras.models.load_model(path)
-    return model.student if isinstance(model, tfdistill.Distiller) else model
+    model = model.student if isinstance(model, tfdistill.Distiller) else model
+    return precision.float32_copy(model)
 
 
 def _convert(model_path: str) -> int:

@@ -106,6 +106,8 @@ def _fold(producer: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> 
         kernel = tf.cast(tf.cast(producer.kernel, tf.float32) * scale, dtype)
         if isinstance(producer, keras.layers.Dense):
             outputs = tf.tensordot(inputs, kernel, axes=1)
+        elif hasattr(producer, "split_convolution") and producer.groups > 1:
+            return producer.split_convolution(inputs, kernel, tf.cast(shift, dtype))
         else:
             outputs = producer.convolution_op(inputs, kernel)
         return tf.nn.bias_add(outputs, tf.cast(shift, dtype))

@@ -5,8 +5,11 @@ examples, mask unlabeled ones and scale to the global batch under `tf.distribute
 Keras losses they reduce as usual.
 
 Rule for a wrapped base loss: an object with `from_logits=True` receives logits; any other loss
-(string, function, object) receives probabilities. The Distiller always hands logits to these
-objects, and softmax-ending models are turned into log-probabilities first.
+(function, object) receives probabilities. The string losses "kl_divergence" and
+"categorical_crossentropy" are computed from log-softmaxes instead, exact at any confidence.
+The Distiller always hands logits to these objects, and softmax-ending models are turned into
+log-probabilities first. Inputs of any float dtype (float16, bfloat16 under mixed precision)
+are cast to float32 before any softmax, log or division by the temperature.
 """
 
 from __future__ import annotations
@@ -81,13 +84,29 @@ def check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
+LOG_SPACE_LOSSES = ("kl_divergence", "categorical_crossentropy")
+
+
+def _log_space(base: str, teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
+    """(B,) KL(p_t ‖ p_s) or CE(p_t, p_s) of float32 (B, C) logits, from log-softmaxes: exact
+    where a probability is below float32's range or Keras's 1e-7 clip, where Keras's
+    probability-space losses lose both the value and the gradient."""
+    log_teacher = tf.nn.log_softmax(teacher)
+    log_student = tf.nn.log_softmax(student)
+    soft_teacher = tf.exp(log_teacher)
+    if base == "kl_divergence":
+        return tf.reduce_sum(soft_teacher * (log_teacher - log_student), axis=-1)
+    return -tf.reduce_sum(soft_teacher * log_student, axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="tfdistill")
 class SoftTargetLoss(keras.losses.Loss):
     """Hinton et al. (2015) soft-target loss: T² · base(softmax(t/T), softmax(s/T)).
 
-    `call(teacher_logits, student_logits)`: both (B, C) logits; returns (B,). With the default
-    base, this is T² · KL(softmax(t/T) ‖ softmax(s/T)); the T² keeps its gradients on the scale of
-    the hard-target loss as T changes.
+    `call(teacher_logits, student_logits)`: both (B, C) logits of any float dtype; returns (B,)
+    float32. With the default base, this is T² · KL(softmax(t/T) ‖ softmax(s/T)); the T² keeps
+    its gradients on the scale of the hard-target loss as T changes. The string bases work on
+    float32 log-softmaxes (see `_log_space`).
     """
 
     def __init__(
@@ -100,8 +119,11 @@ class SoftTargetLoss(keras.losses.Loss):
 
     def call(self, teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:
         t = self.temperature
-        soft_teacher = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / t)
+        teacher = tf.cast(teacher_logits, tf.float32) / t
         student = tf.cast(student_logits, tf.float32) / t
+        if self.base in LOG_SPACE_LOSSES:
+            return (t * t) * _log_space(self.base, teacher, student)
+        soft_teacher = tf.nn.softmax(teacher)
         if not _from_logits(self._base_fn):
             student = tf.nn.softmax(student)
         return (t * t) * _per_example(self._base_fn, soft_teacher, student)

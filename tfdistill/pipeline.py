@@ -27,10 +27,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import artifacts, compress, data, distribute, models, plots, report, resume
+from tfdistill import (
+    artifacts,
+    compress,
+    data,
+    distribute,
+    models,
+    plots,
+    precision,
+    report,
+    resume,
+)
 from tfdistill import bench as bench_lib
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
-from tfdistill.distiller import Distiller, check_alpha
+from tfdistill.distiller import Distiller, check_alpha, resolve_jit_compile
 from tfdistill.export import (
     QUANTIZATIONS,
     evaluate_tflite,
@@ -45,9 +55,11 @@ from tfdistill.progress import Progress
 METHODS = ("kd", "at", "kd+at", "gat")
 SCHEDULES = ("cosine", "step", "constant")
 STRATEGIES = distribute.STRATEGIES
+MIXED_PRECISION = precision.MIXED_PRECISION
+XLA = ("auto", "on", "off")
 DISTRIBUTED_STAGES = ("teacher", "scratch", "distil")
 NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
-NOT_FINGERPRINTED = ("out", "quiet", "strategy", "deterministic", "teacher_weights")
+NOT_FINGERPRINTED = ("out", "quiet", "strategy", "deterministic", "teacher_weights", "xla")
 EXPORT_SETTINGS = ("quantize",)
 BENCH_SETTINGS = (
     "threads",
@@ -95,6 +107,8 @@ class RunConfig:
     augment: bool | None = None
     strategy: str = "default"
     deterministic: bool = False
+    mixed_precision: str = "none"
+    xla: str = "auto"
     quiet: bool = False
     android: bool = False
     benchmark_binary: str | None = None
@@ -115,6 +129,8 @@ class RunConfig:
         for name, value, choices in (
             ("lr_schedule", self.lr_schedule, SCHEDULES),
             ("strategy", self.strategy, STRATEGIES),
+            ("mixed_precision", self.mixed_precision, MIXED_PRECISION),
+            ("xla", self.xla, XLA),
         ):
             if value not in choices:
                 raise ValueError(f"Unknown {name} {value!r}; choose from {list(choices)}.")
@@ -228,8 +244,11 @@ def _typed(key: str, value: Any, default: Any) -> Any:
 def fingerprinted(config: RunConfig) -> dict:
     """The settings that decide a run's trained models: its config without
     `NOT_FINGERPRINTED` and the export and bench settings (those stages keep their own and run
-    again when they change), plus the digest of the `teacher_weights` file's contents."""
+    again when they change), plus the digest of the `teacher_weights` file's contents.
+    `mixed_precision` counts only when set, so runs from before the flag still resume."""
     values = _settings(config)
+    if values.get("mixed_precision") == "none":
+        del values["mixed_precision"]
     if config.teacher_weights:
         digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
         values["teacher_weights_sha256"] = digest
@@ -306,15 +325,19 @@ def epoch_batches(config: RunConfig, elements: tuple) -> tf.data.Dataset:
 strategy_of = distribute.strategy_of
 
 
-def _classifier(name: str, kwargs: dict, ds: data.Dataset, role: str) -> keras.Model:
+def _classifier(
+    name: str, kwargs: dict, ds: data.Dataset, role: str, mixed_precision: str = "none"
+) -> keras.Model:
     """Zoo model `name` for `ds` (raw pixels, see `Dataset.raw_pixels`): its first layer
     scales them to [0, 1]. Its BatchNormalization layers are synchronized: under a strategy
     of several replicas they take the statistics of the global batch, and on one device they
-    compute them the same way (E[x²] - E[x]²)."""
-    model = models.get(
-        name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
-    )
-    model = models.with_preprocessing(model, 1.0 / ds.pixel_max)
+    compute them the same way (E[x²] - E[x]²). Built under the dtype policy of
+    `mixed_precision` (see `precision.MIXED_PRECISION`); the global policy is left as it was."""
+    with precision.dtype_policy(precision.policy_name(mixed_precision)):
+        model = models.get(
+            name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
+        )
+        model = models.with_preprocessing(model, 1.0 / ds.pixel_max)
     return distribute.synchronize_batch_norm(model)
 
 
@@ -338,11 +361,20 @@ def _adam(learning_rate: float, steps: int, schedule: str = "cosine") -> keras.o
     return keras.optimizers.Adam(_schedule(learning_rate, steps, schedule))
 
 
-def _compile(model: keras.Model, learning_rate: float, steps: int, schedule: str) -> None:
+def _jit_compile(config: RunConfig, model: keras.Model) -> bool:
+    """`config.xla`: "on", "off", or "auto", as the Distiller decides (`resolve_jit_compile`)."""
+    if config.xla == "auto":
+        return resolve_jit_compile(model)
+    return config.xla == "on"
+
+
+def _compile(model: keras.Model, config: RunConfig, learning_rate: float, steps: int) -> None:
+    """Adam on the cross-entropy; XLA per `_jit_compile`."""
     model.compile(
-        optimizer=_adam(learning_rate, steps, schedule),
+        optimizer=_adam(learning_rate, steps, config.lr_schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile=_jit_compile(config, model),
     )
 
 
@@ -431,9 +463,11 @@ def labeled_subset(config: RunConfig, ds: data.Dataset) -> np.ndarray:
 
 def train_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting()) -> Trained:
     """The teacher learns from every label in the training split."""
-    teacher = _classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
+    teacher = _classifier(
+        config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision
+    )
     steps = _steps(config, ds, config.teacher_epochs)
-    _compile(teacher, config.teacher_learning_rate, steps, config.lr_schedule)
+    _compile(teacher, config, config.teacher_learning_rate, steps)
     stream = _stream(config, (ds.x_train, ds.y_train))
     per_epoch = _steps(config, ds, 1)
     return Trained(teacher, _fit(teacher, stream, config.teacher_epochs, per_epoch, fitting))
@@ -473,11 +507,13 @@ def train_scratch(
     fitting: Fitting = Fitting(),
 ) -> Trained:
     """The student alone, on the labeled images, for as many steps as the distilled one takes."""
-    student = _classifier(config.student, config.student_kwargs, ds, "student_scratch")
+    student = _classifier(
+        config.student, config.student_kwargs, ds, "student_scratch", config.mixed_precision
+    )
     student.set_weights(init)
     per_epoch = _steps(config, ds, 1)
     steps = per_epoch * config.student_epochs
-    _compile(student, config.student_learning_rate, steps, config.lr_schedule)
+    _compile(student, config, config.student_learning_rate, steps)
     stream = _stream(config, (ds.x_train[labeled], ds.y_train[labeled]))
     return Trained(student, _fit(student, stream, config.student_epochs, per_epoch, fitting))
 
@@ -522,7 +558,9 @@ def distil(
     `distillation_elements`; the attention methods need the teacher's features every step, so
     they take the images without cached logits.
     """
-    student = _classifier(config.student, config.student_kwargs, ds, "student_distilled")
+    student = _classifier(
+        config.student, config.student_kwargs, ds, "student_distilled", config.mixed_precision
+    )
     student.set_weights(init)
     attention = attention_of(config)
     inputs, labels = elements
@@ -535,6 +573,7 @@ def distil(
         metrics=["accuracy"],
         alpha=config.alpha if "kd" in config.method else 1.0,
         temperature=config.temperature,
+        jit_compile=_jit_compile(config, distiller),
     )
     per_epoch = _steps(config, ds, 1)
     stream = _stream(config, elements)
@@ -738,6 +777,11 @@ def run(
     backups, train with it, back up to a temporary folder of their own (all workers back up
     every epoch: saving takes part in their collective ops), and return {"worker": name}
     after the distil stage, leaving the rest to the chief.
+
+    `config.mixed_precision` "float16" or "bfloat16": the teacher, scratch and distilled
+    students are built under "mixed_float16" or "mixed_bfloat16"; the TFMOT stages, the
+    export and the report take float32 copies of them with the same weights. The global dtype
+    policy is left as it was.
     """
     strategy = strategy or strategy_of(config.strategy)
     if config.deterministic:
@@ -924,7 +968,6 @@ def _run(
             return elements()
         return distillation_elements(config, ds, None, labeled)
 
-    online_teacher = teacher if augments(config) else None
     distilled, distil_record = stage(
         "distil",
         f"{config.method}, {_epochs(config.student_epochs)} on all {len(ds.x_train)} images",
@@ -937,6 +980,10 @@ def _run(
     )
     if not chief:
         return {"worker": distribute.worker_name(strategy)}
+    teacher, scratch, distilled = (
+        precision.float32_copy(model) for model in (teacher, scratch, distilled)
+    )
+    online_teacher = teacher if augments(config) else None
     plan = [Export("student_distilled", distilled, config.quantize)]
     students: dict[str, tuple[keras.Model, dict]] = {}
     base = distilled

@@ -7,7 +7,8 @@ TFMOT 0.8 wraps only tf_keras layers. `to_tf_keras` rebuilds a functional Keras 
 layer in tf_keras (same classes, configs, names and graph) and copies the weights, so the two
 give equal outputs; `to_keras` copies a fine-tuned tf_keras twin's weights back into a fresh
 Keras 3 copy of the original. Built-in layers are found by class name in `tf_keras.layers`;
-custom layers need a registered twin (`register_tf_keras_twin`), which the zoo's layers have.
+custom layers need a registered twin (`register_tf_keras_twin`), which the zoo's layers have
+except `SplitGroupedConv2D` (refused: build the model with `grouped_conv="native"` for TFMOT).
 Initializers are not carried over: the weights are.
 """
 
@@ -70,6 +71,15 @@ def _twin_class(layer: keras.layers.Layer, tf_keras: Any) -> type:
     for cls in type(layer).__mro__:
         if cls in _TWINS:
             return _TWINS[cls]()
+    from tfdistill.models.layers import SplitGroupedConv2D
+
+    if isinstance(layer, SplitGroupedConv2D):
+        raise ValueError(
+            f"Layer {layer.name!r} is a SplitGroupedConv2D: the split lowering of grouped "
+            "convolutions is for export and benchmarks only. For pruning or quantization-aware "
+            'training build the model with grouped_conv="native"; its weights are the same, so '
+            "copy them over with native.set_weights(split.get_weights())."
+        )
     builtin = type(layer).__module__.startswith("keras.")
     twin = getattr(tf_keras.layers, type(layer).__name__, None) if builtin else None
     if twin is None:

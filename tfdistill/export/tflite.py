@@ -135,13 +135,35 @@ def inference_function(
     if isinstance(model, tf.types.experimental.ConcreteFunction):
         return _checked_function(model, input_shape)
     shape, dtype = _input_spec(model, input_shape)
-    training = {"training": False} if accepts_training(model) else {}
+    forward = _split_lowering_folded(model)
+    training = {"training": False} if forward is None and accepts_training(model) else {}
+    forward = forward or model
 
     @tf.function(input_signature=[tf.TensorSpec((1, *shape), dtype, name="input")])
     def serve(x: tf.Tensor) -> Any:
-        return model(x, **training)
+        return forward(x, **training)
 
     return serve.get_concrete_function()
+
+
+def _split_lowering_folded(model: Any) -> Any:
+    """`folded_forward(model)` for a Keras model with split-lowered grouped convolutions
+    (`SplitGroupedConv2D`), else None. Their BatchNorms follow a CONCATENATION, where the
+    converter cannot fold them; folded here, each per-group CONV_2D takes its share of the bias,
+    as the native grouped CONV_2D takes all of it."""
+    import keras
+
+    from tfdistill.folding import folded_forward
+    from tfdistill.models.layers import SplitGroupedConv2D
+
+    if not isinstance(model, keras.Model):
+        return None
+    if not any(
+        isinstance(layer, SplitGroupedConv2D) and layer.groups > 1
+        for layer in model._flatten_layers()
+    ):
+        return None
+    return folded_forward(model)
 
 
 def is_quantization_aware(function: tf.types.experimental.ConcreteFunction) -> bool:

@@ -8,13 +8,19 @@ from tfdistill.models import (  # noqa: F401  (each module registers its family)
     shufflenet,
     wide_resnet,
 )
-from tfdistill.models.layers import ChannelShuffle, ChannelSplit, SubsampleZeroPad
+from tfdistill.models.layers import (
+    ChannelShuffle,
+    ChannelSplit,
+    SplitGroupedConv2D,
+    SubsampleZeroPad,
+)
 from tfdistill.models.preprocessing import with_preprocessing
 from tfdistill.models.registry import get, names, register, stage_outputs
 
 __all__ = [
     "ChannelShuffle",
     "ChannelSplit",
+    "SplitGroupedConv2D",
     "SubsampleZeroPad",
     "get",
     "names",

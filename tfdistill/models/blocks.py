@@ -6,10 +6,12 @@ from collections.abc import Sequence
 
 import keras
 
+from tfdistill.models.layers import SplitGroupedConv2D
 from tfdistill.models.registry import stage_name
 
 DEFAULT_BN_MOMENTUM = 0.9
 STEMS = ("cifar", "imagenet")
+GROUPED_CONV = ("native", "split")
 
 
 def resolve_stem(input_shape: Sequence[int], stem: str | None) -> str:
@@ -43,10 +45,14 @@ def conv_bn(
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
     relu6: bool = False,
     kernel_regularizer=None,
+    grouped_conv: str = "native",
 ):
     """Conv (no bias, 'same' padding) -> BN -> optional ReLU/ReLU6. Layers `{name}_conv`, `_bn`,
-    `_relu`."""
-    x = keras.layers.Conv2D(
+    `_relu`. With groups > 1, `grouped_conv` "native" is one grouped `Conv2D`, "split" a
+    `SplitGroupedConv2D` (same weights, lowered as split + per-group convs + concat)."""
+    check_choice("grouped_conv", grouped_conv, GROUPED_CONV)
+    conv = SplitGroupedConv2D if groups > 1 and grouped_conv == "split" else keras.layers.Conv2D
+    x = conv(
         filters,
         kernel_size,
         strides=strides,

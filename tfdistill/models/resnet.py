@@ -84,16 +84,25 @@ def bottleneck_block(
     stride_in_1x1: bool = False,
     shortcut: str = "B",
     bn_momentum: float,
+    grouped_conv: str = "native",
     name: str,
 ):
     """(B, H, W, C) -> (B, H/s, W/s, filters): 1×1 conv to `width` -> 3×3 conv (`groups` groups:
     ResNeXt form (c)) -> 1×1 conv to `filters`, BN after each, + shortcut, ReLU. The stride sits
     on the 3×3 conv (torchvision's "v1.5", ResNeXt) or with `stride_in_1x1` on the first 1×1
-    (the original Caffe ResNet, keras.applications)."""
+    (the original Caffe ResNet, keras.applications). `grouped_conv` lowers the grouped 3×3 (see
+    `blocks.conv_bn`)."""
     s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
     residual = conv_bn(x, width, 1, strides=s1, name=f"{name}_1", bn_momentum=bn_momentum)
     residual = conv_bn(
-        residual, width, 3, strides=s3, groups=groups, name=f"{name}_2", bn_momentum=bn_momentum
+        residual,
+        width,
+        3,
+        strides=s3,
+        groups=groups,
+        name=f"{name}_2",
+        bn_momentum=bn_momentum,
+        grouped_conv=grouped_conv,
     )
     residual = conv_bn(residual, filters, 1, relu=False, name=f"{name}_3", bn_momentum=bn_momentum)
     x = shortcut_branch(

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 import keras
 
-from tfdistill.models.blocks import DEFAULT_BN_MOMENTUM, classifier, end_stage, resolve_stem
+from tfdistill.models.blocks import (
+    DEFAULT_BN_MOMENTUM,
+    GROUPED_CONV,
+    check_choice,
+    classifier,
+    end_stage,
+    resolve_stem,
+)
 from tfdistill.models.registry import register
 from tfdistill.models.resnet import bottleneck_block, stem_block
 
@@ -39,10 +46,15 @@ def resnext(
     num_classes: int = 10,
     stem: str | None = None,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
+    grouped_conv: str = "native",
     name: str | None = None,
 ) -> keras.Model:
     """(B, H, W, C) images -> (B, num_classes) logits. `cardinality` and `bottleneck_width`
-    default to the paper's 8 × 64d for depth 29 and 32 × 4d for depths 50 and 101."""
+    default to the paper's 8 × 64d for depth 29 and 32 × 4d for depths 50 and 101.
+
+    `grouped_conv`: "native" (default, grouped `Conv2D`; faster in LiteRT with XNNPACK) or
+    "split" (`SplitGroupedConv2D`, same weights; for comparison and for runtimes without
+    grouped-convolution kernels)."""
     if depth not in ARCHITECTURES:
         raise ValueError(f"ResNeXt depth must be one of {sorted(ARCHITECTURES)}, got {depth!r}.")
     blocks, default_cardinality, default_width = ARCHITECTURES[depth]
@@ -50,6 +62,7 @@ def resnext(
     bottleneck_width = default_width if bottleneck_width is None else bottleneck_width
     _positive_int("cardinality", cardinality)
     _positive_int("bottleneck_width", bottleneck_width)
+    check_choice("grouped_conv", grouped_conv, GROUPED_CONV)
     stem_kind = resolve_stem(input_shape, stem)
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     x = stem_block(inputs, 64, stem_kind, bn_momentum=bn_momentum)
@@ -62,6 +75,7 @@ def resnext(
                 strides=2 if stage > 0 and block == 0 else 1,
                 groups=cardinality,
                 bn_momentum=bn_momentum,
+                grouped_conv=grouped_conv,
                 name=f"s{stage + 1}b{block + 1}",
             )
         x = end_stage(x, stage + 1)

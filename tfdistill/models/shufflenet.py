@@ -19,6 +19,7 @@ import keras
 
 from tfdistill.models.blocks import (
     DEFAULT_BN_MOMENTUM,
+    GROUPED_CONV,
     check_choice,
     classifier,
     conv_bn,
@@ -80,12 +81,14 @@ def v1_unit(
     strides: int,
     group_first: bool = True,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
+    grouped_conv: str = "native",
     name: str,
 ):
     """(B, H, W, C_in) -> (B, H / strides, W / strides, out_channels). Stride 1 adds the identity
     (C_in = out_channels); stride 2 concatenates an average-pooled shortcut to a residual branch of
     out_channels - C_in channels. `group_first=False` makes the first 1×1 dense (stage 2's first
-    unit), which also drops its no-op shuffle."""
+    unit), which also drops its no-op shuffle. `grouped_conv` lowers the grouped 1×1s (see
+    `blocks.conv_bn`)."""
     in_channels = x.shape[-1]
     bottleneck = out_channels // 4
     branch = out_channels - in_channels if strides == 2 else out_channels
@@ -99,12 +102,27 @@ def v1_unit(
             f"({branch}) channels of a unit with {in_channels} -> {out_channels} channels."
         )
     first_groups = groups if group_first else 1
-    y = conv_bn(x, bottleneck, 1, groups=first_groups, bn_momentum=bn_momentum, name=f"{name}_pw1")
+    y = conv_bn(
+        x,
+        bottleneck,
+        1,
+        groups=first_groups,
+        bn_momentum=bn_momentum,
+        grouped_conv=grouped_conv,
+        name=f"{name}_pw1",
+    )
     if first_groups > 1:
         y = ChannelShuffle(groups, name=f"{name}_shuffle")(y)
     y = depthwise_bn(y, strides=strides, relu=False, bn_momentum=bn_momentum, name=name)
     y = conv_bn(
-        y, branch, 1, groups=groups, relu=False, bn_momentum=bn_momentum, name=f"{name}_pw2"
+        y,
+        branch,
+        1,
+        groups=groups,
+        relu=False,
+        bn_momentum=bn_momentum,
+        grouped_conv=grouped_conv,
+        name=f"{name}_pw2",
     )
     if strides == 1:
         x = keras.layers.Add(name=f"{name}_add")([x, y])
@@ -123,10 +141,16 @@ def shufflenet_v1(
     scale: float = 1.0,
     stem: str | None = None,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
+    grouped_conv: str = "native",
     name: str | None = None,
 ) -> keras.Model:
-    """ShuffleNet s× with g groups: (B, H, W, C) images -> (B, num_classes) logits."""
+    """ShuffleNet s× with g groups: (B, H, W, C) images -> (B, num_classes) logits.
+
+    `grouped_conv`: "native" (default, grouped `Conv2D`; faster in LiteRT with XNNPACK) or
+    "split" (`SplitGroupedConv2D`, same weights; for comparison and for runtimes without
+    grouped-convolution kernels)."""
     check_choice("groups", groups, V1_GROUPS)
+    check_choice("grouped_conv", grouped_conv, GROUPED_CONV)
     check_choice("scale", scale, V1_SCALES)
     stem_kind = resolve_stem(input_shape, stem)
     inputs = keras.Input(shape=tuple(input_shape), name="images")
@@ -142,6 +166,7 @@ def shufflenet_v1(
                 strides=2 if unit == 0 else 1,
                 group_first=index > 1 or unit > 0,
                 bn_momentum=bn_momentum,
+                grouped_conv=grouped_conv,
                 name=f"s{index + 1}u{unit + 1}",
             )
         x = end_stage(x, index)
