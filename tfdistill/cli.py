@@ -96,8 +96,9 @@ _XLA = flags.DEFINE_enum(
     "xla",
     "auto",
     ["auto", "on", "off"],
-    "run: compile the training steps with XLA. auto: on (CPUs included), except under a "
-    "tf.distribute strategy or with --deterministic.",
+    "run: compile the training steps with XLA. auto: on where a GPU is present (not under a "
+    "tf.distribute strategy or with --deterministic), off on CPU-only machines, where the "
+    "embedded data's short runs do not repay the compilation.",
 )
 _QUIET = flags.DEFINE_boolean(
     "quiet", False, "run: no stage banners, time estimates or progress bars; just the results."

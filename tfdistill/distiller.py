@@ -300,6 +300,8 @@ class Distiller(keras.Model):
                 "Distiller.compile takes student_loss_fn and distillation_loss_fn, not loss="
             )
         kwargs.pop("loss", None)
+        if jit_compile not in (True, False, "auto") or not isinstance(jit_compile, (bool, str)):
+            raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}.")
         object.__setattr__(self, "_jit_request", jit_compile)
         if jit_compile == "auto":
             jit_compile = not kwargs.get("run_eagerly", False) and resolve_jit_compile(self)

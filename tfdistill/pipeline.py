@@ -59,7 +59,7 @@ MIXED_PRECISION = precision.MIXED_PRECISION
 XLA = ("auto", "on", "off")
 DISTRIBUTED_STAGES = ("teacher", "scratch", "distil")
 NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
-NOT_FINGERPRINTED = ("out", "quiet", "strategy", "deterministic", "teacher_weights", "xla")
+NOT_FINGERPRINTED = ("out", "quiet", "strategy", "deterministic", "teacher_weights")
 EXPORT_SETTINGS = ("quantize",)
 BENCH_SETTINGS = (
     "threads",
@@ -134,6 +134,11 @@ class RunConfig:
         ):
             if value not in choices:
                 raise ValueError(f"Unknown {name} {value!r}; choose from {list(choices)}.")
+        if self.xla == "on" and self.deterministic:
+            raise ValueError(
+                "xla='on' and deterministic cannot go together: TensorFlow's deterministic ops "
+                "have no XLA kernels. Use xla='auto' or 'off' with deterministic."
+            )
         if self.teacher_weights is not None and not Path(self.teacher_weights).is_file():
             raise FileNotFoundError(f"teacher_weights {self.teacher_weights!r} is not a file.")
         if self.android and not self.benchmark_binary:
@@ -245,10 +250,13 @@ def fingerprinted(config: RunConfig) -> dict:
     """The settings that decide a run's trained models: its config without
     `NOT_FINGERPRINTED` and the export and bench settings (those stages keep their own and run
     again when they change), plus the digest of the `teacher_weights` file's contents.
-    `mixed_precision` counts only when set, so runs from before the flag still resume."""
+    `mixed_precision` and `xla` count only when set, so runs from before the flags still
+    resume; XLA changes the order of floating-point operations, so a stage trained with it is
+    not resumed without it."""
     values = _settings(config)
-    if values.get("mixed_precision") == "none":
-        del values["mixed_precision"]
+    for name, default in (("mixed_precision", "none"), ("xla", "auto")):
+        if values.get(name) == default:
+            del values[name]
     if config.teacher_weights:
         digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
         values["teacher_weights_sha256"] = digest
@@ -362,9 +370,11 @@ def _adam(learning_rate: float, steps: int, schedule: str = "cosine") -> keras.o
 
 
 def _jit_compile(config: RunConfig, model: keras.Model) -> bool:
-    """`config.xla`: "on", "off", or "auto", as the Distiller decides (`resolve_jit_compile`)."""
+    """`config.xla` "on" or "off"; "auto": where a GPU is present, as the Distiller decides
+    (`resolve_jit_compile`), and off on CPU-only machines, where the embedded data's runs of a
+    few hundred steps do not repay the compilation (measured: README, XLA)."""
     if config.xla == "auto":
-        return resolve_jit_compile(model)
+        return bool(tf.config.list_physical_devices("GPU")) and resolve_jit_compile(model)
     return config.xla == "on"
 
 

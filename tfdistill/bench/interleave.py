@@ -41,9 +41,10 @@ def interleave(
     clock: Callable[[], float] = time.perf_counter,
 ) -> Interleaved:
     """Times `calls` calls of each workload per round for `rounds` rounds, after `warmup`
-    untimed calls of each. Round r starts at workload r mod n of the given order and wraps, so
-    each workload runs first, second, ... equally often. `calls` may differ per workload (a
-    mapping by name), so that a fast one's chunk lasts about as long as a slow one's."""
+    untimed calls of each. Round r starts at workload r mod n of the given order and wraps: in
+    any n consecutive rounds each workload runs once in each position. `calls` may differ per
+    workload (a mapping by name), so that a fast one's chunk lasts about as long as a slow
+    one's."""
     if not workloads:
         raise ValueError("interleave needs at least one workload.")
     names = list(workloads)

@@ -46,14 +46,26 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
-def describe(proc: str | os.PathLike = "/proc") -> dict:
-    """The machine, as a JSON-ready dict. `cores_usable` is the process's CPU affinity (what a
-    benchmark can use), which on a shared or containerised machine is below `cores_logical`."""
+def _cpu_quota(cgroup: Path) -> float | None:
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def describe(
+    proc: str | os.PathLike = "/proc", cgroup: str | os.PathLike = "/sys/fs/cgroup"
+) -> dict:
+    """The machine, as a JSON-ready dict. `cores_usable` is the process's CPU affinity, which on
+    a shared machine can be below `cores_logical`; `cpu_quota` is a cgroup v2 CPU limit in
+    cores (`/sys/fs/cgroup/cpu.max`), None when there is none."""
     proc = Path(proc)
     try:
         cpu = parse_cpuinfo((proc / "cpuinfo").read_text())
     except OSError:
-        cpu = {"model": platform.processor() or None, "flags": []}
+        cpu = {"model": None, "flags": []}
+    cpu["model"] = cpu["model"] or platform.processor() or platform.machine() or None
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu": cpu["model"],
@@ -61,6 +73,7 @@ def describe(proc: str | os.PathLike = "/proc") -> dict:
         "architecture": platform.machine(),
         "cores_logical": os.cpu_count(),
         "cores_usable": usable,
+        "cpu_quota": _cpu_quota(Path(cgroup)),
         "memory_bytes": _memory_bytes(proc / "meminfo"),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

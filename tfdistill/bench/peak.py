@@ -44,13 +44,15 @@ def measure_peak(path: str | os.PathLike, *, num_threads: int = 1, runs: int = 1
     `invoke` calls yourself (`tfdistill.bench.interleave`) to compare with a model."""
     import time
 
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be an integer >= 1, got {runs!r}.")
     interpreter = litert_interpreter(path, num_threads=num_threads)
     (detail,) = interpreter.get_input_details()
     _, rows, depth = (int(d) for d in detail["shape"])
     units = int(interpreter.get_output_details()[0]["shape"][-1])
     interpreter.set_tensor(detail["index"], np.ones(detail["shape"], np.float32))
     interpreter.invoke()
-    best = min(_timed(interpreter.invoke, time.perf_counter) for _ in range(max(runs, 1)))
+    best = min(_timed(interpreter.invoke, time.perf_counter) for _ in range(runs))
     return gmacs(matmul_macs(rows, depth, units), best)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 
@@ -90,25 +92,28 @@ class SplitGroupedConv2D(keras.layers.Conv2D):
     CONV_2D on ShuffleNet v1 and ResNeXt-29.
     """
 
-    def split_convolution(self, inputs, kernel, bias=None):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.groups > 1 and self.data_format != "channels_last":
+            raise ValueError(
+                "SplitGroupedConv2D lowers grouped convolutions for TFLite, whose tensors are "
+                f"channels_last; got data_format={self.data_format!r}. Use Conv2D(groups=...)."
+            )
+
+    def split_convolution(self, inputs: Any, kernel: Any, bias: Any = None) -> Any:
         """(B, H, W, C_in) -> (B, H', W', filters): one convolution per group, each adding its
         slice of `bias` (so TFLite fuses it into that CONV_2D), then concatenated."""
-        channel_axis = -1 if self.data_format == "channels_last" else 1
         conv = super().convolution_op
-        slices = keras.ops.split(inputs, self.groups, axis=channel_axis)
+        slices = keras.ops.split(inputs, self.groups, axis=-1)
         kernels = keras.ops.split(kernel, self.groups, axis=-1)
         biases = [None] * self.groups if bias is None else keras.ops.split(bias, self.groups)
         outputs = []
         for x, k, b in zip(slices, kernels, biases, strict=True):
             y = conv(x, k)
-            if b is not None:
-                shape = [1] * len(y.shape)
-                shape[channel_axis] = -1
-                y = y + keras.ops.reshape(b, shape)
-            outputs.append(y)
-        return keras.ops.concatenate(outputs, axis=channel_axis)
+            outputs.append(y if b is None else y + b)
+        return keras.ops.concatenate(outputs, axis=-1)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         if self.groups == 1:
             return super().call(inputs)
         outputs = self.split_convolution(inputs, self.kernel, self.bias if self.use_bias else None)
