@@ -10,6 +10,10 @@ each its own tool's XLA default, as a user gets it, `--jit on|off` the same sett
   distiller         tfdistill.Distiller(student, teacher), default KL soft-target loss
   distiller_cached  the same Distiller on `cache_teacher_outputs` batches (no teacher pass)
   keras_peer        keras.distillation.Distiller with LogitsDistillation(T=3, KL), weight 0.1
+With `--jit default`, also, in the same rounds:
+  distiller_noxla, distiller_cached_noxla   the two Distillers with jit_compile=False
+  keras_peer_xla                            the peer with jit_compile=True
+With `--mixed-precision float16|bfloat16`: distiller_<policy>, its student under that policy.
 
 Each timed chunk calls the compiled `train_function` `--steps` times on a persistent iterator
 over a repeated in-memory dataset, so every variant pays the same per-step overhead. Rounds run
@@ -43,14 +47,19 @@ import tensorflow as tf  # noqa: E402
 
 import tfdistill  # noqa: E402
 from tfdistill import data as data_lib  # noqa: E402
-from tfdistill import models  # noqa: E402
+from tfdistill import models, precision  # noqa: E402
 
-VARIANTS = ("student", "distiller", "distiller_cached", "keras_peer")
 RATIOS = (
     ("distiller", "keras_peer"),
     ("distiller_cached", "keras_peer"),
     ("distiller", "student"),
     ("student", "keras_peer"),
+    ("distiller", "distiller_noxla"),
+    ("distiller_cached", "distiller_cached_noxla"),
+    ("distiller", "keras_peer_xla"),
+    ("distiller_cached", "keras_peer_xla"),
+    ("distiller_float16", "distiller"),
+    ("distiller_bfloat16", "distiller"),
 )
 TARGETS = {"distiller/keras_peer": 1.0, "distiller_cached/keras_peer": 1.5}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "distill_throughput.json"
@@ -85,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--mixed-precision",
+        choices=precision.MIXED_PRECISION,
+        default="none",
+        help="also time the Distiller with a student built under this mixed policy",
+    )
     parser.add_argument(
         "--jit",
         choices=tuple(JIT),
@@ -163,58 +178,75 @@ def build_variants(
         widths=args.teacher_widths,
         depth=args.teacher_depth,
     )
-    student = models.get(
-        "convnet",
-        num_classes=num_classes,
-        input_shape=input_shape,
-        widths=args.student_widths,
-        depth=args.student_depth,
-    )
+
+    def student_net() -> keras.Model:
+        return models.get(
+            "convnet",
+            num_classes=num_classes,
+            input_shape=input_shape,
+            widths=args.student_widths,
+            depth=args.student_depth,
+        )
+
+    student = student_net()
     weights = student.get_weights()
     base = batched(x, y, args.batch_size)
 
     def optimizer() -> keras.optimizers.Optimizer:
         return make_optimizer(args.optimizer, args.learning_rate)
 
-    plain = student_copy(student, weights)
     jit = JIT[args.jit]
+    plain = student_copy(student, weights)
     plain.compile(
         optimizer=optimizer(),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit,
     )
 
-    distiller = tfdistill.Distiller(student_copy(student, weights), teacher)
-    distiller.compile(optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE, jit_compile=jit)
+    def distiller(jit_compile: bool | str, network: keras.Model | None = None) -> keras.Model:
+        made = tfdistill.Distiller(network or student_copy(student, weights), teacher)
+        made.compile(
+            optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE, jit_compile=jit_compile
+        )
+        return made
 
-    cached_distiller = tfdistill.Distiller(student_copy(student, weights), teacher)
-    cached_distiller.compile(
-        optimizer=optimizer(), alpha=ALPHA, temperature=TEMPERATURE, jit_compile=jit
-    )
     start = time.perf_counter()
     cached = data_lib.cache_teacher_outputs(base, teacher)
     cache_seconds = time.perf_counter() - start
 
-    peer = keras.distillation.Distiller(
-        teacher=teacher,
-        student=student_copy(student, weights),
-        distillation_losses=keras.distillation.LogitsDistillation(
-            temperature=TEMPERATURE, loss=keras.losses.KLDivergence()
-        ),
-        student_loss_weight=ALPHA,
-    )
-    peer.compile(
-        optimizer=optimizer(),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit,
-    )
+    def peer(jit_compile: bool | str) -> keras.Model:
+        made = keras.distillation.Distiller(
+            teacher=teacher,
+            student=student_copy(student, weights),
+            distillation_losses=keras.distillation.LogitsDistillation(
+                temperature=TEMPERATURE, loss=keras.losses.KLDivergence()
+            ),
+            student_loss_weight=ALPHA,
+        )
+        made.compile(
+            optimizer=optimizer(),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit_compile,
+        )
+        return made
 
     variants = [
         Variant("student", plain, base),
-        Variant("distiller", distiller, base),
-        Variant("distiller_cached", cached_distiller, cached),
-        Variant("keras_peer", peer, base),
+        Variant("distiller", distiller(jit), base),
+        Variant("distiller_cached", distiller(jit), cached),
+        Variant("keras_peer", peer(jit), base),
     ]
+    if args.jit == "default":
+        variants += [
+            Variant("distiller_noxla", distiller(False), base),
+            Variant("distiller_cached_noxla", distiller(False), cached),
+            Variant("keras_peer_xla", peer(True), base),
+        ]
+    if args.mixed_precision != "none":
+        with precision.dtype_policy(precision.policy_name(args.mixed_precision)):
+            mixed = student_net()
+        mixed.set_weights(weights)
+        variants.append(Variant(f"distiller_{args.mixed_precision}", distiller(jit, mixed), base))
     info = {
         "dataset": args.dataset,
         "train_examples": int(len(x)),
@@ -263,9 +295,14 @@ def ratio_key(a: str, b: str) -> str:
     return f"{a}/{b}"
 
 
+def _pairs(rates: dict) -> list[tuple[str, str]]:
+    """The RATIOS whose two variants ran."""
+    return [(a, b) for a, b in RATIOS if a in rates and b in rates]
+
+
 def summarize(rates: dict[str, list[float]]) -> tuple[dict, dict, dict]:
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    ratios = {ratio_key(a, b): medians[a] / medians[b] for a, b in RATIOS}
+    ratios = {ratio_key(a, b): medians[a] / medians[b] for a, b in _pairs(rates)}
     targets = {key: ratios[key] >= threshold for key, threshold in TARGETS.items()}
     return medians, ratios, targets
 
@@ -274,7 +311,7 @@ def paired_ratios(rates: dict[str, list[float]]) -> dict[str, float]:
     """Median over rounds of the within-round ratio: cancels load that lasts a whole round."""
     return {
         ratio_key(a, b): statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
-        for a, b in RATIOS
+        for a, b in _pairs(rates)
     }
 
 
@@ -290,7 +327,7 @@ def print_report(
 ) -> None:
     print()
     print(f"{'variant':<18}{'median img/s':>14}{'min':>10}{'max':>10}{'img/CPU-s':>12}")
-    for name in VARIANTS:
+    for name in rates:
         values = rates[name]
         print(
             f"{name:<18}{medians[name]:>14.0f}{min(values):>10.0f}{max(values):>10.0f}"

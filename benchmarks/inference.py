@@ -306,12 +306,19 @@ def _compare(
     folder: Path,
     prefix: str,
 ) -> dict:
-    """For each case: build (a, b), export both fp32 and int8 (same calibration images), time
-    the four files together per thread count; ratio = a / b."""
+    """For each case: build (a, b), give b a's weights (latency can depend on the values:
+    denormals, int8 ranges), export both fp32 and int8 (same calibration images), time the four
+    files together per thread count; ratio = a / b."""
     results: dict[str, dict] = {}
     rng = np.random.default_rng(args.seed)
     for index, (case, (build_a, build_b)) in enumerate(builds.items()):
         model_a, model_b = build_a(), build_b()
+        model_b.set_weights(
+            [
+                w.reshape(t.shape)
+                for w, t in zip(model_a.get_weights(), model_b.weights, strict=True)
+            ]
+        )
         shape = tuple(model_a.inputs[0].shape[1:])
         calibration = rng.random((8, *shape), dtype=np.float32)
         paths_a = export_pair(model_a, folder, f"{prefix}{index}a", calibration)
@@ -476,8 +483,8 @@ def render(payload: dict) -> str:
     for key, title, a, b in (
         (
             "twins",
-            "**Zoo MobileNets against keras.applications** (untrained, same alpha and "
-            "resolution; ratio = zoo / keras.applications latency, target <= "
+            "**Zoo MobileNets against keras.applications** (untrained, same alpha, "
+            "resolution and weights; ratio = zoo / keras.applications latency, target <= "
             f"{TWIN_TARGET})",
             "zoo ms",
             "keras ms",

@@ -141,14 +141,17 @@ def test_parse_cpuinfo_reads_the_first_core():
 def test_describe_reads_a_proc_folder(tmp_path):
     (tmp_path / "cpuinfo").write_text(X86_CPUINFO)
     (tmp_path / "meminfo").write_text("MemTotal:       16384 kB\nMemFree: 1 kB\n")
-    described = machine.describe(tmp_path)
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    described = machine.describe(tmp_path, cgroup=tmp_path)
     assert described["cpu"] == "AMD EPYC 7B13"
+    assert described["cpu_quota"] == 1.5
     assert described["memory_bytes"] == 16384 * 1024
     assert 1 <= described["cores_usable"] <= described["cores_logical"]
     assert described["packages"]["tfdistill"] is not None
     json.dumps(described)
-    empty = machine.describe(tmp_path / "missing")
+    empty = machine.describe(tmp_path / "missing", cgroup=tmp_path / "missing")
     assert empty["memory_bytes"] is None and empty["cpu_features"] == []
+    assert empty["cpu_quota"] is None and empty["cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +251,23 @@ def test_parse_args_names_bad_sections(inference, capsys):
     args = inference.parse_args(["--sections", "twins,peak", "--threads", "2,1"])
     assert args.sections == ["peak", "twins"] and args.threads == [1, 2]
     assert inference.README.read_text().count(inference.BEGIN) == 1
+
+
+def test_a_partial_run_keeps_the_sections_it_skipped(inference, tmp_path):
+    path = tmp_path / "inference.json"
+    earlier = _payload()
+    earlier["measured"] = dict.fromkeys(earlier["sections"], earlier["timestamp"])
+    path.write_text(json.dumps(earlier))
+    later = _payload()
+    later["timestamp"] = "2026-12-03T00:00:00+00:00"
+    later["sections"] = {"twins": {"cases": {}}}
+    inference.merge_earlier(path, later)
+    assert list(later["sections"]) == ["peak", "zoo", "twins"]
+    assert later["sections"]["twins"] == {"cases": {}}
+    assert later["sections"]["zoo"] == earlier["sections"]["zoo"]
+    assert later["measured"] == {
+        "twins": "2026-12-03T00:00:00+00:00",
+        "peak": earlier["timestamp"],
+        "zoo": earlier["timestamp"],
+    }
+    assert f"Kept from earlier runs: peak ({earlier['timestamp']})" in inference.render(later)

@@ -376,6 +376,31 @@ def test_xla_is_off_by_default_when_a_layer_does_not_support_it(role, xla_auto):
     assert np.isfinite(one_step(distiller)["loss"])
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: keras.layers.DepthwiseConv2D(3, padding="same"),
+        lambda: keras.layers.SeparableConv2D(4, 3, padding="same"),
+        lambda: keras.layers.Conv2D(4, 1, groups=2),
+    ],
+)
+def test_xla_is_off_by_default_on_cpu_for_depthwise_and_grouped_convolutions(layer, xla_auto):
+    """XLA's CPU backend trained MobileNet v1 and ShuffleNet v2 students about 4× slower."""
+    assert not tf.config.list_physical_devices("GPU")
+
+    def net(middle):
+        inputs = keras.Input((6, 6, 2))
+        x = middle(inputs) if middle else keras.layers.Conv2D(4, 1)(inputs)
+        return keras.Model(inputs, keras.layers.Dense(C)(keras.layers.Flatten()(x)))
+
+    distiller = Distiller(net(layer()), net(None))
+    distiller.compile(optimizer="sgd")
+    assert distiller.jit_compile is False
+    plain = Distiller(net(None), net(None))
+    plain.compile(optimizer="sgd")
+    assert plain.jit_compile is True
+
+
 def test_xla_is_off_by_default_under_op_determinism(xla_auto):
     tf.config.experimental.enable_op_determinism()
     try:
@@ -440,22 +465,25 @@ def float32_history(cached):
 
 
 @pytest.mark.parametrize(
-    "policy, distiller_under_policy, cached, rtol",
+    "policy, distiller_under_policy, cached, rtol, xla",
     [
-        ("mixed_float16", False, False, 5e-3),
-        ("mixed_float16", True, True, 5e-3),
-        ("mixed_bfloat16", False, True, 3e-2),
+        ("mixed_float16", False, False, 5e-3, False),
+        ("mixed_float16", True, True, 5e-3, True),
+        ("mixed_bfloat16", False, True, 3e-2, True),
     ],
 )
 def test_mixed_precision_trains_like_float32(
-    float32_afterwards, policy, distiller_under_policy, cached, rtol
+    float32_afterwards, request, policy, distiller_under_policy, cached, rtol, xla
 ):
     """16-bit logits, float32 losses: finite, float32 logs within `rtol` of the float32 fit
     from the same weights (float16 keeps 11 significant bits, bfloat16 8; measured 3e-4 and
     8e-3), float32 variables that move, and loss scaling for float16 whatever policy the
-    Distiller was made under."""
+    Distiller was made under; with XLA (the default outside the tests) for two of them."""
     reference = float32_history(cached)
+    if xla:
+        request.getfixturevalue("xla_auto")
     history, distiller, initial = mixed_fit(policy, distiller_under_policy, cached)
+    assert distiller.jit_compile is xla
     student = distiller.student
     assert student.compute_dtype == policy.removeprefix("mixed_")
     assert distiller.teacher_logits(np.zeros((2, D), "float32")).dtype == tf.float32

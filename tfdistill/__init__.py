@@ -7,10 +7,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from tfdistill import bench, compress, data, distribute, export, losses, models  # noqa: E402
+from tfdistill import (  # noqa: E402
+    bench,
+    compress,
+    data,
+    distribute,
+    export,
+    losses,
+    models,
+    precision,
+)
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
 from tfdistill.data import cache_teacher_outputs, shuffled_batches  # noqa: E402
-from tfdistill.distiller import Distiller  # noqa: E402
+from tfdistill.distiller import Distiller, resolve_jit_compile  # noqa: E402
 from tfdistill.distribute import support_strategy, synchronize_batch_norm  # noqa: E402
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss  # noqa: E402
 from tfdistill.profile import Profile, profile  # noqa: E402
@@ -30,7 +39,9 @@ __all__ = [
     "export",
     "losses",
     "models",
+    "precision",
     "profile",
+    "resolve_jit_compile",
     "shuffled_batches",
     "support_strategy",
     "synchronize_batch_norm",

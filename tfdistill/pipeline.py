@@ -963,7 +963,8 @@ def _run(
 
     def elements() -> tuple:
         """The `distillation_elements`, made when a stage first trains on them (caching the
-        teacher's logits takes a pass of the teacher over the training split)."""
+        teacher's logits takes a pass of the teacher over the training split). Always by the
+        teacher as trained (16-bit under mixed precision), whichever stage comes first."""
         if not cached:
             cached.append(distillation_elements(config, ds, teacher, labeled))
         return cached[0]
@@ -990,10 +991,10 @@ def _run(
     )
     if not chief:
         return {"worker": distribute.worker_name(strategy)}
-    teacher, scratch, distilled = (
+    teacher32, scratch, distilled = (
         precision.float32_copy(model) for model in (teacher, scratch, distilled)
     )
-    online_teacher = teacher if augments(config) else None
+    online_teacher = teacher32 if augments(config) else None
     plan = [Export("student_distilled", distilled, config.quantize)]
     students: dict[str, tuple[keras.Model, dict]] = {}
     base = distilled
@@ -1036,7 +1037,7 @@ def _run(
             lambda record: [weights.name],
         )
         plan.append(Export("student_qat", qat, ("int8",)))
-    plan.append(Export("teacher", teacher, ("none",)))
+    plan.append(Export("teacher", teacher32, ("none",)))
 
     def export_work() -> tuple[list[dict], dict]:
         exported = export(config, ds, plan, out)
@@ -1080,7 +1081,7 @@ def _run(
             "labeled": len(labeled),
             "skipped_files": ds.skipped,
         },
-        "teacher": _entry(teacher, ds, config, model=config.teacher, file="teacher.keras"),
+        "teacher": _entry(teacher32, ds, config, model=config.teacher, file="teacher.keras"),
         "students": {
             "scratch": _entry(scratch, ds, config, **entry, file="student_scratch.keras"),
             "distilled": _entry(

@@ -88,8 +88,8 @@ class SplitGroupedConv2D(keras.layers.Conv2D):
     groups), meets kernel[..., i·f:(i + 1)·f] with f = filters / groups; the outputs (B, H', W',
     f) are concatenated to (B, H', W', filters), then bias and activation as in Conv2D. With
     groups = 1 it is Conv2D. It exists for runtimes without grouped-convolution kernels and for
-    comparison: in LiteRT 2.3 with XNNPACK it ran 1.01-1.60× slower than the native grouped
-    CONV_2D on ShuffleNet v1 and ResNeXt-29.
+    comparison: in LiteRT 2.3 with XNNPACK it ran 1.01-1.77× slower than the native grouped
+    CONV_2D on ShuffleNet v1 and ResNeXt-29 (`benchmarks/inference.py`).
     """
 
     def __init__(self, *args, **kwargs):
