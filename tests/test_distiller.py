@@ -385,7 +385,8 @@ def test_xla_is_off_by_default_when_a_layer_does_not_support_it(role, xla_auto):
     ],
 )
 def test_xla_is_off_by_default_on_cpu_for_depthwise_and_grouped_convolutions(layer, xla_auto):
-    """XLA's CPU backend trained MobileNet v1 and ShuffleNet v2 students about 4× slower."""
+    """XLA's CPU backend trained MobileNet v1 and ShuffleNet v2 students about 4× slower
+    (`benchmarks/xla_cpu.py`)."""
     assert not tf.config.list_physical_devices("GPU")
 
     def net(middle):
