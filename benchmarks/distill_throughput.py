@@ -29,7 +29,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ import tensorflow as tf  # noqa: E402
 import tfdistill  # noqa: E402
 from tfdistill import data as data_lib  # noqa: E402
 from tfdistill import models, precision  # noqa: E402
+from tfdistill.artifacts import write_atomic  # noqa: E402
 
 RATIOS = (
     ("distiller", "keras_peer"),
@@ -344,16 +344,7 @@ def print_report(
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"), mode="w")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -548,7 +548,6 @@ def merge_earlier(path: Path, payload: dict) -> None:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"), mode="w")
 
 
