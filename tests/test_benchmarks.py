@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -148,6 +149,9 @@ def test_describe_reads_a_proc_folder(tmp_path):
     assert described["memory_bytes"] == 16384 * 1024
     assert 1 <= described["cores_usable"] <= described["cores_logical"]
     assert described["packages"]["tfdistill"] is not None
+    asked = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    assert described["onednn"] is (asked == "1") if asked in ("0", "1") else True
+    assert isinstance(described["onednn"], bool)
     json.dumps(described)
     empty = machine.describe(tmp_path / "missing", cgroup=tmp_path / "missing")
     assert empty["memory_bytes"] is None and empty["cpu_features"] == []

@@ -128,6 +128,17 @@ class TeacherPass(NamedTuple):
     targets: tf.Tensor | None
 
 
+class Batch(NamedTuple):
+    """One replica's share of a batch: B rows, of which the first `rows` are real."""
+
+    x: Any
+    y: Any
+    sample_weight: Any
+    weights: tf.Tensor  # (B,) float32: the sample weight, 0 on padding rows
+    mask: tf.Tensor  # (B,) float32: 1 on labeled real rows
+    rows: tf.Tensor  # int32 scalar
+
+
 class StudentPass(NamedTuple):
     logits: tf.Tensor
     features: list[tf.Tensor]
@@ -167,10 +178,11 @@ def _gradient_targets(y: Any, mask: tf.Tensor, teacher_logits: tf.Tensor) -> tf.
 
 
 def _summed_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Σ over the batch, so its input gradient is each example's own ∂CE/∂x."""
-    return tf.reduce_sum(
-        tf.nn.softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))
-    )
+    """Σ over the batch of −Σ_c t·log softmax(s), so its input gradient is each example's own
+    ∂CE/∂x. Written out rather than TensorFlow's fused op, whose gradient softmax − t assumes
+    Σ_c t = 1: a row of zero targets (padding) must have zero gradient."""
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+    return -tf.reduce_sum(tf.cast(targets, tf.float32) * log_probs)
 
 
 def global_sum(values: tf.Tensor) -> tf.Tensor:
@@ -268,7 +280,7 @@ class Distiller(keras.Model):
         self.temperature = 3.0
         if student.built and teacher.built:
             self.built = True
-        distribute.support_strategy(self)
+        distribute.support_strategy(self, pad_empty=False)
 
     def _build_forwards(self) -> None:
         """The teacher's folded inference pass and, with attention, the student's multi-output
@@ -404,7 +416,10 @@ class Distiller(keras.Model):
         BatchNorm folded into the preceding layers (`tfdistill.folding`)."""
         return tf.stop_gradient(self._teacher_outputs(x)[0])
 
-    def _teacher_pass(self, x: Any, y: Any) -> TeacherPass:
+    def _teacher_pass(self, x: Any, y: Any, real: tf.Tensor) -> TeacherPass:
+        """`real` (B,): 1 on real rows, 0 on padding, whose gradient targets are all zero (its
+        cross-entropy would reach the real rows' input gradients through training-mode
+        BatchNorm's statistics)."""
         if self._gradient_at is None:
             logits, features = self._teacher_outputs(x)
             return TeacherPass(
@@ -414,7 +429,7 @@ class Distiller(keras.Model):
             tape.watch(x)
             logits, features = self._teacher_outputs(x)
             mask = tf.zeros_like(logits[:, 0]) if y is None else labeled_mask(y, logits.shape[-1])
-            targets = _gradient_targets(y, mask, logits)
+            targets = _gradient_targets(y, mask, logits) * real[:, tf.newaxis]
             cross_entropy = _summed_cross_entropy(targets, logits)
         input_grad = tape.gradient(cross_entropy, x)
         return TeacherPass(
@@ -466,26 +481,15 @@ class Distiller(keras.Model):
         return terms
 
     def _loss_terms(
-        self,
-        y: Any,
-        mask: tf.Tensor,
-        student: StudentPass,
-        teacher: TeacherPass,
-        sample_weight: Any,
+        self, batch: Batch, student: StudentPass, teacher: TeacherPass
     ) -> tuple[tf.Tensor, dict[str, tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """This replica's share of the global loss; (local mean, local weight) per logged term; and
         global batch / local batch, which turns a share into a value a Mean tracker can average."""
         student_logits = student.logits
-        weights = (
-            tf.ones_like(student_logits[:, 0])
-            if sample_weight is None
-            else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
-        )
-        hard_sum = tf.reduce_sum(weights * self.hard_loss.call(y, student_logits))
+        weights = batch.weights
+        hard_sum = tf.reduce_sum(weights * self.hard_loss.call(batch.y, student_logits))
         soft_sum = tf.reduce_sum(weights * self.soft_loss.call(teacher.logits, student_logits))
-        local_counts = tf.stack(
-            [tf.cast(tf.shape(student_logits)[0], tf.float32), tf.reduce_sum(mask)]
-        )
+        local_counts = tf.stack([tf.cast(batch.rows, tf.float32), tf.reduce_sum(batch.mask)])
         global_counts = global_sum(local_counts)
         alpha = self.alpha
         global_n = tf.maximum(global_counts[0], 1.0)
@@ -517,25 +521,29 @@ class Distiller(keras.Model):
         for name, tracker in self._attention_trackers.items():
             tracker.update_state(*logged[name])
 
-    def _metrics_update(
-        self, y: Any, mask: tf.Tensor, student_logits: tf.Tensor, sample_weight: Any
-    ) -> dict:
+    def _metrics_update(self, batch: Batch, student_logits: tf.Tensor) -> dict:
         """Compiled metrics on the labeled examples only."""
-        keep = tf.reshape(tf.where(mask > 0), [-1])
+        keep = tf.reshape(tf.where(batch.mask > 0), [-1])
+        sample_weight = batch.sample_weight
         if sample_weight is not None:
             sample_weight = tf.gather(tf.reshape(sample_weight, [-1]), keep)
         return self.compute_metrics(
-            None, tf.gather(y, keep), tf.gather(student_logits, keep), sample_weight=sample_weight
+            None,
+            tf.gather(batch.y, keep),
+            tf.gather(student_logits, keep),
+            sample_weight=sample_weight,
         )
 
-    def _prepare(self, data: Any) -> tuple[Any, Any, Any, tf.Tensor, TeacherPass]:
-        """(x, y, sample_weight, labeled mask (B,), the teacher's pass) of a batch."""
+    def _prepare(self, data: Any, rows: tf.Tensor) -> tuple[Batch, TeacherPass]:
+        """A batch whose first `rows` rows are real (the rest padding, see
+        `distribute.padded_if_empty`), and the teacher's pass over it."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = split_cached(x)
         if self._gradient_at is not None:
             x = _float_input(x)
+        real = tf.cast(tf.range(distribute.batch_rows(x)) < rows, tf.float32)
         if cached is None:
-            teacher = self._teacher_pass(x, y)
+            teacher = self._teacher_pass(x, y, real)
         elif self.pairs or self._gradient_at is not None:
             raise ValueError(
                 "Cached teacher outputs hold only the teacher's logits, but attention transfer "
@@ -544,29 +552,35 @@ class Distiller(keras.Model):
         else:
             teacher = TeacherPass(tf.cast(cached, tf.float32), [], None, None)
         num_classes = teacher.logits.shape[-1]
-        return x, y, sample_weight, labeled_mask(y, num_classes), teacher
+        weights = real
+        if sample_weight is not None:
+            weights = real * tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+        mask = real * labeled_mask(y, num_classes)
+        return Batch(x, y, sample_weight, weights, mask, rows), teacher
 
     def train_step(self, data: Any) -> dict:
-        x, y, sample_weight, mask, teacher = self._prepare(data)
         variables = self.student.trainable_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            student = self._student_pass(x, True, teacher)
-            share, logged, to_mean = self._loss_terms(y, mask, student, teacher, sample_weight)
-            share = share + self._regularization() / replicas
-            scaled = self.optimizer.scale_loss(share)
+        with distribute.padded_if_empty(data) as (data, rows):
+            batch, teacher = self._prepare(data, rows)
+            with tf.GradientTape() as tape:
+                student = self._student_pass(batch.x, True, teacher)
+                share, logged, to_mean = self._loss_terms(batch, student, teacher)
+                share = share + self._regularization() / replicas
+                scaled = self.optimizer.scale_loss(share)
         logged["loss"] = (share * to_mean, logged["distillation_loss"][1])
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self._update_trackers(logged)
-        return self._metrics_update(y, mask, student.logits, sample_weight)
+        return self._metrics_update(batch, student.logits)
 
     def test_step(self, data: Any) -> dict:
         """Logs the student's own loss (hard labels plus regularization) as `loss`."""
-        x, y, sample_weight, mask, teacher = self._prepare(data)
-        student = self._student_pass(x, False, teacher)
-        _, logged, _ = self._loss_terms(y, mask, student, teacher, sample_weight)
+        with distribute.padded_if_empty(data) as (data, rows):
+            batch, teacher = self._prepare(data, rows)
+            student = self._student_pass(batch.x, False, teacher)
+        _, logged, _ = self._loss_terms(batch, student, teacher)
         own = logged["student_loss"][0] + self._regularization()
         logged["loss"] = (own, logged["student_loss"][1])
         self._update_trackers(logged)
-        return self._metrics_update(y, mask, student.logits, sample_weight)
+        return self._metrics_update(batch, student.logits)

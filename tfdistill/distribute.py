@@ -8,17 +8,29 @@ over the replicas (64 images on 3 GPUs), and under `MultiWorkerMirroredStrategy`
 lack. `support_strategy` mends both for one model: the shapes come from this replica's own
 batch, and the logs travel as vectors of one value. The Distiller applies it to itself;
 `tfdistill run` to every model it fits.
+
+A replica can also get no example at all: the last batch of 13 images in batches of 4 splits
+1 + 0 over two replicas. TensorFlow 2.21's oneDNN convolution (on by default on CPUs with
+AVX-512 VNNI/BF16 or AMX) then returns its input unchanged in graph mode, and the next layer
+fails ("input depth must be evenly divisible by filter depth"). `padded_if_empty` gives such a
+replica one row of zeros that weighs nothing: its losses and gradients are zero, and
+synchronized BatchNorm leaves it out of its statistics, so every replica still enters the same
+collectives and the step equals one device's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 import tensorflow as tf
+
+from tfdistill import _keras_internals
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "one_device")
 TF_CONFIG_EXAMPLE = (
@@ -167,10 +179,66 @@ def _vector_logs(logs: Any) -> Any:
     return tf.nest.map_structure(vector, logs)
 
 
-def support_strategy(model: keras.Model) -> keras.Model:
-    """Lets `model.fit` and `model.evaluate` run under the strategy it was made in, whatever
-    the split of the first batch over its replicas, and under `MultiWorkerMirroredStrategy`
-    (see the module docstring); a no-op for one replica. Returns `model`."""
+def _pad_rows(value: Any, pad: tf.Tensor) -> Any:
+    if not isinstance(value, tf.Tensor) or value.shape.rank in (None, 0):
+        return value
+    zeros = tf.zeros(tf.concat([[pad], tf.shape(value)[1:]], 0), value.dtype)
+    return tf.concat([value, zeros], 0)
+
+
+def batch_rows(data: Any) -> tf.Tensor:
+    """The number of rows B of a batch: the first dimension of its first (B, ...) tensor."""
+    for value in tf.nest.flatten(data):
+        if isinstance(value, tf.Tensor) and value.shape.rank:
+            return tf.shape(value)[0]
+    raise ValueError("A batch needs at least one tensor with a batch dimension.")
+
+
+@contextlib.contextmanager
+def padded_if_empty(data: Any) -> Iterator[tuple[Any, tf.Tensor]]:
+    """Yields (`data` with one row of zeros appended to each (B, ...) tensor when B is 0, the
+    real B as an int32 scalar). Inside, synchronized BatchNorm computes its statistics from the
+    real rows alone. The caller gives the padding row zero weight (see the module docstring)."""
+    rows = batch_rows(data)
+    pad = tf.cast(tf.equal(rows, 0), tf.int32)
+    with _keras_internals.batch_norm_rows(rows):
+        yield tf.nest.map_structure(lambda value: _pad_rows(value, pad), data), rows
+
+
+def _padded_steps(model: keras.Model) -> None:
+    """Wraps `model`'s train, test and predict steps in `padded_if_empty`; the padding row
+    gets sample weight 0 (every output's) and is cut from the predictions."""
+
+    def weighted(step: Any) -> Any:
+        def run(data: Any) -> Any:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with padded_if_empty((x, y, sample_weight)) as ((x, y, sample_weight), rows):
+                if y is not None and sample_weight is None:
+                    real = tf.cast(tf.range(batch_rows(x)) < rows, tf.float32)
+                    sample_weight = tf.nest.map_structure(lambda _: real, y)
+                return step(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+
+        return run
+
+    def predict(step: Any) -> Any:
+        def run(data: Any) -> Any:
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+            with padded_if_empty(x) as (x, rows):
+                return tf.nest.map_structure(lambda out: out[:rows], step((x,)))
+
+        return run
+
+    object.__setattr__(model, "train_step", weighted(model.train_step))
+    object.__setattr__(model, "test_step", weighted(model.test_step))
+    object.__setattr__(model, "predict_step", predict(model.predict_step))
+
+
+def support_strategy(model: keras.Model, pad_empty: bool = True) -> keras.Model:
+    """Lets `model.fit`, `evaluate` and `predict` run under the strategy it was made in,
+    whatever the split of a batch over its replicas (one with no example included), and under
+    `MultiWorkerMirroredStrategy` (see the module docstring); a no-op for one replica.
+    `pad_empty=False` leaves empty replicas to a model whose own steps call `padded_if_empty`
+    (the Distiller). Returns `model`."""
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is None or strategy.num_replicas_in_sync == 1 or hasattr(model, "_mended"):
         return model
@@ -192,6 +260,8 @@ def support_strategy(model: keras.Model) -> keras.Model:
     object.__setattr__(
         model, "_maybe_symbolic_build", types.MethodType(maybe_symbolic_build, model)
     )
+    if pad_empty:
+        _padded_steps(model)
     if is_multi_worker(strategy):
         object.__setattr__(model, "train_step", vector_step(model.train_step))
         object.__setattr__(model, "test_step", vector_step(model.test_step))

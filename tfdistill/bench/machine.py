@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from tfdistill import _keras_internals
+
 FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
 ARM_FEATURES = ("neon", "asimd", "asimddp", "i8mm", "sve", "sme")
 PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "numpy", "tfdistill")
@@ -59,7 +61,8 @@ def describe(
 ) -> dict:
     """The machine, as a JSON-ready dict. `cores_usable` is the process's CPU affinity, which on
     a shared machine can be below `cores_logical`; `cpu_quota` is a cgroup v2 CPU limit in
-    cores (`/sys/fs/cgroup/cpu.max`), None when there is none."""
+    cores (`/sys/fs/cgroup/cpu.max`), None when there is none; `onednn` whether TensorFlow
+    runs its oneDNN kernels in this process (docs/cpus.md)."""
     proc = Path(proc)
     try:
         cpu = parse_cpuinfo((proc / "cpuinfo").read_text())
@@ -74,6 +77,7 @@ def describe(
         "cores_logical": os.cpu_count(),
         "cores_usable": usable,
         "cpu_quota": _cpu_quota(Path(cgroup)),
+        "onednn": _keras_internals.onednn_enabled(),
         "memory_bytes": _memory_bytes(proc / "meminfo"),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
