@@ -29,9 +29,9 @@ Settings (`--settings`, default few,full):
 
 Default run: `digits` (1437 train / 360 test, 32×32×1, 10 classes); the `tfdistill run` models
 (teacher convnet widths (16, 32, 64) depth 2, student convnet widths (4, 8, 16)); per seed one
-teacher trained on all labels by `pipeline.train_teacher` (Adam 3e-3 cosine-decayed,
+teacher trained on all labels by `training.train_teacher` (Adam 3e-3 cosine-decayed,
 --teacher_epochs 10), reused by both settings and every method; students: Adam with cosine
-decay from --learning_rate 1e-2 to 0 (`pipeline._adam`), --epochs 30, --batch_size 64.
+decay from --learning_rate 1e-2 to 0 (`training.adam`), --epochs 30, --batch_size 64.
 `keras.utils.set_random_seed(seed)` runs before the teacher, before the student's initial weights
 and before each method's data. `--dataset cifar10|cifar100 --data_dir DIR` runs the same recipe
 on CIFAR.
@@ -89,11 +89,12 @@ from tfdistill import (  # noqa: E402
     AttentionTransfer,
     Distiller,
     GradientAttentionTransfer,
-    pipeline,
     report,
 )
 from tfdistill import data as data_lib  # noqa: E402
+from tfdistill import run as run_lib  # noqa: E402
 from tfdistill.artifacts import write_atomic  # noqa: E402
+from tfdistill.run import training  # noqa: E402
 
 METHODS = ("scratch", "kd", "at", "at+kd", "gat")
 CACHEABLE = frozenset({"scratch", "kd"})
@@ -102,7 +103,7 @@ PRESETS = ("cifar_wrn",)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ablation.json"
 PAPER_ERRORS = {"scratch": 8.77, "at": 7.93, "teacher": 6.31}
 PAPER = "Zagoruyko & Komodakis 2017, Table 1, WRN-16-1 student / WRN-16-2 teacher, CIFAR-10"
-_RUN = pipeline.RunConfig(out="")
+_RUN = run_lib.RunConfig(out="")
 DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "settings": "few,full",
@@ -152,7 +153,7 @@ class Recipe:
 
     def make_optimizer(self, learning_rate: float, steps: int) -> keras.optimizers.Optimizer:
         if self.optimizer == "adam":
-            return pipeline._adam(learning_rate, steps)
+            return training.adam(learning_rate, steps)
         schedule: Any = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
         if self.step_boundaries:
             schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
@@ -245,7 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.student_kwargs = _kwargs(args.student_kwargs)
         AttentionTransfer(beta=args.at_beta)
         GradientAttentionTransfer(beta=args.gat_beta)
-        pipeline.RunConfig(
+        run_lib.RunConfig(
             out="",
             dataset=args.dataset,
             teacher=args.teacher,
@@ -279,8 +280,8 @@ def load_dataset(args: argparse.Namespace) -> data_lib.Dataset:
     return dataclasses.replace(ds, **cut)
 
 
-def run_config(args: argparse.Namespace, seed: int) -> pipeline.RunConfig:
-    return pipeline.RunConfig(
+def run_config(args: argparse.Namespace, seed: int) -> run_lib.RunConfig:
+    return run_lib.RunConfig(
         out=str(args.out.parent),
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -329,11 +330,11 @@ def training_stream(
 
 
 def train_teacher(args: argparse.Namespace, ds: data_lib.Dataset, seed: int) -> keras.Model:
-    """`pipeline.train_teacher`, or for the preset the same loop on the preset's recipe."""
+    """`training.train_teacher`, or for the preset the same loop on the preset's recipe."""
     config = run_config(args, seed)
     if args.recipe == Recipe():
-        return pipeline.train_teacher(config, ds).model
-    teacher = pipeline._classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
+        return training.train_teacher(config, ds).model
+    teacher = training.classifier(config.teacher, config.teacher_kwargs, ds, "teacher")
     args.recipe.regularize(teacher)
     steps_per_epoch = math.ceil(len(ds.x_train) / args.batch_size)
     teacher.compile(
@@ -370,7 +371,7 @@ def train_method(
 ) -> dict:
     """Trains a fresh student from `init` by `method` on `ds` (labels possibly masked)."""
     keras.utils.set_random_seed(seed)
-    student = pipeline._classifier(args.student, args.student_kwargs, ds, "student")
+    student = training.classifier(args.student, args.student_kwargs, ds, "student")
     student.set_weights(init)
     args.recipe.regularize(student)
     cached = method in CACHEABLE and not args.recipe.augment
@@ -391,7 +392,7 @@ def train_method(
         train, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=0, shuffle=False
     )
     seconds = time.perf_counter() - start
-    accuracy = pipeline._accuracy(student, ds, args.batch_size)
+    accuracy = training.accuracy(student, ds, args.batch_size)
     return {
         "method": method,
         "seed": seed,
@@ -519,7 +520,7 @@ def caption(args: argparse.Namespace, ds: data_lib.Dataset) -> str:
 
 def describe_models(args: argparse.Namespace, ds: data_lib.Dataset) -> dict:
     built = {
-        role: pipeline._classifier(
+        role: training.classifier(
             getattr(args, role), getattr(args, f"{role}_kwargs"), ds, role
         ).count_params()
         for role in ("teacher", "student")
@@ -565,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         teacher = train_teacher(args, ds, seed)
         teacher_seconds = time.perf_counter() - began
-        accuracy = pipeline._accuracy(teacher, ds, args.batch_size)
+        accuracy = training.accuracy(teacher, ds, args.batch_size)
         teachers.append(
             {"seed": seed, "accuracy": accuracy, "train_seconds": round(teacher_seconds, 2)}
         )
@@ -574,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             f"seed {seed}: teacher acc {accuracy:.2%}{error} ({teacher_seconds:.1f} s)", flush=True
         )
         keras.utils.set_random_seed(seed)
-        init = pipeline._classifier(args.student, args.student_kwargs, ds, "student").get_weights()
+        init = training.classifier(args.student, args.student_kwargs, ds, "student").get_weights()
         for setting in args.settings:
             train_ds, labeled = ds, len(ds.y_train)
             if setting == "few":

@@ -29,45 +29,47 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfdistill import compress, data, pipeline
+from tfdistill import compress, data
+from tfdistill import run as run_lib
 from tfdistill.export import evaluate_tflite, file_size, to_tflite
+from tfdistill.run import delivery, training
 
 
 def one_seed(seed: int, sparsities: list[float], epochs: int, work: Path) -> list[dict]:
-    config = pipeline.RunConfig(out=str(work), seed=seed, compress_epochs=epochs)
+    config = run_lib.RunConfig(out=str(work), seed=seed, compress_epochs=epochs)
     keras.utils.set_random_seed(seed)
     ds = data.load(config.dataset).raw_pixels()
     labeled = data.label_subset(ds.y_train, config.labels_per_class, seed=seed)
-    teacher = pipeline.train_teacher(config, ds).model
-    init = pipeline._classifier(config.student, config.student_kwargs, ds, "student").get_weights()
-    elements = pipeline.distillation_elements(config, ds, teacher, labeled)
-    train = pipeline.epoch_batches(config, elements)
-    distilled = pipeline.distil(config, ds, teacher, elements, init).model
+    teacher = training.train_teacher(config, ds).model
+    init = training.classifier(config.student, config.student_kwargs, ds, "student").get_weights()
+    elements = training.distillation_elements(config, ds, teacher, labeled)
+    train = training.epoch_batches(config, elements)
+    distilled = training.distil(config, ds, teacher, elements, init).model
     rows = []
     for sparsity in sparsities:
         began = time.perf_counter()
         if sparsity:
-            config = pipeline.RunConfig(
+            config = run_lib.RunConfig(
                 out=str(work), seed=seed, compress_epochs=epochs, prune=sparsity
             )
-            model = pipeline.prune(config, ds, distilled, train)
+            model = training.prune(config, ds, distilled, train)
         else:
-            config = pipeline.RunConfig(out=str(work), seed=seed, compress_epochs=epochs)
+            config = run_lib.RunConfig(out=str(work), seed=seed, compress_epochs=epochs)
             model = distilled
-        qat = pipeline.quantize_aware(config, model, train)
+        qat = training.quantize_aware(config, model, train)
         ptq_path = to_tflite(
             model,
             work / f"ptq_{seed}_{sparsity}.tflite",
             quantization="int8",
             representative_data=ds.x_train,
-            num_calibration_samples=pipeline.CALIBRATION_SAMPLES,
+            num_calibration_samples=delivery.CALIBRATION_SAMPLES,
         )
         qat_path = to_tflite(qat, work / f"qat_{seed}_{sparsity}.tflite", quantization="int8")
         row = {
             "seed": seed,
             "sparsity": sparsity,
             "measured_sparsity": compress.overall_sparsity(model),
-            "keras_accuracy": pipeline._accuracy(model, ds, 256),
+            "keras_accuracy": training.accuracy(model, ds, 256),
             "ptq_int8_accuracy": evaluate_tflite(ptq_path, ds.x_test, ds.y_test).accuracy,
             "qat_int8_accuracy": evaluate_tflite(qat_path, ds.x_test, ds.y_test).accuracy,
             "ptq_int8_gzip_bytes": file_size(ptq_path).gzip_bytes,

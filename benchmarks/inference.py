@@ -44,12 +44,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfdistill  # noqa: E402
-from tfdistill import data, models, pipeline  # noqa: E402
+from tfdistill import data, models  # noqa: E402
+from tfdistill import run as run_lib  # noqa: E402
 from tfdistill.artifacts import write_atomic  # noqa: E402
 from tfdistill.bench import interleave, machine, peak  # noqa: E402
 from tfdistill.export import evaluate_tflite, file_size, inference_function, to_tflite  # noqa: E402
 from tfdistill.export.interpreter import litert_interpreter  # noqa: E402
 from tfdistill.profile import profile  # noqa: E402
+from tfdistill.run import delivery, training  # noqa: E402
 
 SECTIONS = ("peak", "zoo", "twins", "grouped")
 HERE = Path(__file__).resolve().parent
@@ -221,12 +223,12 @@ def run_peak(args: argparse.Namespace, timer: Timer, folder: Path) -> dict:
 
 
 def train_zoo_model(family: str, kwargs: dict, ds: data.Dataset, epochs: int, seed: int, out: Path):
-    config = pipeline.RunConfig(
+    config = run_lib.RunConfig(
         out=str(out), teacher=family, teacher_kwargs=kwargs, teacher_epochs=epochs, seed=seed
     )
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    trained = pipeline.train_teacher(config, ds).model
+    trained = training.train_teacher(config, ds).model
     return trained, time.perf_counter() - start
 
 
@@ -238,7 +240,7 @@ def keras_accuracy(model: keras.Model, ds: data.Dataset) -> float:
 def run_zoo(args: argparse.Namespace, timer: Timer, folder: Path) -> dict:
     ds = data.load("digits")
     rng = np.random.default_rng(args.seed)
-    calibration = ds.x_train[rng.permutation(len(ds.x_train))[: pipeline.CALIBRATION_SAMPLES]]
+    calibration = ds.x_train[rng.permutation(len(ds.x_train))[: delivery.CALIBRATION_SAMPLES]]
     rows: dict[str, dict] = {}
     files: dict[str, Path] = {"peak": peak_file(folder)}
     chosen = [z for z in ZOO + ZOO_EXTRA * args.zoo_extra if not args.quick or z[0] in QUICK_ZOO]

@@ -1,4 +1,4 @@
-"""One `tfdistill.pipeline.run` in its own process, for the tests of test_distribute.py.
+"""One `tfdistill.run_lib.run` in its own process, for the tests of test_distribute.py.
 
 python tests/run_worker.py CONFIG.json [--stall=EPOCH,BATCH | --distiller]
 
@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfdistill import distribute, pipeline  # noqa: E402
+from tfdistill import distribute  # noqa: E402
+from tfdistill import run as run_lib  # noqa: E402
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # noqa: E402
 from tfdistill.data import cache_teacher_outputs  # noqa: E402
 from tfdistill.distiller import Distiller  # noqa: E402
@@ -90,7 +91,7 @@ class Stall(keras.callbacks.Callback):
 
 
 def main(argv: list[str]) -> int:
-    config = pipeline.RunConfig(**json.loads(Path(argv[1]).read_text()))
+    config = run_lib.RunConfig(**json.loads(Path(argv[1]).read_text()))
     strategy = None
     if "TF_CONFIG" in os.environ:
         strategy = distribute.strategy_of(config.strategy)
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> int:
     for arg in argv[2:]:
         epoch, batch = (int(v) for v in arg.removeprefix("--stall=").split(","))
         callbacks.append(Stall(epoch, batch, Path(config.out + ".stalled")))
-    result = pipeline.run(
+    result = run_lib.run(
         config, log=print, callbacks=tuple(callbacks), strategy=strategy, backup_interval_s=0
     )
     print("result keys:", sorted(result))

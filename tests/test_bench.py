@@ -632,10 +632,12 @@ def test_cli_bench_android_through_the_stand_in(adb, files, capsys):
 
 
 def test_run_times_its_files_on_the_phone_too(adb, files, tflite_model):
-    from tfdistill import pipeline, report
+    from tfdistill import report
+    from tfdistill import run as run_lib
+    from tfdistill.run import delivery
 
     binary, _ = files
-    config = pipeline.RunConfig(
+    config = run_lib.RunConfig(
         out="unused",
         bench_runs=50,
         threads=2,
@@ -644,7 +646,7 @@ def test_run_times_its_files_on_the_phone_too(adb, files, tflite_model):
         adb=str(adb.path),
         taskset="f0",
     )
-    timings = pipeline.bench(config, [tflite_model])
+    timings = delivery.bench(config, [tflite_model])
     phone = parse_benchmark_model_output(fixture_text(TI))
     assert timings["android"] == {tflite_model.name: phone.to_dict()}
     assert timings["litert"][tflite_model.name]["count"] == 50
@@ -652,7 +654,7 @@ def test_run_times_its_files_on_the_phone_too(adb, files, tflite_model):
     run = next(c for c in adb.calls() if c[2:3] == ["shell"] and "--graph=" in c[3])
     assert run[3].startswith("taskset f0 ") and "--num_threads=2" in run[3]
     row = {"file": tflite_model.name, "size_bytes": 1024, "accuracy": 0.5, "agreement": 1.0}
-    (merged,) = pipeline.with_latency([row], timings)
+    (merged,) = delivery.with_latency([row], timings)
     assert merged["android_latency_us"] == phone.avg_us
     result = {"dataset": {"name": "toy"}, "teacher": {"accuracy": 1.0, "params": 1}}
     table = report.format_table({**result, "students": {}, "tflite": [merged]})

@@ -105,7 +105,7 @@ def test_unknown_dataset_and_model_name_the_choices(tmp_path, capsys):
 
 def run_config_of(monkeypatch, *args: str):
     """The RunConfig `tfdistill run ARGS` would run, caught before any training."""
-    from tfdistill import pipeline
+    from tfdistill import run as run_lib
 
     seen = []
 
@@ -113,7 +113,7 @@ def run_config_of(monkeypatch, *args: str):
         seen.append(config)
         raise ValueError("stop before training")
 
-    monkeypatch.setattr(pipeline, "run", fake_run)
+    monkeypatch.setattr(run_lib, "run", fake_run)
     argv = flags.FLAGS(["tfdistill", *args])
     try:
         assert cli._main([*argv, "run"]) == 2
@@ -168,12 +168,12 @@ def test_config_file_epochs_yield_to_flags(monkeypatch, tmp_path):
 
 
 def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, tmp_path, capsys):
-    from tfdistill import pipeline
+    from tfdistill import run as run_lib
 
     def interrupted(config):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "run", interrupted)
+    monkeypatch.setattr(run_lib, "run", interrupted)
     argv = flags.FLAGS(["tfdistill", f"--out={tmp_path}"])
     try:
         assert cli._main([*argv, "run"]) == 130
@@ -236,6 +236,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--use_gpu",
         "--use_nnapi",
         "--taskset=f0",
+        "--prune_channels=0.5",
     )
     assert dataclasses.asdict(config) == {
         "out": str(tmp_path),
@@ -277,6 +278,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "use_gpu": True,
         "use_nnapi": True,
         "taskset": "f0",
+        "prune_channels": 0.5,
     }
     file = tmp_path / "run.json"
     file.write_text('{"bench_runs": 7, "threads": 2}')
@@ -285,10 +287,11 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
 
 
 def test_multi_worker_runs_need_a_shared_out_and_tf_config(monkeypatch, tmp_path, capsys):
-    from tfdistill import pipeline
+    from tfdistill import distribute
 
+    original = distribute.strategy_of
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    monkeypatch.setattr(pipeline, "strategy_of", lambda name: pytest.fail("made a strategy"))
+    monkeypatch.setattr(distribute, "strategy_of", lambda name: pytest.fail("made a strategy"))
 
     def run(*args: str) -> tuple[int, str]:
         argv = flags.FLAGS(["tfdistill", "--strategy=multi_worker", *args])
@@ -303,7 +306,7 @@ def test_multi_worker_runs_need_a_shared_out_and_tf_config(monkeypatch, tmp_path
         "tfdistill run: --strategy=multi_worker needs --out: every worker must name the same "
         "folder.\n",
     )
-    monkeypatch.setattr(pipeline, "strategy_of", pipeline.distribute.strategy_of)
+    monkeypatch.setattr(distribute, "strategy_of", original)
     code, err = run(f"--out={tmp_path / 'run'}")
     assert code == 2 and err.startswith("tfdistill run: --strategy=multi_worker reads the cluster")
     assert err.count("\n") == 1 and not (tmp_path / "run").exists()

@@ -18,9 +18,11 @@ import pytest
 from tensorflow.python.framework import config as tf_config
 
 from tests.run_worker import SMALL_LR, SMALL_STEPS, small_distiller
-from tfdistill import _keras_internals, distribute, pipeline, resume
+from tfdistill import _keras_internals, data, distribute, resume
+from tfdistill import run as run_lib
 from tfdistill.data import cache_teacher_outputs
 from tfdistill.distiller import Distiller
+from tfdistill.run import training
 
 WORKER = Path(__file__).with_name("run_worker.py")
 SMALL = {
@@ -125,9 +127,9 @@ def runs(tmp_path_factory):
     SIGKILL in the middle of a distil epoch, then resumed here; and unbroken, here (the
     reference). The teacher is untrained: exactness needs no accuracy."""
     folder = tmp_path_factory.mktemp("distributed")
-    ds = pipeline.data.load("digits").raw_pixels()
+    ds = data.load("digits").raw_pixels()
     keras.utils.set_random_seed(0)
-    teacher = pipeline._classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
+    teacher = training.classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
     teacher.save(folder / "teacher.keras")
     base = {**SMALL, "teacher_weights": str(folder / "teacher.keras")}
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
@@ -165,11 +167,11 @@ def runs(tmp_path_factory):
     resumed_log: list[str] = []
     starts = Starts()
     try:  # deterministic=True turns TensorFlow's op determinism on in this process
-        resumed = pipeline.run(
-            pipeline.RunConfig(**killed), log=resumed_log.append, callbacks=(starts,)
+        resumed = run_lib.run(
+            run_lib.RunConfig(**killed), log=resumed_log.append, callbacks=(starts,)
         )
         unbroken = {**killed, "out": str(folder / "unbroken"), "quiet": True}
-        pipeline.run(pipeline.RunConfig(**unbroken), log=lambda _: None)
+        run_lib.run(run_lib.RunConfig(**unbroken), log=lambda _: None)
     finally:
         tf_config.disable_op_determinism()
     chief_log, worker_log = (_finish(w) for w in workers)

@@ -13,11 +13,13 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from tfdistill import artifacts, cli, compress, pipeline, report, resume
+from tfdistill import artifacts, cli, compress, data, report, resume
+from tfdistill import run as run_lib
 from tfdistill.distiller import Distiller
 from tfdistill.export.interpreter import litert_interpreter
 from tfdistill.progress import Progress
 from tfdistill.progress import duration as progress_duration
+from tfdistill.run import delivery, training
 
 TINY = {
     "teacher_kwargs": {"widths": (4, 8)},
@@ -30,6 +32,7 @@ TINY = {
     "prune": 0.5,
     "qat": True,
     "compress_epochs": 1,
+    "prune_channels": 0.5,
 }
 
 
@@ -63,7 +66,7 @@ class Interrupt(keras.callbacks.Callback):
 @dataclasses.dataclass
 class TinyRun:
     out: Path
-    config: pipeline.RunConfig
+    config: run_lib.RunConfig
     result: dict
     interrupted: dict
     logs: list[str]
@@ -75,31 +78,31 @@ class TinyRun:
 def tiny_run(tmp_path_factory):
     """Every stage on tiny settings, interrupted in the distil stage and then run again."""
     out = tmp_path_factory.mktemp("run")
-    config = pipeline.RunConfig(out=str(out), **TINY)
+    config = run_lib.RunConfig(out=str(out), **TINY)
     interrupt = Interrupt()
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(config, log=lambda _: None, callbacks=(interrupt,), backup_interval_s=0)
+        run_lib.run(config, log=lambda _: None, callbacks=(interrupt,), backup_interval_s=0)
     interrupted = {
         "ledger": json.loads((out / "run.json").read_text()),
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
     }
     interrupt.started.clear()
     logs: list[str] = []
-    result = pipeline.run(config, log=logs.append, callbacks=(interrupt,))
+    result = run_lib.run(config, log=logs.append, callbacks=(interrupt,))
     return TinyRun(out, config, result, interrupted, logs, interrupt.started, interrupt.states)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tiny_run):
     ledger, files = tiny_run.interrupted["ledger"], tiny_run.interrupted["files"]
     assert list(ledger["stages"]) == ["data", "teacher", "scratch"]
-    assert ledger["fingerprint"] == resume.fingerprint(pipeline.fingerprinted(tiny_run.config))
+    assert ledger["fingerprint"] == resume.fingerprint(run_lib.fingerprinted(tiny_run.config))
     assert "teacher.keras" in files and "student_scratch.keras" in files
     assert ".backup/distil/epochs.json" in files and "student_distilled.keras" not in files
     assert "   teacher: finished in an earlier run, loaded" in tiny_run.logs
     assert "   scratch: finished in an earlier run, loaded" in tiny_run.logs
     assert "   distil: resuming from its last backed-up epoch" in tiny_run.logs
-    assert tiny_run.epochs_started == [("Distiller", 1)]
-    (stopped_step, stopped), (resumed_step, resumed) = tiny_run.states
+    assert tiny_run.epochs_started == [("Distiller", 1), ("Distiller", 0)]  # prune_channels
+    (stopped_step, stopped), (resumed_step, resumed) = tiny_run.states[:2]
     assert stopped_step == resumed_step == 12  # ceil(1437 / 128): Adam's step came back
     for before, after in zip(stopped, resumed, strict=True):
         np.testing.assert_array_equal(before, after)
@@ -107,7 +110,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_run):
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
     assert tiny_run.result["loaded_stages"] == ["teacher", "scratch"]
     assert not (tiny_run.out / ".backup").exists()
-    names = pipeline.stage_names(tiny_run.config)
+    names = run_lib.stage_names(tiny_run.config)
     banners = [line.split()[2:4] for line in tiny_run.logs if line.startswith("── stage")]
     assert banners == [[f"{i}/{len(names)}", f"{name}:"] for i, name in enumerate(names, 1)]
 
@@ -117,13 +120,13 @@ def test_a_finished_run_is_loaded_and_a_lost_file_rebuilt(tiny_run, tmp_path):
     shutil.copytree(tiny_run.out, copy)
     (copy / "student_qat.weights.h5").unlink()
     changed = dataclasses.replace(tiny_run.config, out=str(copy), bench_runs=4, quiet=True)
-    again = pipeline.run(changed, log=lambda _: None)
-    assert again["loaded_stages"] == ["teacher", "scratch", "distil", "prune"]
+    again = run_lib.run(changed, log=lambda _: None)
+    assert again["loaded_stages"] == ["teacher", "scratch", "distil", "prune_channels", "prune"]
     assert (copy / "student_qat.weights.h5").is_file()
     assert json.loads((copy / "bench.json").read_text())["num_runs"] == 4
     assert (copy / "report.json").stat().st_mode & 0o777 == artifacts.FILE_MODE
-    different_bench = pipeline.run(dataclasses.replace(changed, bench_runs=5), log=lambda _: None)
-    loaded = ["teacher", "scratch", "distil", "prune", "qat", "export"]
+    different_bench = run_lib.run(dataclasses.replace(changed, bench_runs=5), log=lambda _: None)
+    loaded = ["teacher", "scratch", "distil", "prune_channels", "prune", "qat", "export"]
     assert different_bench["loaded_stages"] == loaded
     records = json.loads((copy / "run.json").read_text())["stages"]
     assert records["bench"]["settings"]["bench_runs"] == 5
@@ -143,14 +146,14 @@ def test_a_finished_run_is_loaded_and_a_lost_file_rebuilt(tiny_run, tmp_path):
 def test_another_config_in_the_same_folder_is_refused(tiny_run):
     changed = dataclasses.replace(tiny_run.config, student_epochs=3, seed=1)
     with pytest.raises(ValueError) as error:
-        pipeline.run(changed, log=lambda _: None)
+        run_lib.run(changed, log=lambda _: None)
     assert str(error.value) == (
         f"--out {str(tiny_run.out)!r} holds a run of another config (seed: 0 -> 1; "
         f"student_epochs: 2 -> 3); pass a new --out to keep both runs, or delete "
         f"{str(tiny_run.out)!r} to start this one over."
     )
     quiet = dataclasses.replace(tiny_run.config, quiet=True, strategy="one_device")
-    assert pipeline.fingerprinted(quiet) == pipeline.fingerprinted(tiny_run.config)
+    assert run_lib.fingerprinted(quiet) == run_lib.fingerprinted(tiny_run.config)
 
 
 def test_run_writes_report_and_models(tiny_run):
@@ -172,6 +175,11 @@ def test_run_writes_report_and_models(tiny_run):
         "student_distilled_fp32.tflite",
         "student_distilled_int8.tflite",
         "student_pruned.keras",
+        "student_pruned_channels.keras",
+        "student_pruned_channels_dynamic.tflite",
+        "student_pruned_channels_float16.tflite",
+        "student_pruned_channels_fp32.tflite",
+        "student_pruned_channels_int8.tflite",
         "student_pruned_fp32.tflite",
         "student_pruned_int8.tflite",
         "student_qat.weights.h5",
@@ -199,7 +207,7 @@ def test_run_writes_report_and_models(tiny_run):
         assert entry["weight_bytes"] == 4 * model.count_params()
         assert 0.0 <= entry["accuracy"] <= 1.0
     distilled = keras.models.load_model(out / "student_distilled.keras")
-    digits = pipeline.data.load("digits").raw_pixels()
+    digits = data.load("digits").raw_pixels()
     accuracy = np.mean(distilled.predict(digits.x_test, verbose=0).argmax(-1) == digits.y_test)
     assert result["students"]["distilled"]["accuracy"] == pytest.approx(accuracy)
     assert result["students"]["scratch"]["params"] == result["students"]["distilled"]["params"]
@@ -215,6 +223,10 @@ def test_run_exports_evaluates_and_times_tflite(tiny_run):
         ("student_distilled", "float16"),
         ("student_distilled", "dynamic"),
         ("student_distilled", "int8"),
+        ("student_pruned_channels", "none"),
+        ("student_pruned_channels", "float16"),
+        ("student_pruned_channels", "dynamic"),
+        ("student_pruned_channels", "int8"),
         ("student_pruned", "none"),
         ("student_pruned", "int8"),
         ("student_qat", "int8"),
@@ -238,6 +250,26 @@ def test_run_exports_evaluates_and_times_tflite(tiny_run):
     assert rows["student_qat_int8.tflite"]["agreement"] >= 0.9
     assert rows["student_distilled_int8.tflite"]["agreement"] >= 0.9
     assert "student_distilled_int8.tflite" in report.format_table(result)
+
+
+def test_the_channel_pruned_student_is_smaller_distilled_and_exported(tiny_run):
+    """`--prune_channels=0.5`: half the channels of every prunable group go (4 -> 2 and 2 -> 1
+    in the tiny convnet), the smaller dense student fine-tunes with the Distiller and ships in
+    every `--quantize` mode, checked in LiteRT against its Keras model."""
+    out, result = tiny_run.out, tiny_run.result
+    entry, distilled = result["students"]["pruned_channels"], result["students"]["distilled"]
+    assert set(entry) >= {"accuracy", "params", "macs", "file"}
+    assert entry["params"] < distilled["params"] and entry["macs"] < distilled["macs"]
+    model = keras.models.load_model(out / "student_pruned_channels.keras")
+    assert entry["params"] == model.count_params()
+    digits = data.load("digits").raw_pixels()
+    accuracy = training.accuracy(model, digits, 128)
+    assert entry["accuracy"] == accuracy
+    rows = {row["file"]: row for row in result["tflite"]}
+    fp32 = rows["student_pruned_channels_fp32.tflite"]
+    assert fp32["accuracy"] == pytest.approx(accuracy, abs=1e-9) and fp32["agreement"] == 1.0
+    history = result["history"]["student (pruned channels)"]
+    assert len(history["loss"]) == tiny_run.config.compress_epochs
 
 
 def test_cli_convert_and_bench(tiny_run, tmp_path, capsys):
@@ -292,7 +324,7 @@ def test_cli_convert_and_bench(tiny_run, tmp_path, capsys):
 )
 def test_bad_config_fails_before_training(change, message):
     with pytest.raises(ValueError, match=message):
-        pipeline.RunConfig(out="unused", **change)
+        run_lib.RunConfig(out="unused", **change)
 
 
 def test_cli_rejects_unknown_commands_and_bad_flags(capsys):
@@ -332,12 +364,17 @@ def test_readme_example_runs(tmp_path, monkeypatch):
 
 def test_report_markdown_and_plots(tiny_run):
     out, result = tiny_run.out, tiny_run.result
-    for name in pipeline.PLOTS.values():
+    for name in delivery.PLOTS.values():
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "report.md").read_text()
     assert "| student (distilled) | " in text and "| student_qat_int8.tflite | " in text
     assert "![accuracy against latency](accuracy_latency.png)" in text
-    assert set(result["history"]) == {"teacher", "student (scratch)", "student (distilled)"}
+    assert list(result["history"]) == [
+        "teacher",
+        "student (scratch)",
+        "student (distilled)",
+        "student (pruned channels)",
+    ]
     assert len(result["history"]["student (distilled)"]["loss"]) == 2
 
 
@@ -353,23 +390,23 @@ def test_pareto_front_by_hand():
 def test_config_files_json_and_yaml(tmp_path):
     (tmp_path / "run.json").write_text('{"alpha": 0.5, "quantize": ["none"], "teacher_epochs": 3}')
     (tmp_path / "run.yaml").write_text("student_kwargs:\n  widths: [2, 4]\nprune: 0.25\n")
-    assert pipeline.read_config(tmp_path / "run.json") == {
+    assert run_lib.read_config(tmp_path / "run.json") == {
         "alpha": 0.5,
         "quantize": ("none",),
         "teacher_epochs": 3,
     }
-    assert pipeline.read_config(tmp_path / "run.yaml") == {
+    assert run_lib.read_config(tmp_path / "run.yaml") == {
         "student_kwargs": {"widths": [2, 4]},
         "prune": 0.25,
     }
     (tmp_path / "epochs.json").write_text('{"epochs": 3, "student_epochs": 5}')
-    assert pipeline.read_config(tmp_path / "epochs.json") == {
+    assert run_lib.read_config(tmp_path / "epochs.json") == {
         "teacher_epochs": 3,
         "student_epochs": 5,
     }
     (tmp_path / "bad.json").write_text('{"alpah": 0.5, "epoch": 3}')
     with pytest.raises(ValueError, match=r"keys \['alpah', 'epoch'\] are unknown; valid keys"):
-        pipeline.read_config(tmp_path / "bad.json")
+        run_lib.read_config(tmp_path / "bad.json")
     for text, message in (
         ('{"teacher_epochs": "3"}', "'teacher_epochs' must be an integer, got '3'"),
         ('{"prune": "0.5"}', "'prune' must be a number, got '0.5'"),
@@ -377,14 +414,14 @@ def test_config_files_json_and_yaml(tmp_path):
     ):
         (tmp_path / "typed.json").write_text(text)
         with pytest.raises(ValueError, match=message):
-            pipeline.read_config(tmp_path / "typed.json")
+            run_lib.read_config(tmp_path / "typed.json")
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "yaml", None)
         with pytest.raises(ValueError, match="needs PyYAML: pip install pyyaml"):
-            pipeline.read_config(tmp_path / "run.yaml")
+            run_lib.read_config(tmp_path / "run.yaml")
     (tmp_path / "broken.yaml").write_text("a: [")
     with pytest.raises(ValueError, match="does not parse"):
-        pipeline.read_config(tmp_path / "broken.yaml")
+        run_lib.read_config(tmp_path / "broken.yaml")
 
 
 def test_cli_config_file_is_overridden_by_flags(tmp_path, capsys):
@@ -405,17 +442,17 @@ def test_cli_config_file_is_overridden_by_flags(tmp_path, capsys):
 def test_attention_methods_distil_with_their_terms():
     from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 
-    config = pipeline.RunConfig(out="unused", method="kd+at", beta=10.0)
-    assert isinstance(pipeline.attention_of(config), AttentionTransfer)
-    assert pipeline.attention_of(config).beta == 10.0
-    gat = pipeline.attention_of(pipeline.RunConfig(out="unused", method="gat"))
+    config = run_lib.RunConfig(out="unused", method="kd+at", beta=10.0)
+    assert isinstance(training.attention_of(config), AttentionTransfer)
+    assert training.attention_of(config).beta == 10.0
+    gat = training.attention_of(run_lib.RunConfig(out="unused", method="gat"))
     assert isinstance(gat, GradientAttentionTransfer) and gat.beta == 0.1
-    assert pipeline.attention_of(pipeline.RunConfig(out="unused")) is None
+    assert training.attention_of(run_lib.RunConfig(out="unused")) is None
     with pytest.raises(ValueError, match="Unknown method 'fitnets'; choose from"):
-        pipeline.RunConfig(out="unused", method="fitnets")
+        run_lib.RunConfig(out="unused", method="fitnets")
 
-    ds = pipeline.data.load("digits").raw_pixels()
-    config = pipeline.RunConfig(
+    ds = data.load("digits").raw_pixels()
+    config = run_lib.RunConfig(
         out="unused",
         method="at",
         teacher_kwargs={"widths": (4, 8)},
@@ -423,79 +460,80 @@ def test_attention_methods_distil_with_their_terms():
         student_epochs=1,
         batch_size=256,
     )
-    teacher = pipeline._classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
-    init = pipeline._classifier("convnet", {"widths": (2, 4)}, ds, "student").get_weights()
-    labeled = pipeline.data.label_subset(ds.y_train, 3, seed=0)
-    images = pipeline.distillation_elements(config, ds, None, labeled)
-    student, history = dataclasses.astuple(pipeline.distil(config, ds, teacher, images, init))
+    teacher = training.classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
+    init = training.classifier("convnet", {"widths": (2, 4)}, ds, "student").get_weights()
+    labeled = data.label_subset(ds.y_train, 3, seed=0)
+    images = training.distillation_elements(config, ds, None, labeled)
+    student, history = dataclasses.astuple(training.distil(config, ds, teacher, images, init))
     assert history["attention_loss"][0] > 0 and history["distillation_loss"][0] > 0
     assert not np.allclose(student.get_weights()[1], init[1])
 
 
 def test_learning_rate_schedules_by_hand():
-    step = pipeline._schedule(1.0, 100, "step")
+    step = training.lr_schedule(1.0, 100, "step")
     values = [float(step(s)) for s in (0, 30, 31, 60, 61, 80, 81, 99)]
     assert values == pytest.approx([1, 1, 0.2, 0.2, 0.04, 0.04, 0.008, 0.008])
-    cosine = pipeline._schedule(1.0, 100, "cosine")
+    cosine = training.lr_schedule(1.0, 100, "cosine")
     assert [float(cosine(s)) for s in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
-    assert pipeline._schedule(0.3, 100, "constant") == 0.3
+    assert training.lr_schedule(0.3, 100, "constant") == 0.3
 
 
 def test_augmentation_is_for_natural_images_and_keeps_the_teacher_online():
     def config(**kwargs):
-        return pipeline.RunConfig(out="unused", **kwargs)
+        return run_lib.RunConfig(out="unused", **kwargs)
 
-    assert not pipeline.augments(config())
-    assert pipeline.augments(config(dataset="cifar10"))
-    assert pipeline.augments(config(dataset="folder:/photos"))
-    assert not pipeline.augments(config(dataset="cifar10", augment=False))
-    assert pipeline.augments(config(augment=True))
+    assert not training.augments(config())
+    assert training.augments(config(dataset="cifar10"))
+    assert training.augments(config(dataset="folder:/photos"))
+    assert not training.augments(config(dataset="cifar10", augment=False))
+    assert training.augments(config(augment=True))
     rng = np.random.default_rng(0)
     x = rng.integers(1, 256, (8, 6, 6, 1)).astype("float32")
-    ds = pipeline.data.Dataset(
+    ds = data.Dataset(
         "toy", x, np.arange(8) % 2, x, np.arange(8) % 2, 2, ("a", "b"), pixel_max=255.0
     )
-    teacher = pipeline._classifier("convnet", {"widths": (2,)}, ds, "teacher")
+    teacher = training.classifier("convnet", {"widths": (2,)}, ds, "teacher")
     augmented = config(augment=True, batch_size=8)
-    online = pipeline.distillation_elements(augmented, ds, teacher, [0, 1])
+    online = training.distillation_elements(augmented, ds, teacher, [0, 1])
     assert online[0] is ds.x_train and online[1].tolist() == [0, 1, -1, -1, -1, -1, -1, -1]
     for batches in (
-        pipeline.epoch_batches(augmented, online),
-        pipeline._stream(augmented, online)(0),
+        training.epoch_batches(augmented, online),
+        training.stream_of(augmented, online)(0),
     ):
         images, labels = next(iter(batches))
         assert images.shape == (8, 6, 6, 1) and sorted(labels.numpy().tolist()).count(-1) == 6
         assert sorted(np.unique(images)) != sorted(np.unique(x))  # crops pad with zeros
-    (inputs, labels) = pipeline.distillation_elements(config(batch_size=8), ds, teacher, [0, 1])
+    (inputs, labels) = training.distillation_elements(config(batch_size=8), ds, teacher, [0, 1])
     assert set(inputs) == {"inputs", "teacher_logits"} and labels.tolist() == online[1].tolist()
     np.testing.assert_allclose(inputs["teacher_logits"], teacher(x), rtol=1e-5, atol=1e-5)
 
 
 def test_a_given_teacher_is_checked_against_the_data(tiny_run, tmp_path):
-    digits = pipeline.data.load("digits").raw_pixels()
-    teacher, warning = pipeline.load_teacher(tiny_run.out / "teacher.keras", digits)
+    digits = data.load("digits").raw_pixels()
+    teacher, warning = training.load_teacher(tiny_run.out / "teacher.keras", digits)
     assert teacher.name == "teacher" and warning is None
     fewer = dataclasses.replace(digits, num_classes=3, class_names=("0", "1", "2"))
     with pytest.raises(ValueError, match=r"maps \(32, 32, 1\) images to 10 classes, but "):
-        pipeline.load_teacher(tiny_run.out / "teacher.keras", fewer)
+        training.load_teacher(tiny_run.out / "teacher.keras", fewer)
     plain = keras.Sequential(
         [keras.Input((32, 32, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
     )
     plain.save(tmp_path / "plain.keras")
-    _, warning = pipeline.load_teacher(tmp_path / "plain.keras", digits)
+    _, warning = training.load_teacher(tmp_path / "plain.keras", digits)
     assert "does not start with a Rescaling layer" in warning and "[0, 16]" in warning
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="broken.keras' does not load"):
-        pipeline.load_teacher(tmp_path / "broken.keras", digits)
+        training.load_teacher(tmp_path / "broken.keras", digits)
     with pytest.raises(FileNotFoundError, match="teacher_weights 'missing.keras' is not a file"):
-        pipeline.RunConfig(out="unused", teacher_weights="missing.keras")
-    given = pipeline.RunConfig(out="unused", teacher_weights=str(tiny_run.out / "teacher.keras"))
-    assert pipeline._stage_work(given, digits)["teacher"] == 0
-    assert pipeline._stage_work(tiny_run.config, digits) == {
+        run_lib.RunConfig(out="unused", teacher_weights="missing.keras")
+    given = run_lib.RunConfig(out="unused", teacher_weights=str(tiny_run.out / "teacher.keras"))
+    assert run_lib.stage_work(given, digits)["teacher"] == 0
+    assert run_lib.stage_work(tiny_run.config, digits) == {
         "data": 0,
         "teacher": 12,
         "scratch": 24,
         "distil": 24,
+        "prune_channels": 12,
         "prune": 12,
         "qat": 12,
         "export": 0,
@@ -503,17 +541,17 @@ def test_a_given_teacher_is_checked_against_the_data(tiny_run, tmp_path):
         "report": 0,
     }
     digest = hashlib.sha256((tiny_run.out / "teacher.keras").read_bytes()).hexdigest()
-    assert pipeline.fingerprinted(given)["teacher_weights_sha256"] == digest
+    assert run_lib.fingerprinted(given)["teacher_weights_sha256"] == digest
 
 
 def test_training_stages_run_under_a_mirrored_strategy(mirrored):
-    ds = pipeline.data.load("digits").raw_pixels()
+    ds = data.load("digits").raw_pixels()
     ds = dataclasses.replace(ds, x_train=ds.x_train[:256], y_train=ds.y_train[:256])
-    config = pipeline.RunConfig(
+    config = run_lib.RunConfig(
         out="unused", teacher_kwargs={"widths": (2, 4)}, teacher_epochs=1, batch_size=64
     )
     with mirrored.scope():
-        trained = pipeline.train_teacher(config, ds)
+        trained = training.train_teacher(config, ds)
     kernel = trained.model.trainable_variables[0].value
     assert isinstance(kernel, tf.distribute.DistributedValues)
     assert trained.model.jit_compile is False  # XLA is off under tf.distribute
@@ -525,19 +563,19 @@ def test_xla_setting_decides_jit_compile(mirrored, xla_auto):
     compilation); "on" and "off" are taken as given, also under a strategy."""
     assert not tf.config.list_physical_devices("GPU")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    decide = pipeline._jit_compile
-    assert decide(pipeline.RunConfig(out="unused"), model) is False
-    assert decide(pipeline.RunConfig(out="unused", xla="on"), model) is True
-    assert decide(pipeline.RunConfig(out="unused", xla="off"), model) is False
+    decide = training.use_xla
+    assert decide(run_lib.RunConfig(out="unused"), model) is False
+    assert decide(run_lib.RunConfig(out="unused", xla="on"), model) is True
+    assert decide(run_lib.RunConfig(out="unused", xla="off"), model) is False
     with mirrored.scope():
         replicated = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    assert decide(pipeline.RunConfig(out="unused", xla="on"), replicated) is True
+    assert decide(run_lib.RunConfig(out="unused", xla="on"), replicated) is True
     with pytest.raises(ValueError, match=r"Unknown xla 'yes'; choose from \['auto', 'on', 'off'\]"):
-        pipeline.RunConfig(out="unused", xla="yes")
+        run_lib.RunConfig(out="unused", xla="yes")
     with pytest.raises(ValueError, match="xla='on' and deterministic cannot go together"):
-        pipeline.RunConfig(out="unused", xla="on", deterministic=True)
-    assert "xla" not in pipeline.fingerprinted(pipeline.RunConfig(out="unused"))
-    assert pipeline.fingerprinted(pipeline.RunConfig(out="unused", xla="off"))["xla"] == "off"
+        run_lib.RunConfig(out="unused", xla="on", deterministic=True)
+    assert "xla" not in run_lib.fingerprinted(run_lib.RunConfig(out="unused"))
+    assert run_lib.fingerprinted(run_lib.RunConfig(out="unused", xla="off"))["xla"] == "off"
 
 
 def test_progress_estimates_the_time_left_from_the_pace_so_far():
@@ -614,13 +652,13 @@ def test_backups_are_spaced_in_time(tmp_path):
 def test_a_new_folder_drops_stray_backups_and_changed_data_is_refused(tmp_path):
     (tmp_path / ".backup" / "teacher").mkdir(parents=True)
     (tmp_path / ".backup" / "teacher" / "epochs.json").write_text("[]")
-    config = pipeline.RunConfig(out=str(tmp_path), **TINY)
-    ledger = resume.Ledger(tmp_path, pipeline.fingerprinted(config))
+    config = run_lib.RunConfig(out=str(tmp_path), **TINY)
+    ledger = resume.Ledger(tmp_path, run_lib.fingerprinted(config))
     assert not (tmp_path / ".backup").exists()
     assert json.loads((tmp_path / "run.json").read_text())["stages"] == {}
     ledger.finish("data", {"digest": "0" * 16, "seconds": 0.1})
     with pytest.raises(ValueError, match="--dataset=digits holds other images or labels than"):
-        pipeline.run(config, log=lambda _: None)
+        run_lib.run(config, log=lambda _: None)
 
 
 def test_a_damaged_backup_is_a_clear_error_not_a_silent_restart(tmp_path):
@@ -714,7 +752,7 @@ def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
     """The teacher, scratch and distilled students train under mixed_bfloat16; the
     pruning stage (tf_keras) and the .tflite files get float32 copies; the global policy is
     float32 afterwards. Another --mixed_precision is another config."""
-    config = pipeline.RunConfig(
+    config = run_lib.RunConfig(
         out=str(tmp_path / "run"),
         **{**TINY, "student_epochs": 1, "batch_size": 256, "qat": False},
         quantize=("none",),
@@ -722,7 +760,7 @@ def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
         quiet=True,
     )
     precisions = Precisions()
-    result = pipeline.run(config, log=lambda _: None, callbacks=(precisions,))
+    result = run_lib.run(config, log=lambda _: None, callbacks=(precisions,))
     assert keras.config.dtype_policy().name == "float32"
     assert precisions.seen == [
         ("Functional", False, "bfloat16"),
@@ -750,5 +788,5 @@ def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
     distilled = result["students"]["distilled"]["accuracy"]
     assert result["tflite"][0]["accuracy"] == pytest.approx(distilled, abs=1e-9)
     with pytest.raises(ValueError, match="holds a run of another config"):
-        pipeline.run(dataclasses.replace(config, mixed_precision="float16"), log=print)
+        run_lib.run(dataclasses.replace(config, mixed_precision="float16"), log=print)
     assert keras.config.dtype_policy().name == "float32"

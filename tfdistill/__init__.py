@@ -23,6 +23,7 @@ from tfdistill.distiller import Distiller, resolve_jit_compile  # noqa: E402
 from tfdistill.distribute import support_strategy, synchronize_batch_norm  # noqa: E402
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss  # noqa: E402
 from tfdistill.profile import Profile, profile  # noqa: E402
+from tfdistill.run import RunConfig  # noqa: E402
 
 __all__ = [
     "AttentionTransfer",
@@ -30,6 +31,7 @@ __all__ = [
     "GradientAttentionTransfer",
     "HardTargetLoss",
     "Profile",
+    "RunConfig",
     "SoftTargetLoss",
     "bench",
     "cache_teacher_outputs",

@@ -8,6 +8,7 @@ tfdistill bench MODEL.tflite [--threads=N]       latency in LiteRT, or on a phon
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
@@ -16,101 +17,53 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from tfdistill.run import config as config_lib
+
 COMMANDS = ("run", "profile", "convert", "bench")
 
-_OUT = flags.DEFINE_string(
-    "out",
-    None,
-    "run: output folder, default runs/<timestamp>. convert: the .tflite path, default "
-    "MODEL_<quantization>.tflite beside the model.",
-)
-_DATASET = flags.DEFINE_string(
-    "dataset",
-    "digits",
-    "Dataset: digits, mnist, fashion_mnist, cifar10, cifar100, folder:PATH (one subfolder of "
-    "images per class; train/ and test/ or val/ subfolders are the splits) or tfds:NAME.",
-)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the CIFAR files.")
-_TEACHER = flags.DEFINE_string("teacher", "convnet", "Registered teacher model name.")
-_TEACHER_KWARGS = flags.DEFINE_string(
-    "teacher_kwargs", '{"widths": [16, 32, 64], "depth": 2}', "Teacher builder arguments, JSON."
-)
-_STUDENT = flags.DEFINE_string("student", "convnet", "Registered student model name.")
-_STUDENT_KWARGS = flags.DEFINE_string(
-    "student_kwargs", '{"widths": [4, 8, 16]}', "Student builder arguments, JSON."
-)
-_TEACHER_WEIGHTS = flags.DEFINE_string(
-    "teacher_weights",
-    None,
-    "run: a trained teacher .keras file (e.g. teacher.keras of an earlier run) used instead of "
-    "training one; it takes raw pixels and the dataset's image shape and classes.",
-)
-_LABELS = flags.DEFINE_integer(
-    "labels_per_class",
-    10,
-    "Labeled training images per class the students see (0: all); they distil on every image.",
-)
+
+def _define_run_flags() -> dict[str, flags.FlagHolder]:
+    """One absl flag per `RunConfig` field, named as the field, with its help, default and
+    choices; `config.ALIASES` keep older spellings."""
+    holders = {}
+    for name, field in config_lib.fields().items():
+        meta, kind = field.metadata, config_lib.kind(field)
+        default = config_lib.default(field)
+        default = None if default is dataclasses.MISSING else default
+        if meta["choices"] and kind == "str":
+            holders[name] = flags.DEFINE_enum(name, default, meta["choices"], meta["help"])
+        elif kind == "tuple":
+            holders[name] = flags.DEFINE_list(name, ",".join(default), meta["help"])
+        elif kind == "dict":
+            holders[name] = flags.DEFINE_string(name, json.dumps(default), meta["help"])
+        else:
+            define = {
+                "str": flags.DEFINE_string,
+                "int": flags.DEFINE_integer,
+                "float": flags.DEFINE_float,
+                "bool": flags.DEFINE_boolean,
+            }[kind]
+            holders[name] = define(name, default, meta["help"])
+    for alias, name in config_lib.ALIASES.items():
+        flags.DEFINE_alias(alias, name)
+    return holders
+
+
+RUN_FLAGS = _define_run_flags()
 _EPOCHS = flags.DEFINE_integer(
     "epochs", None, "run: epochs of the teacher and of the students, unless given one by one."
 )
-_TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", 10, "Teacher training epochs.")
-_STUDENT_EPOCHS = flags.DEFINE_integer("student_epochs", 30, "Student epochs over all images.")
-_TEACHER_LR = flags.DEFINE_float("teacher_learning_rate", 3e-3, "run: the teacher's Adam rate.")
-_STUDENT_LR = flags.DEFINE_float("student_learning_rate", 1e-2, "run: the students' Adam rate.")
-_SCHEDULE = flags.DEFINE_enum(
-    "lr_schedule",
-    "cosine",
-    ["cosine", "step", "constant"],
-    "run: learning-rate schedule: cosine decay to 0, step (x0.2 after 30, 60 and 80% of the "
-    "steps) or constant.",
-)
-_AUGMENT = flags.DEFINE_boolean(
-    "augment",
+_CONFIG = flags.DEFINE_string(
+    "config",
     None,
-    "run: random crops (4-pixel padding) and mirroring of training images; default on for "
-    "natural images (cifar10, cifar100, folder:, tfds:), off for digits and MNIST.",
+    "run: a JSON or YAML file of run settings, keyed by these flag names; flags given on the "
+    "command line override it, --epochs included.",
 )
-_STRATEGY = flags.DEFINE_enum(
-    "strategy",
-    "default",
-    ["default", "mirrored", "multi_worker", "one_device"],
-    "run: tf.distribute strategy of the teacher and student training (mirrored: every local "
-    "GPU; multi_worker: every worker in TF_CONFIG, each running the same command with the "
-    "same --out).",
+_WIDTH = flags.DEFINE_float(
+    "width_multiplier",
+    None,
+    "profile: the width multiplier (MobileNet's alpha); --alpha is its older spelling.",
 )
-_DETERMINISTIC = flags.DEFINE_boolean(
-    "deterministic",
-    False,
-    "run: deterministic TensorFlow ops, so a resumed run ends with the same weights as an "
-    "unbroken one (slower on GPUs).",
-)
-_MIXED_PRECISION = flags.DEFINE_enum(
-    "mixed_precision",
-    "none",
-    ["none", "float16", "bfloat16"],
-    "run: train the teacher and students under Keras's mixed_float16 or mixed_bfloat16 policy "
-    "(the distillation losses stay float32; the .tflite files come from float32 copies). "
-    "Faster on GPUs with tensor cores (float16) and TPUs (bfloat16), slower on CPUs.",
-)
-_XLA = flags.DEFINE_enum(
-    "xla",
-    "auto",
-    ["auto", "on", "off"],
-    "run: compile the training steps with XLA. auto: on where a GPU is present (not under a "
-    "tf.distribute strategy or with --deterministic), off on CPU-only machines, where the "
-    "embedded data's short runs do not repay the compilation.",
-)
-_QUIET = flags.DEFINE_boolean(
-    "quiet", False, "run: no stage banners, time estimates or progress bars; just the results."
-)
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.")
-_ALPHA = flags.DEFINE_float(
-    "alpha",
-    0.1,
-    "run: weight of the hard-label loss, in [0, 1]. profile: the MobileNet width multiplier.",
-)
-_TEMPERATURE = flags.DEFINE_float("temperature", 4.0, "Softmax temperature T > 0.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 _INPUT_SHAPE = flags.DEFINE_list(
     "input_shape", None, "profile: input size H,W,C; default the family's own (224,224,3)."
 )
@@ -119,40 +72,6 @@ _MODEL_KWARGS = flags.DEFINE_string(
     "model_kwargs", "{}", "profile: more builder arguments, JSON, e.g. '{\"groups\": 3}'."
 )
 _PER_LAYER = flags.DEFINE_boolean("per_layer", False, "profile: print every layer.")
-_QUANTIZE = flags.DEFINE_list(
-    "quantize", "none,float16,dynamic,int8", "run: .tflite modes of the distilled student."
-)
-_METHOD = flags.DEFINE_enum(
-    "method",
-    "kd",
-    ["kd", "at", "kd+at", "gat"],
-    "run: kd (soft targets), at (labels + attention transfer), kd+at, or gat (labels + "
-    "gradient attention transfer).",
-)
-_BETA = flags.DEFINE_float(
-    "beta", None, "run: weight β of the attention term (default: AT 1000, GAT 0.1)."
-)
-_CONFIG = flags.DEFINE_string(
-    "config",
-    None,
-    "run: a JSON or YAML file of run settings, keyed by these flag names (num_runs is "
-    "bench_runs); flags given on the command line override it, --epochs included.",
-)
-_PRUNE = flags.DEFINE_float(
-    "prune",
-    None,
-    "run: also prune the distilled student to this sparsity in (0, 1) with TFMOT, distilling "
-    "while it fine-tunes (needs the compress extra).",
-)
-_QAT = flags.DEFINE_boolean(
-    "qat",
-    False,
-    "run: also fine-tune the student quantization-aware and export it to int8 (the pruned "
-    "student, keeping its zeros, with --prune; needs the compress extra).",
-)
-_COMPRESS_EPOCHS = flags.DEFINE_integer(
-    "compress_epochs", 6, "run: fine-tuning epochs of --prune and of --qat, each."
-)
 _QUANTIZATION = flags.DEFINE_string(
     "quantization", "none", "convert: none, float16, dynamic, int8 or int16x8."
 )
@@ -161,24 +80,16 @@ _CALIBRATION = flags.DEFINE_integer(
     200,
     "convert: training images of --dataset that calibrate int8 and int16x8.",
 )
-_THREADS = flags.DEFINE_integer("threads", None, "run, bench: interpreter threads (default 1).")
-_NUM_RUNS = flags.DEFINE_integer("num_runs", 50, "bench, run: timed inferences.")
 _WARMUP = flags.DEFINE_integer("warmup_runs", 1, "bench: untimed inferences first.")
 _XNNPACK = flags.DEFINE_boolean("use_xnnpack", True, "bench: the XNNPACK CPU delegate.")
-_ANDROID = flags.DEFINE_boolean(
-    "android", False, "bench, run: also time the .tflite files with benchmark_model on a phone."
-)
-_BINARY = flags.DEFINE_string(
-    "benchmark_binary", None, "--android: the benchmark_model binary for the phone."
-)
-_SERIAL = flags.DEFINE_string("serial", None, "--android: device serial (adb -s).")
-_ADB = flags.DEFINE_string("adb", "adb", "--android: the adb executable.")
-_USE_GPU = flags.DEFINE_boolean("use_gpu", False, "--android: the GPU delegate.")
-_USE_NNAPI = flags.DEFINE_boolean("use_nnapi", False, "--android: the NNAPI delegate.")
 _OP_PROFILING = flags.DEFINE_boolean(
     "enable_op_profiling", False, "bench --android: per-op timings."
 )
-_TASKSET = flags.DEFINE_string("taskset", None, "--android: CPU mask, e.g. f0.")
+
+
+def _flag(name: str) -> Any:
+    """The value of run flag `name` (also read by profile, convert and bench)."""
+    return RUN_FLAGS[name].value
 
 
 def _json_flag(flag: flags.FlagHolder) -> dict:
@@ -191,69 +102,43 @@ def _json_flag(flag: flags.FlagHolder) -> dict:
     return value
 
 
-def _run() -> int:
-    from tfdistill import pipeline, report
+def _run_values() -> dict[str, Any]:
+    """The `RunConfig` values of the run flags; JSON flags parsed."""
+    values = {}
+    for name, field in config_lib.fields().items():
+        kind = config_lib.kind(field)
+        if kind == "dict":
+            values[name] = _json_flag(RUN_FLAGS[name])
+        elif kind == "tuple":
+            values[name] = tuple(_flag(name))
+        else:
+            values[name] = _flag(name)
+    return values
 
-    out = _OUT.value or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+def _run() -> int:
+    from tfdistill import report
+    from tfdistill import run as run_lib
+
+    out = _flag("out") or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
     values: dict[str, Any] = {"out": out}
     try:
-        values = {
-            "out": out,
-            "dataset": _DATASET.value,
-            "data_dir": _DATA_DIR.value,
-            "teacher": _TEACHER.value,
-            "teacher_kwargs": _json_flag(_TEACHER_KWARGS),
-            "student": _STUDENT.value,
-            "student_kwargs": _json_flag(_STUDENT_KWARGS),
-            "labels_per_class": _LABELS.value,
-            "teacher_epochs": _TEACHER_EPOCHS.value,
-            "student_epochs": _STUDENT_EPOCHS.value,
-            "batch_size": _BATCH.value,
-            "alpha": _ALPHA.value,
-            "temperature": _TEMPERATURE.value,
-            "seed": _SEED.value,
-            "quantize": tuple(_QUANTIZE.value),
-            "threads": _THREADS.value,
-            "bench_runs": _NUM_RUNS.value,
-            "prune": _PRUNE.value,
-            "qat": _QAT.value,
-            "compress_epochs": _COMPRESS_EPOCHS.value,
-            "method": _METHOD.value,
-            "beta": _BETA.value,
-            "teacher_weights": _TEACHER_WEIGHTS.value,
-            "teacher_learning_rate": _TEACHER_LR.value,
-            "student_learning_rate": _STUDENT_LR.value,
-            "lr_schedule": _SCHEDULE.value,
-            "augment": _AUGMENT.value,
-            "strategy": _STRATEGY.value,
-            "deterministic": _DETERMINISTIC.value,
-            "mixed_precision": _MIXED_PRECISION.value,
-            "xla": _XLA.value,
-            "quiet": _QUIET.value,
-            "android": _ANDROID.value,
-            "benchmark_binary": _BINARY.value,
-            "adb": _ADB.value,
-            "serial": _SERIAL.value,
-            "use_gpu": _USE_GPU.value,
-            "use_nnapi": _USE_NNAPI.value,
-            "taskset": _TASKSET.value,
-        }
+        values = {**_run_values(), "out": out}
         given = {name for name in flags.FLAGS if flags.FLAGS[name].present}
         if _CONFIG.value:
-            flag_of = {"bench_runs": "num_runs"}
-            for key, value in pipeline.read_config(_CONFIG.value).items():
-                if flag_of.get(key, key) not in given:
+            for key, value in run_lib.read_config(_CONFIG.value).items():
+                if key not in given:
                     values[key] = value
         if _EPOCHS.value is not None:
             for key in ("teacher_epochs", "student_epochs"):
                 if key not in given:
                     values[key] = _EPOCHS.value
-        config = pipeline.RunConfig(**values)
-        if config.strategy == "multi_worker" and not _OUT.value:
+        config = run_lib.RunConfig(**values)
+        if config.strategy == "multi_worker" and not _flag("out"):
             raise ValueError(
                 "--strategy=multi_worker needs --out: every worker must name the same folder."
             )
-        result = pipeline.run(config)
+        result = run_lib.run(config)
     except (ValueError, OSError, RuntimeError, ImportError) as error:
         print(f"tfdistill run: {error}", file=sys.stderr)
         return 2
@@ -276,8 +161,10 @@ def _profile(name: str) -> int:
     from tfdistill.profile import profile
 
     kwargs = _json_flag(_MODEL_KWARGS)
-    if flags.FLAGS["alpha"].present:
-        kwargs["alpha"] = _ALPHA.value
+    if _WIDTH.present:
+        kwargs["alpha"] = _WIDTH.value
+    elif RUN_FLAGS["alpha"].present:
+        kwargs["alpha"] = _flag("alpha")
     if _INPUT_SHAPE.value:
         try:
             kwargs["input_shape"] = tuple(int(v) for v in _INPUT_SHAPE.value)
@@ -316,7 +203,7 @@ def _convert(model_path: str) -> int:
 
     path = Path(model_path)
     quantization = _QUANTIZATION.value
-    out = Path(_OUT.value or path.with_name(f"{path.stem}_{quantization}.tflite"))
+    out = Path(_flag("out") or path.with_name(f"{path.stem}_{quantization}.tflite"))
     try:
         if quantization not in export.QUANTIZATIONS:
             raise ValueError(
@@ -325,11 +212,11 @@ def _convert(model_path: str) -> int:
         model = _load_classifier(path)
         calibration = None
         if quantization in ("int8", "int16x8"):
-            ds = data.load(_DATASET.value, data_dir=_DATA_DIR.value)
+            ds = data.load(_flag("dataset"), data_dir=_flag("data_dir"))
             expected = tuple(model.inputs[0].shape[1:])
             if tuple(ds.input_shape) != expected:
                 raise ValueError(
-                    f"--dataset={_DATASET.value} gives {tuple(ds.input_shape)} images but the "
+                    f"--dataset={_flag('dataset')} gives {tuple(ds.input_shape)} images but the "
                     f"model takes {expected}; calibrate with the data it was trained on."
                 )
             calibration = ds.x_train
@@ -351,29 +238,29 @@ def _bench(model_path: str) -> int:
     from tfdistill import bench
 
     try:
-        if _ANDROID.value:
-            if not _BINARY.value:
+        if _flag("android"):
+            if not _flag("benchmark_binary"):
                 raise ValueError("--android needs --benchmark_binary, the phone's benchmark_model.")
             result = bench.android.benchmark(
                 model_path,
-                benchmark_binary=_BINARY.value,
-                adb=_ADB.value,
-                serial=_SERIAL.value,
-                num_threads=_THREADS.value or 1,
+                benchmark_binary=_flag("benchmark_binary"),
+                adb=_flag("adb"),
+                serial=_flag("serial"),
+                num_threads=_flag("threads") or 1,
                 use_xnnpack=_XNNPACK.value,
-                use_gpu=_USE_GPU.value,
-                use_nnapi=_USE_NNAPI.value,
-                num_runs=_NUM_RUNS.value,
+                use_gpu=_flag("use_gpu"),
+                use_nnapi=_flag("use_nnapi"),
+                num_runs=_flag("bench_runs"),
                 warmup_runs=_WARMUP.value,
                 enable_op_profiling=_OP_PROFILING.value,
-                taskset=_TASKSET.value,
+                taskset=_flag("taskset"),
             )
         else:
             result = bench.benchmark_tflite(
                 model_path,
-                num_threads=_THREADS.value,
+                num_threads=_flag("threads"),
                 warmup_runs=_WARMUP.value,
-                num_runs=_NUM_RUNS.value,
+                num_runs=_flag("bench_runs"),
                 use_xnnpack=_XNNPACK.value,
             )
     except (ValueError, OSError, bench.android.AndroidBenchmarkError) as error:

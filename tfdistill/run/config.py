@@ -1,0 +1,391 @@
+"""`RunConfig`, the settings of `tfdistill run`, each defined once.
+
+A field's metadata (`option`) holds its help, its choices, its bounds and how it enters the
+run's fingerprint; the absl flags of the `tfdistill` command (`define_flags`), the type checks
+of config files (`read_config`) and the fingerprint that ties a run folder to its config
+(`fingerprinted`) are all generated from it. A flag's name is its field's name; `ALIASES` keeps
+older spellings working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tfdistill import compress, data, distribute, models, precision
+from tfdistill.distiller import check_alpha
+from tfdistill.export import QUANTIZATIONS
+from tfdistill.losses import check_temperature
+
+METHODS = ("kd", "at", "kd+at", "gat")
+SCHEDULES = ("cosine", "step", "constant")
+XLA = ("auto", "on", "off")
+ALIASES = {"num_runs": "bench_runs"}
+ALWAYS, NEVER, WHEN_SET = "always", "never", "when set"
+_REQUIRED = object()
+
+
+def option(
+    default: Any = None,
+    help: str = "",
+    *,
+    factory: Any = None,
+    choices: Sequence[str] = (),
+    minimum: int | None = None,
+    note: str = "",
+    fingerprint: str = ALWAYS,
+    stage: str | None = None,
+) -> Any:
+    """A `RunConfig` field. `choices`: the valid values (of each item, for a tuple);
+    `minimum`: the least valid number (`note` explains it in the error); `fingerprint`:
+    whether the value decides the trained models, `ALWAYS`, `NEVER`, or `WHEN_SET` (only when
+    it differs from the default, so runs from before the option still resume); `stage`: the
+    one stage that keeps this setting as its own (it re-runs alone when the setting
+    changes)."""
+    metadata = {
+        "help": help,
+        "choices": tuple(choices),
+        "minimum": minimum,
+        "note": note,
+        "fingerprint": NEVER if stage else fingerprint,
+        "stage": stage,
+    }
+    if default is _REQUIRED:
+        return dataclasses.field(metadata=metadata)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+_BENCH = "bench"
+_ANDROID = "--android: "
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything `tfdistill run` does; see `define_flags` for the flags and `read_config` for
+    config files. Invalid values are ValueErrors naming the valid ones."""
+
+    out: str = option(
+        _REQUIRED,
+        "run: output folder, default runs/<timestamp>. convert: the .tflite path, default "
+        "MODEL_<quantization>.tflite beside the model.",
+        fingerprint=NEVER,
+    )
+    dataset: str = option(
+        "digits",
+        "Dataset: digits, mnist, fashion_mnist, cifar10, cifar100, folder:PATH (one subfolder "
+        "of images per class; train/ and test/ or val/ subfolders are the splits) or tfds:NAME.",
+    )
+    data_dir: str | None = option(None, "Folder holding the CIFAR files.")
+    teacher: str = option("convnet", "Registered teacher model name.")
+    teacher_kwargs: dict = option(
+        help="Teacher builder arguments, JSON.",
+        factory=lambda: {"widths": (16, 32, 64), "depth": 2},
+    )
+    student: str = option("convnet", "Registered student model name.")
+    student_kwargs: dict = option(
+        help="Student builder arguments, JSON.", factory=lambda: {"widths": (4, 8, 16)}
+    )
+    labels_per_class: int = option(
+        10,
+        "Labeled training images per class the students see (0: all); they distil on every image.",
+        minimum=0,
+        note=" (0: every label)",
+    )
+    teacher_epochs: int = option(10, "Teacher training epochs.", minimum=1)
+    student_epochs: int = option(30, "Student epochs over all images.", minimum=1)
+    batch_size: int = option(64, "Batch size.", minimum=1)
+    teacher_learning_rate: float = option(3e-3, "run: the teacher's Adam rate.")
+    student_learning_rate: float = option(1e-2, "run: the students' Adam rate.")
+    alpha: float = option(
+        0.1,
+        "run: weight of the hard-label loss, in [0, 1]. (profile: the old spelling of "
+        "--width_multiplier.)",
+    )
+    temperature: float = option(4.0, "Softmax temperature T > 0.")
+    seed: int = option(0, "Random seed.")
+    quantize: tuple[str, ...] = option(
+        ("none", "float16", "dynamic", "int8"),
+        "run: .tflite modes of the distilled student (and of --prune_channels').",
+        choices=QUANTIZATIONS,
+        stage="export",
+    )
+    threads: int | None = option(
+        None, "run, bench: interpreter threads (default 1).", minimum=1, stage=_BENCH
+    )
+    bench_runs: int = option(
+        50, "run, bench: timed inferences (also spelled --num_runs).", minimum=1, stage=_BENCH
+    )
+    prune: float | None = option(
+        None,
+        "run: also prune the distilled student to this sparsity in (0, 1) with TFMOT, "
+        "distilling while it fine-tunes (needs the compress extra).",
+        note=" (the target sparsity)",
+    )
+    qat: bool = option(
+        False,
+        "run: also fine-tune the student quantization-aware and export it to int8 (the pruned "
+        "student, keeping its zeros, with --prune; needs the compress extra).",
+    )
+    compress_epochs: int = option(
+        6, "run: fine-tuning epochs of --prune, --prune_channels and --qat, each.", minimum=1
+    )
+    method: str = option(
+        "kd",
+        "run: kd (soft targets), at (labels + attention transfer), kd+at, or gat (labels + "
+        "gradient attention transfer).",
+        choices=METHODS,
+    )
+    beta: float | None = option(
+        None, "run: weight β of the attention term (default: AT 1000, GAT 0.1).", minimum=0
+    )
+    teacher_weights: str | None = option(
+        None,
+        "run: a trained teacher .keras file (e.g. teacher.keras of an earlier run) used instead "
+        "of training one; it takes raw pixels and the dataset's image shape and classes.",
+        fingerprint=NEVER,
+    )
+    lr_schedule: str = option(
+        "cosine",
+        "run: learning-rate schedule: cosine decay to 0, step (x0.2 after 30, 60 and 80% of the "
+        "steps) or constant.",
+        choices=SCHEDULES,
+    )
+    augment: bool | None = option(
+        None,
+        "run: random crops (4-pixel padding) and mirroring of training images; default on for "
+        "natural images (cifar10, cifar100, folder:, tfds:), off for digits and MNIST.",
+    )
+    strategy: str = option(
+        "default",
+        "run: tf.distribute strategy of the teacher and student training (mirrored: every "
+        "local GPU; multi_worker: every worker in TF_CONFIG, each running the same command "
+        "with the same --out).",
+        choices=distribute.STRATEGIES,
+        fingerprint=NEVER,
+    )
+    deterministic: bool = option(
+        False,
+        "run: deterministic TensorFlow ops, so a resumed run ends with the same weights as an "
+        "unbroken one (slower on GPUs).",
+        fingerprint=NEVER,
+    )
+    mixed_precision: str = option(
+        "none",
+        "run: train the teacher and students under Keras's mixed_float16 or mixed_bfloat16 "
+        "policy (the distillation losses stay float32; the .tflite files come from float32 "
+        "copies). Faster on GPUs with tensor cores (float16) and TPUs (bfloat16), slower on "
+        "CPUs.",
+        choices=precision.MIXED_PRECISION,
+        fingerprint=WHEN_SET,
+    )
+    xla: str = option(
+        "auto",
+        "run: compile the training steps with XLA. auto: on where a GPU is present (not under "
+        "a tf.distribute strategy or with --deterministic), off on CPU-only machines, where "
+        "the embedded data's short runs do not repay the compilation.",
+        choices=XLA,
+        fingerprint=WHEN_SET,
+    )
+    quiet: bool = option(
+        False,
+        "run: no stage banners, time estimates or progress bars; just the results.",
+        fingerprint=NEVER,
+    )
+    android: bool = option(
+        False,
+        "bench, run: also time the .tflite files with benchmark_model on a phone.",
+        stage=_BENCH,
+    )
+    benchmark_binary: str | None = option(
+        None, f"{_ANDROID}the benchmark_model binary for the phone.", stage=_BENCH
+    )
+    adb: str = option("adb", f"{_ANDROID}the adb executable.", stage=_BENCH)
+    serial: str | None = option(None, f"{_ANDROID}device serial (adb -s).", stage=_BENCH)
+    use_gpu: bool = option(False, f"{_ANDROID}the GPU delegate.", stage=_BENCH)
+    use_nnapi: bool = option(False, f"{_ANDROID}the NNAPI delegate.", stage=_BENCH)
+    taskset: str | None = option(None, f"{_ANDROID}CPU mask, e.g. f0.", stage=_BENCH)
+    prune_channels: float | None = option(
+        None,
+        "run: also remove this share in (0, 1) of the distilled student's channels (smallest "
+        "L1 norms first), fine-tune it with distillation for --compress_epochs and export it "
+        "in the --quantize modes.",
+        note=" (the share of channels removed)",
+        fingerprint=WHEN_SET,
+    )
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _check_field(field, getattr(self, field.name))
+        if self.xla == "on" and self.deterministic:
+            raise ValueError(
+                "xla='on' and deterministic cannot go together: TensorFlow's deterministic ops "
+                "have no XLA kernels. Use xla='auto' or 'off' with deterministic."
+            )
+        if self.teacher_weights is not None and not Path(self.teacher_weights).is_file():
+            raise FileNotFoundError(f"teacher_weights {self.teacher_weights!r} is not a file.")
+        if self.android and not self.benchmark_binary:
+            raise ValueError("android needs benchmark_binary, the phone's benchmark_model.")
+        check_alpha(self.alpha)
+        check_temperature(self.temperature)
+        if self.prune is not None or self.qat:
+            compress.require_tfmot()
+        data.check_name(self.dataset)
+        for role in ("teacher", "student"):
+            if getattr(self, role) not in models.names():
+                raise ValueError(
+                    f"Unknown {role} model {getattr(self, role)!r}; available: {models.names()}."
+                )
+
+
+_FRACTIONS = ("prune", "prune_channels")
+
+
+def _check_field(field: dataclasses.Field, value: Any) -> None:
+    """A ValueError when `value` breaks `field`'s choices or bounds."""
+    name, meta = field.name, field.metadata
+    if meta["choices"]:
+        if isinstance(value, tuple | list):
+            unknown = [item for item in value if item not in meta["choices"]]
+            if unknown:
+                raise ValueError(
+                    f"Unknown quantization {unknown}; choose from {list(meta['choices'])}."
+                )
+        elif value not in meta["choices"]:
+            raise ValueError(f"Unknown {name} {value!r}; choose from {list(meta['choices'])}.")
+    if value is None:
+        return
+    if meta["minimum"] is not None and value < meta["minimum"]:
+        raise ValueError(f"{name} must be >= {meta['minimum']}{meta['note']}, got {value}.")
+    if name in _FRACTIONS and not 0.0 < value < 1.0:
+        raise ValueError(f"{name}{meta['note']} must be in (0, 1), got {value}.")
+
+
+def fields() -> dict[str, dataclasses.Field]:
+    """`RunConfig`'s fields by name, in order."""
+    return {field.name: field for field in dataclasses.fields(RunConfig)}
+
+
+def kind(field: dataclasses.Field) -> str:
+    """The type of `field`'s values without None: "str", "int", "float", "bool", "dict" or
+    "tuple"."""
+    return str(field.type).split("[")[0].split(" |")[0]
+
+
+def default(field: dataclasses.Field) -> Any:
+    """`field`'s default value (a fresh one for mappings); `dataclasses.MISSING` for `out`."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def stage_settings(stage: str) -> tuple[str, ...]:
+    """The fields that stage `stage` keeps as its own settings."""
+    return tuple(name for name, field in fields().items() if field.metadata["stage"] == stage)
+
+
+def settings(config: RunConfig, names: Sequence[str] | None = None) -> dict:
+    """`config`'s values of `names` (default: every field), as JSON would give them back."""
+    names = list(fields()) if names is None else names
+    return json.loads(json.dumps({name: getattr(config, name) for name in names}))
+
+
+def fingerprinted(config: RunConfig) -> dict:
+    """The settings that decide a run's trained models: the fields whose `fingerprint` is
+    `ALWAYS`, those that are `WHEN_SET` and differ from their defaults (XLA changes the order
+    of floating-point operations, so a stage trained with it is not resumed without it), plus
+    the digest of the `teacher_weights` file's contents. The export and bench stages keep
+    their own settings and run again when those change."""
+    values = settings(config)
+    kept = {}
+    for name, field in fields().items():
+        rule = field.metadata["fingerprint"]
+        if rule == ALWAYS or (rule == WHEN_SET and values[name] != default(field)):
+            kept[name] = values[name]
+    if config.teacher_weights:
+        digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
+        kept["teacher_weights_sha256"] = digest
+    return kept
+
+
+def read_config(path: str | Path) -> dict:
+    """The RunConfig fields in a JSON (.json) or YAML (.yaml, .yml) file: a mapping from field
+    names (the `tfdistill run` flag names; `num_runs` for `bench_runs` too) to values; `epochs`
+    sets `teacher_epochs` and `student_epochs` where the file does not. Unknown keys and values
+    of the wrong type are ValueErrors that name them and the valid keys."""
+    values = _parsed(Path(path))
+    for alias, name in ALIASES.items():
+        if alias in values:
+            values.setdefault(name, values.pop(alias))
+    known = fields()
+    if "epochs" in values:
+        epochs = typed("epochs", values.pop("epochs"), known["teacher_epochs"])
+        for key in ("teacher_epochs", "student_epochs"):
+            values.setdefault(key, epochs)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        valid = sorted([*known, "epochs"])
+        raise ValueError(f"config file keys {unknown} are unknown; valid keys: {valid}.")
+    return {key: typed(key, value, known[key]) for key, value in values.items()}
+
+
+def _parsed(path: Path) -> dict:
+    """The mapping in JSON or YAML file `path`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} not found.")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ValueError(
+                    f"config file {str(path)!r} is YAML, which needs PyYAML: pip install pyyaml "
+                    "(or write the file as .json)."
+                ) from None
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:
+        raise ValueError(f"config file {str(path)!r} does not parse: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of keys to values.")
+    return values
+
+
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "tuple": "a list",
+    "dict": "a mapping",
+}
+
+
+def typed(key: str, value: Any, field: dataclasses.Field) -> Any:
+    """`value` as a value of `field` (see `kind`; None where the field allows it); a
+    ValueError when it is not one."""
+    kind_name = kind(field)
+    if value is None and "None" in str(field.type):
+        return value
+    if kind_name == "bool":
+        ok = isinstance(value, bool)
+    elif kind_name == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind_name == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind_name == "tuple":
+        ok = isinstance(value, list | tuple)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, {"str": str, "dict": dict}[kind_name])
+    if not ok:
+        raise ValueError(f"config key {key!r} must be {_KINDS[kind_name]}, got {value!r}.")
+    return value

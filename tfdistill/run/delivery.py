@@ -1,0 +1,127 @@
+"""What `tfdistill run` delivers: `.tflite` files checked against their Keras models, their
+latencies, and the report."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tfdistill import bench as bench_lib
+from tfdistill import data, plots, report
+from tfdistill.export import evaluate_tflite, file_size, inference_function, to_tflite
+from tfdistill.run.config import RunConfig
+
+CALIBRATION_SAMPLES = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """One model to export: files `<name>_<mode>.tflite`, one per quantization mode."""
+
+    name: str
+    model: Any
+    quantizations: tuple[str, ...]
+    sparse: bool = False
+
+
+def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -> list[dict]:
+    """Every planned model in each of its modes, evaluated on the test split in LiteRT against
+    its own Keras model. Sparse float files store pruned kernels in TFLite's sparse format; int8
+    ones stay dense, since XNNPACK cannot run sparse int8 FULLY_CONNECTED (their zeros show in
+    the gzipped size)."""
+    rows = []
+    for item in plan:
+        function = inference_function(item.model)
+        for quantization in item.quantizations:
+            suffix = "fp32" if quantization == "none" else quantization
+            sparse = item.sparse and quantization in ("none", "float16")
+            path = to_tflite(
+                function,
+                out / f"{item.name}_{suffix}.tflite",
+                quantization=quantization,
+                representative_data=ds.x_train,
+                num_calibration_samples=min(len(ds.x_train), CALIBRATION_SAMPLES),
+                sparsity=sparse,
+            )
+            checked = evaluate_tflite(path, ds.x_test, ds.y_test, reference=item.model)
+            size = file_size(path)
+            rows.append(
+                {
+                    "file": path.name,
+                    "model": item.name,
+                    "quantization": quantization,
+                    "sparse_format": sparse,
+                    "size_bytes": size.raw_bytes,
+                    "gzip_bytes": size.gzip_bytes,
+                    "accuracy": checked.accuracy,
+                    "agreement": checked.agreement,
+                    "max_abs_error": checked.max_abs_error,
+                }
+            )
+    return rows
+
+
+def bench(config: RunConfig, files: list[Path]) -> dict:
+    """LiteRT timings of every `.tflite` file, and with `config.android` `benchmark_model`'s on
+    the phone: {"litert": {file name: BenchmarkResult dict}, "android": {...} or None, ...}.
+    Latencies in microseconds."""
+    litert, android = {}, {}
+    for path in files:
+        timing = bench_lib.benchmark_tflite(
+            path, num_threads=config.threads, num_runs=config.bench_runs
+        )
+        litert[path.name] = timing.to_dict()
+        if config.android:
+            on_phone = bench_lib.android.benchmark(
+                path,
+                benchmark_binary=config.benchmark_binary,
+                adb=config.adb,
+                serial=config.serial,
+                num_threads=config.threads or 1,
+                use_gpu=config.use_gpu,
+                use_nnapi=config.use_nnapi,
+                num_runs=config.bench_runs,
+                taskset=config.taskset,
+            )
+            android[path.name] = on_phone.to_dict()
+    return {
+        "threads": config.threads or 1,
+        "num_runs": config.bench_runs,
+        "litert": litert,
+        "android": android or None,
+    }
+
+
+def with_latency(rows: list[dict], timings: dict) -> list[dict]:
+    """The export `rows` with each file's latencies from `bench` (µs): LiteRT mean and median,
+    and the phone's mean with --android."""
+    merged = []
+    for row in rows:
+        litert = timings["litert"][row["file"]]
+        row = {
+            **row,
+            "latency_us": litert["avg_us"],
+            "latency_p50_us": litert["p50_us"],
+            "threads": litert["num_threads"],
+        }
+        if timings.get("android"):
+            row["android_latency_us"] = timings["android"][row["file"]]["avg_us"]
+        merged.append(row)
+    return merged
+
+
+PLOTS = {
+    "accuracy against latency": "accuracy_latency.png",
+    "file sizes": "sizes.png",
+    "training loss": "training_curves.png",
+}
+
+
+def write_reports(result: dict, out: Path) -> None:
+    """report.json, report.md and the plots it shows."""
+    plots.accuracy_latency(result["tflite"], out / PLOTS["accuracy against latency"])
+    plots.sizes(result["tflite"], out / PLOTS["file sizes"])
+    plots.training_curves(result["history"], out / PLOTS["training loss"])
+    report.write_markdown(result, out / "report.md", PLOTS)
+    report.write_json(result, out / "report.json")

@@ -1,0 +1,436 @@
+"""The model, optimizer and fit helpers of `tfdistill run`'s training stages.
+
+The default setting is the one where soft targets pay off (Hinton et al. 2015, section 3): the
+student sees labels for only a few images per class, while it distils on every training image.
+The scratch student trains on the labeled images alone for the same number of steps.
+
+Models take raw pixels (0..255, or 0..16 for digits): each starts with a `Rescaling` layer,
+so the `.tflite` files do too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdistill import compress, data, distribute, models, precision, resume
+from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
+from tfdistill.distiller import INPUTS, TEACHER_LOGITS, Distiller, resolve_jit_compile
+from tfdistill.profile import profile, weight_bytes
+from tfdistill.run.config import SCHEDULES, RunConfig
+
+NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
+
+
+def augments(config: RunConfig) -> bool:
+    """`config.augment`, or by default whether the dataset holds natural images (CIFAR, an
+    image folder, TFDS), which random crops and mirroring suit; digits do not mirror."""
+    if config.augment is not None:
+        return config.augment
+    return config.dataset.startswith(NATURAL_IMAGES)
+
+
+def crop_flip(batch: tuple, seed: Any) -> tuple:
+    """(x (B, H, W, C), ...) with x randomly cropped and mirrored; `seed` as in
+    `data.random_crop_flip` (an op seed, or a stateless pair)."""
+    x, *rest = batch
+    return (data.random_crop_flip(x, seed=seed), *rest)
+
+
+Stream = Callable[[int], tf.data.Dataset]
+
+
+def stream_of(config: RunConfig, elements: tuple) -> Stream:
+    """skip -> the endless batches of `elements` ((x, y) arrays, x possibly a dict), from batch
+    `skip` on, augmented if `augments` (see `data.shuffled_batches`)."""
+
+    def stream(skip: int) -> tf.data.Dataset:
+        return data.shuffled_batches(
+            elements,
+            config.batch_size,
+            seed=config.seed,
+            skip=skip,
+            augment=crop_flip if augments(config) else None,
+        )
+
+    return stream
+
+
+def epoch_batches(config: RunConfig, elements: tuple) -> tf.data.Dataset:
+    """One epoch of batches of `elements` per pass, reshuffled every pass and augmented if
+    `augments` (for the TFMOT stages, which count an epoch's batches)."""
+    x, _ = elements
+    rows = len(x[INPUTS] if isinstance(x, dict) else x)
+    batches = (
+        tf.data.Dataset.from_tensor_slices(elements)
+        .shuffle(rows, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+    )
+    if augments(config):
+        batches = batches.map(
+            lambda *batch: crop_flip(batch, config.seed), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def classifier(
+    name: str, kwargs: dict, ds: data.Dataset, role: str, mixed_precision: str = "none"
+) -> keras.Model:
+    """Zoo model `name` for `ds` (raw pixels, see `Dataset.raw_pixels`): its first layer
+    scales them to [0, 1]. Its BatchNormalization layers are synchronized: under a strategy
+    of several replicas they take the statistics of the global batch, and on one device they
+    compute them the same way (E[x²] - E[x]²). Built under the dtype policy of
+    `mixed_precision` (see `precision.MIXED_PRECISION`); the global policy is left as it was."""
+    with precision.dtype_policy(precision.policy_name(mixed_precision)):
+        model = models.get(
+            name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
+        )
+        model = models.with_preprocessing(model, 1.0 / ds.pixel_max)
+    return distribute.synchronize_batch_norm(model)
+
+
+def lr_schedule(learning_rate: float, steps: int, kind: str) -> Any:
+    """`kind` "cosine": decay to zero over `steps`; "step": ×0.2 after 30, 60 and 80% of the
+    steps (the WRN recipe's shape); "constant"."""
+    if kind == "constant":
+        return learning_rate
+    if kind == "step":
+        boundaries = sorted({max(round(steps * f), 1) for f in (0.3, 0.6, 0.8)})
+        values = [learning_rate * 0.2**i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    raise ValueError(f"Unknown lr_schedule {kind!r}; choose from {list(SCHEDULES)}.")
+
+
+def adam(learning_rate: float, steps: int, schedule: str = "cosine") -> keras.optimizers.Optimizer:
+    """Adam, by default with cosine decay to zero: the weights settle at the end, so
+    BatchNorm's moving statistics catch up with them."""
+    return keras.optimizers.Adam(lr_schedule(learning_rate, steps, schedule))
+
+
+def use_xla(config: RunConfig, model: keras.Model) -> bool:
+    """`config.xla` "on" or "off"; "auto": where a GPU is present, as the Distiller decides
+    (`resolve_jit_compile`), and off on CPU-only machines, where the embedded data's runs of a
+    few hundred steps do not repay the compilation (measured: README, XLA)."""
+    if config.xla == "auto":
+        return bool(tf.config.list_physical_devices("GPU")) and resolve_jit_compile(model)
+    return config.xla == "on"
+
+
+def compile_classifier(
+    model: keras.Model, config: RunConfig, learning_rate: float, steps: int
+) -> None:
+    """Adam on the cross-entropy; XLA per `use_xla`."""
+    model.compile(
+        optimizer=adam(learning_rate, steps, config.lr_schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=use_xla(config, model),
+    )
+
+
+def accuracy(model: keras.Model, ds: data.Dataset, batch_size: int) -> float:
+    correct = 0
+    for start in range(0, len(ds.x_test), batch_size):
+        logits = model(ds.x_test[start : start + batch_size], training=False)
+        correct += int(np.sum(np.argmax(logits, axis=-1) == ds.y_test[start : start + batch_size]))
+    return correct / len(ds.x_test)
+
+
+def entry(trained: keras.Model, ds: data.Dataset, config: RunConfig, **extra: Any) -> dict:
+    cost = profile(trained)
+    return {
+        "accuracy": accuracy(trained, ds, config.batch_size),
+        "params": cost.params,
+        "trainable_params": cost.trainable_params,
+        "macs": cost.macs,
+        "peak_activation_bytes": cost.peak_activation_bytes,
+        "weight_bytes": weight_bytes(trained),
+        **extra,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitting:
+    """How a training stage calls `fit`: `verbose`, extra Keras callbacks, and the folder it
+    backs up in at the end of an epoch, at most every `backup_interval_s` seconds, to resume
+    from after an interruption (None: no backup). With `save_dir` it resumes from
+    `backup_dir` but backs up to `save_dir` (the other workers of a multi-worker run)."""
+
+    verbose: int = 0
+    callbacks: tuple = ()
+    backup_dir: Path | None = None
+    backup_interval_s: float = 10.0
+    save_dir: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A trained model and its history: {metric: [value per epoch]}."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+
+
+def fit(
+    model: keras.Model, stream: Stream, epochs: int, steps_per_epoch: int, fitting: Fitting
+) -> dict:
+    """`model.fit` for `epochs` of `steps_per_epoch` batches of `stream` with the stage's
+    callbacks; the logs of every epoch, across a resume too. A fit resumed at epoch k starts
+    the stream at batch k · steps_per_epoch, so it sees what an unbroken one would have."""
+    callbacks = list(fitting.callbacks)
+    epoch_log, first_epoch = None, 0
+    if fitting.backup_dir is not None:
+        first_epoch = resume.next_epoch(fitting.backup_dir)
+        epoch_log, backup = resume.fit_callbacks(
+            fitting.backup_dir, fitting.backup_interval_s, save_to=fitting.save_dir
+        )
+        callbacks = [*backup, *callbacks]
+    distribute.agree(tf.distribute.get_strategy(), {"the epoch to resume from": first_epoch})
+    distribute.support_strategy(model)
+    history = model.fit(
+        stream(first_epoch * steps_per_epoch),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        verbose=fitting.verbose,
+        callbacks=callbacks,
+        shuffle=False,
+    )
+    return epoch_log.history if epoch_log is not None else history.history
+
+
+def steps_of(config: RunConfig, ds: data.Dataset, epochs: int) -> int:
+    """Optimizer steps for `epochs` passes over every training image."""
+    return math.ceil(len(ds.x_train) / config.batch_size) * epochs
+
+
+def labeled_subset(config: RunConfig, ds: data.Dataset) -> np.ndarray:
+    """Indices of the training images whose labels the students see: `labels_per_class` of
+    each class, or all of them when it is 0."""
+    if config.labels_per_class == 0:
+        return np.arange(len(ds.y_train), dtype=np.int64)
+    return data.label_subset(ds.y_train, config.labels_per_class, seed=config.seed)
+
+
+def train_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting()) -> Trained:
+    """The teacher learns from every label in the training split."""
+    teacher = classifier(
+        config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision
+    )
+    steps = steps_of(config, ds, config.teacher_epochs)
+    compile_classifier(teacher, config, config.teacher_learning_rate, steps)
+    stream = stream_of(config, (ds.x_train, ds.y_train))
+    per_epoch = steps_of(config, ds, 1)
+    return Trained(teacher, fit(teacher, stream, config.teacher_epochs, per_epoch, fitting))
+
+
+def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str | None]:
+    """The trained teacher in `.keras` file `path`, checked against `ds`, and a warning when it
+    does not start by rescaling raw pixels as tfdistill's models do (else None)."""
+    try:
+        teacher = keras.models.load_model(path)
+    except Exception as error:
+        raise ValueError(f"teacher_weights {str(path)!r} does not load: {error}") from None
+    if len(getattr(teacher, "inputs", None) or []) != 1:
+        raise ValueError(f"teacher_weights {str(path)!r} is not a model with one image input.")
+    takes = tuple(teacher.inputs[0].shape[1:])
+    gives = teacher.outputs[0].shape[-1]
+    if takes != ds.input_shape or gives != ds.num_classes:
+        raise ValueError(
+            f"teacher_weights {str(path)!r} maps {takes} images to {gives} classes, but "
+            f"--dataset={ds.name} has {ds.input_shape} images of {ds.num_classes} classes."
+        )
+    layers = [layer for layer in teacher.layers if not isinstance(layer, keras.layers.InputLayer)]
+    warning = None
+    if not (layers and isinstance(layers[0], keras.layers.Rescaling)):
+        warning = (
+            f"teacher_weights {str(path)!r} does not start with a Rescaling layer; tfdistill "
+            f"feeds it raw pixels in [0, {ds.pixel_max:g}]"
+        )
+    return teacher, warning
+
+
+def train_scratch(
+    config: RunConfig,
+    ds: data.Dataset,
+    labeled: np.ndarray,
+    init: list[np.ndarray],
+    fitting: Fitting = Fitting(),
+) -> Trained:
+    """The student alone, on the labeled images, for as many steps as the distilled one takes."""
+    student = classifier(
+        config.student, config.student_kwargs, ds, "student_scratch", config.mixed_precision
+    )
+    student.set_weights(init)
+    per_epoch = steps_of(config, ds, 1)
+    steps = per_epoch * config.student_epochs
+    compile_classifier(student, config, config.student_learning_rate, steps)
+    stream = stream_of(config, (ds.x_train[labeled], ds.y_train[labeled]))
+    return Trained(student, fit(student, stream, config.student_epochs, per_epoch, fitting))
+
+
+def distillation_elements(
+    config: RunConfig, ds: data.Dataset, teacher: keras.Model | None, labeled: np.ndarray
+) -> tuple[Any, np.ndarray]:
+    """(inputs, labels) of every training image, labels -1 except where `labeled`. The inputs
+    hold the teacher's cached logits, {"inputs": x, "teacher_logits": t}, unless images are
+    augmented or `teacher` is None; then they are the images, for a teacher that runs online
+    on each augmented batch."""
+    labels = data.mask_labels(ds.y_train, labeled)
+    if teacher is None or augments(config):
+        return ds.x_train, labels
+    logits = data.teacher_logits(ds.x_train, teacher, batch_size=config.batch_size)
+    return {INPUTS: ds.x_train, TEACHER_LOGITS: logits}, labels
+
+
+def attention_of(config: RunConfig) -> AttentionTransfer | GradientAttentionTransfer | None:
+    """The attention term of `config.method`: AT for "at" and "kd+at", GAT for "gat"
+    (`config.beta`, or the method's default β), none for "kd"."""
+    beta = {} if config.beta is None else {"beta": config.beta}
+    if config.method in ("at", "kd+at"):
+        return AttentionTransfer(**beta)
+    if config.method == "gat":
+        return GradientAttentionTransfer(**beta)
+    return None
+
+
+def distil(
+    config: RunConfig,
+    ds: data.Dataset,
+    teacher: keras.Model,
+    elements: tuple,
+    init: list[np.ndarray],
+    fitting: Fitting = Fitting(),
+) -> Trained:
+    """The student on every training image: soft targets everywhere, labels where it has them.
+
+    `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
+    "kd+at", or "gat" (labels + gradient attention transfer). `elements`: the
+    `distillation_elements`; the attention methods need the teacher's features every step, so
+    they take the images without cached logits.
+    """
+    student = classifier(
+        config.student, config.student_kwargs, ds, "student_distilled", config.mixed_precision
+    )
+    student.set_weights(init)
+    attention = attention_of(config)
+    inputs, labels = elements
+    if attention is not None and isinstance(inputs, dict):
+        elements = (inputs[INPUTS], labels)
+    distiller = Distiller(student, teacher, attention=attention)
+    steps = steps_of(config, ds, config.student_epochs)
+    distiller.compile(
+        optimizer=adam(config.student_learning_rate, steps, config.lr_schedule),
+        metrics=["accuracy"],
+        alpha=config.alpha if "kd" in config.method else 1.0,
+        temperature=config.temperature,
+        jit_compile=use_xla(config, distiller),
+    )
+    per_epoch = steps_of(config, ds, 1)
+    stream = stream_of(config, elements)
+    return Trained(student, fit(distiller, stream, config.student_epochs, per_epoch, fitting))
+
+
+def prune(
+    config: RunConfig,
+    ds: data.Dataset,
+    distilled: keras.Model,
+    train: tf.data.Dataset,
+    teacher: keras.Model | None = None,
+    callbacks: list | None = None,
+) -> keras.Model:
+    """The distilled student pruned to `config.prune` sparsity, still distilling (from cached
+    teacher logits in `train`, or from `teacher` online): sparsity rises over all but the last
+    epoch (about ten mask updates), and the last epoch recovers at the target."""
+    per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
+    horizon = per_epoch * max(config.compress_epochs - 1, 1)
+    return compress.prune(
+        distilled,
+        train,
+        teacher=teacher,
+        target_sparsity=config.prune,
+        epochs=config.compress_epochs,
+        frequency=max(horizon // 10, 1),
+        alpha=config.alpha,
+        temperature=config.temperature,
+        seed=config.seed,
+        verbose=0 if config.quiet else 2,
+        callbacks=callbacks,
+    )
+
+
+def quantize_aware(
+    config: RunConfig,
+    student: keras.Model,
+    train: tf.data.Dataset,
+    teacher: keras.Model | None = None,
+    callbacks: list | None = None,
+) -> Any:
+    """Quantization-aware fine-tuning of `student` with distillation; keeps a pruned student's
+    zeros."""
+    return compress.quantize_aware(
+        student,
+        train,
+        teacher=teacher,
+        epochs=config.compress_epochs,
+        alpha=config.alpha,
+        temperature=config.temperature,
+        preserve_sparsity=config.prune is not None,
+        seed=config.seed,
+        verbose=0 if config.quiet else 2,
+        callbacks=callbacks,
+    )
+
+
+def tf_keras_backup(folder: Path) -> list:
+    """tf_keras's epoch backup for the TFMOT stages, which fit tf_keras models; a backup that
+    does not load is a ValueError that says to delete it."""
+    import tf_keras
+
+    class Backup(tf_keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            try:
+                super().on_train_begin(logs)
+            except Exception as error:
+                raise ValueError(resume.backup_error(folder, error)) from None
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Backup(str(folder), delete_checkpoint=False)]
+
+
+def prune_channels(
+    config: RunConfig,
+    ds: data.Dataset,
+    distilled: keras.Model,
+    teacher: keras.Model,
+    elements: tuple,
+    fitting: Fitting = Fitting(),
+) -> Trained:
+    """The distilled student with the `config.prune_channels` share of its channels removed
+    (`compress.prune_channels`, smallest L1 norms first), then fine-tuned with the Distiller's
+    loss from `teacher` for `config.compress_epochs` on `elements` (see
+    `distillation_elements`); Adam at the students' rate on `config.lr_schedule` (at the
+    TFMOT stages' 1e-3 the student pruned to half its channels stayed at chance for six
+    epochs on the embedded digits; at 1e-2 it reached 63%)."""
+    student = compress.prune_channels(distilled, config.prune_channels)
+    distiller = Distiller(student, teacher)
+    per_epoch = steps_of(config, ds, 1)
+    distiller.compile(
+        optimizer=adam(
+            config.student_learning_rate, per_epoch * config.compress_epochs, config.lr_schedule
+        ),
+        metrics=["accuracy"],
+        alpha=config.alpha,
+        temperature=config.temperature,
+        jit_compile=use_xla(config, distiller),
+    )
+    stream = stream_of(config, elements)
+    return Trained(student, fit(distiller, stream, config.compress_epochs, per_epoch, fitting))
