@@ -13,14 +13,20 @@ def write_json(report: dict, path: str | os.PathLike) -> Path:
     return write_atomic(path, lambda f: json.dump(report, f, indent=2, sort_keys=False))
 
 
+def student_label(key: str) -> str:
+    """ "student (pruned channels)" for report key "pruned_channels"."""
+    return f"student ({key.replace('_', ' ')})"
+
+
 def format_table(report: dict) -> str:
     """One row per model: accuracy on the test split and parameter count."""
     rows = [("teacher", report["teacher"])]
-    rows += [(f"student ({name})", entry) for name, entry in report["students"].items()]
-    header = f"{'model':<22} {'accuracy':>9} {'params':>10}"
+    rows += [(student_label(name), entry) for name, entry in report["students"].items()]
+    width = max(22, *(len(name) for name, _ in rows))
+    header = f"{'model':<{width}} {'accuracy':>9} {'params':>10}"
     lines = [f"dataset: {report['dataset']['name']}", header, "-" * len(header)]
     for name, entry in rows:
-        lines.append(f"{name:<22} {entry['accuracy']:>9.2%} {entry['params']:>10,}")
+        lines.append(f"{name:<{width}} {entry['accuracy']:>9.2%} {entry['params']:>10,}")
     if report.get("tflite"):
         lines += ["", _tflite_table(report["tflite"])]
     return "\n".join(lines)
@@ -30,14 +36,15 @@ def _tflite_table(rows: list[dict]) -> str:
     """One row per `.tflite` file: size as stored and gzipped, accuracy, agreement with its
     Keras model, LiteRT latency."""
     phone = any("android_latency_us" in row for row in rows)
+    width = max(34, *(len(row["file"]) for row in rows))
     header = (
-        f"{'file':<34} {'size KB':>8} {'gzip KB':>8} {'accuracy':>9} {'agrees':>8} "
+        f"{'file':<{width}} {'size KB':>8} {'gzip KB':>8} {'accuracy':>9} {'agrees':>8} "
         f"{'latency us':>11}" + (f" {'phone us':>11}" if phone else "")
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['file']:<34} {row['size_bytes'] / 1024:>8.1f} "
+            f"{row['file']:<{width}} {row['size_bytes'] / 1024:>8.1f} "
             f"{row.get('gzip_bytes', 0) / 1024:>8.1f} {row['accuracy']:>9.2%} "
             f"{row['agreement']:>8.2%} {row['latency_us']:>11.1f}"
             + (f" {row['android_latency_us']:>11.1f}" if phone else "")
@@ -51,7 +58,7 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
     lines = [f"# tfdistill run on {report['dataset']['name']}", ""]
     lines += ["| model | accuracy | params | MACs |", "|---|---|---|---|"]
     models = [("teacher", report["teacher"])]
-    models += [(f"student ({name})", entry) for name, entry in report["students"].items()]
+    models += [(student_label(name), entry) for name, entry in report["students"].items()]
     for name, entry in models:
         lines.append(
             f"| {name} | {entry['accuracy']:.2%} | {entry['params']:,} | {entry['macs']:,} |"

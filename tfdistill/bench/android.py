@@ -140,6 +140,52 @@ def benchmark(
     tool crashes, times out or prints no results (with the tail of its output).
     """
     model, binary = Path(model_path), Path(benchmark_binary)
+    taskset = _check_arguments(model, binary, num_runs, warmup_runs, num_threads, taskset)
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    adb_path = shutil.which(adb)
+    if adb_path is None:
+        raise AndroidBenchmarkError(
+            f"adb not found ({adb!r} is not an executable on PATH): install the Android platform "
+            "tools (apt-get install adb, or Google's platform-tools) or pass adb='/path/to/adb'"
+        )
+    device = _pick_device(adb_path, serial)
+    on_device = [adb_path, "-s", device]
+    token = secrets.token_hex(4)
+    remote_binary, remote_model = _remote_name(binary, token), _remote_name(model, token)
+    tool = [
+        remote_binary,
+        f"--graph={remote_model}",
+        f"--num_threads={num_threads}",
+        f"--use_xnnpack={_flag(use_xnnpack)}",
+        f"--use_gpu={_flag(use_gpu)}",
+        f"--use_nnapi={_flag(use_nnapi)}",
+        f"--num_runs={num_runs}",
+        f"--warmup_runs={warmup_runs}",
+        f"--enable_op_profiling={_flag(enable_op_profiling)}",
+    ]
+    if taskset is not None:
+        tool = ["taskset", taskset, *tool]
+    pushed: list[str] = []
+    try:
+        _push(on_device, ((binary, remote_binary), (model, remote_model)), pushed)
+        parsed = _run_tool(on_device, device, tool, timeout_s)
+    finally:
+        _remove(on_device, device, pushed)
+    if parsed.num_threads is None:
+        parsed.num_threads = num_threads
+    return parsed
+
+
+def _check_arguments(
+    model: Path,
+    binary: Path,
+    num_runs: int,
+    warmup_runs: int,
+    num_threads: int,
+    taskset: str | int | None,
+) -> str | None:
+    """ValueErrors for bad arguments of `benchmark`; `taskset` as a hex mask without "0x"."""
     if not model.is_file():
         raise ValueError(f"model file not found: {str(model)!r}")
     if not binary.is_file():
@@ -159,84 +205,64 @@ def benchmark(
         if not (isinstance(taskset, str) and re.fullmatch(r"(0x)?[0-9a-fA-F]+", taskset)):
             raise ValueError(f"taskset must be a hex CPU mask such as 'f0', got {taskset!r}")
         taskset = taskset.removeprefix("0x")
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    return taskset
 
-    adb_path = shutil.which(adb)
-    if adb_path is None:
-        raise AndroidBenchmarkError(
-            f"adb not found ({adb!r} is not an executable on PATH): install the Android platform "
-            "tools (apt-get install adb, or Google's platform-tools) or pass adb='/path/to/adb'"
-        )
-    device = _pick_device(adb_path, serial)
-    on_device = [adb_path, "-s", device]
 
-    token = secrets.token_hex(4)
-    remote_binary, remote_model = _remote_name(binary, token), _remote_name(model, token)
-    pushed: list[str] = []
-    try:
-        for local, remote in ((binary, remote_binary), (model, remote_model)):
-            pushed.append(remote)
-            result = _run([*on_device, "push", str(local), remote], PUSH_TIMEOUT_S, "adb push")
+def _push(on_device: list[str], files: tuple, pushed: list[str]) -> None:
+    """Pushes each (local, remote) of `files`, recording the remote paths in `pushed` (for the
+    cleanup, even after a failure); the first one, the binary, is made executable."""
+    for index, (local, remote) in enumerate(files):
+        pushed.append(remote)
+        result = _run([*on_device, "push", str(local), remote], PUSH_TIMEOUT_S, "adb push")
+        if result.returncode != 0:
+            raise AndroidBenchmarkError(
+                f"adb push {local} {remote} failed (exit {result.returncode}):\n"
+                f"{_tail(result.stdout)}"
+            )
+        if index == 0:
+            command = f"chmod 755 {shlex.quote(remote)}"
+            result = _run([*on_device, "shell", command], ADB_TIMEOUT_S, "chmod")
             if result.returncode != 0:
                 raise AndroidBenchmarkError(
-                    f"adb push {local} {remote} failed (exit {result.returncode}):\n"
+                    f"could not make {remote} executable (exit {result.returncode}):\n"
                     f"{_tail(result.stdout)}"
                 )
-            if local is binary:
-                command = f"chmod 755 {shlex.quote(remote_binary)}"
-                result = _run([*on_device, "shell", command], ADB_TIMEOUT_S, "chmod")
-                if result.returncode != 0:
-                    raise AndroidBenchmarkError(
-                        f"could not make {remote_binary} executable (exit {result.returncode}):\n"
-                        f"{_tail(result.stdout)}"
-                    )
 
-        tool = [
-            remote_binary,
-            f"--graph={remote_model}",
-            f"--num_threads={num_threads}",
-            f"--use_xnnpack={_flag(use_xnnpack)}",
-            f"--use_gpu={_flag(use_gpu)}",
-            f"--use_nnapi={_flag(use_nnapi)}",
-            f"--num_runs={num_runs}",
-            f"--warmup_runs={warmup_runs}",
-            f"--enable_op_profiling={_flag(enable_op_profiling)}",
-        ]
-        if taskset is not None:
-            tool = ["taskset", taskset, *tool]
-        command = f"{shlex.join(tool)}; echo {_EXIT_MARK}$?"
-        result = _run([*on_device, "shell", command], timeout_s, "benchmark_model")
-        output, status = result.stdout, result.returncode
-        marks = re.findall(rf"{_EXIT_MARK}(\d+)", output)
-        if marks:
-            status = int(marks[-1])
-            output = re.sub(rf"{_EXIT_MARK}\d+\r?\n?", "", output)
-        if status != 0:
-            raise AndroidBenchmarkError(
-                f"benchmark_model exited with status {status} on {device}"
-                f"{' (killed by a signal)' if status > 128 else ''}; its output ends:\n"
-                f"{_tail(output)}"
-            )
-        try:
-            parsed = parse_benchmark_model_output(output)
-        except ValueError as error:
-            raise AndroidBenchmarkError(
-                f"benchmark_model printed no results on {device} ({error}); its output ends:\n"
-                f"{_tail(output)}"
-            ) from None
-    finally:
-        if pushed:
-            command = "rm -f " + " ".join(shlex.quote(path) for path in pushed)
-            try:
-                cleanup = _run([*on_device, "shell", command], ADB_TIMEOUT_S, "rm")
-                failed = cleanup.returncode != 0
-            except AndroidBenchmarkError:
-                failed = True
-            if failed:
-                warnings.warn(
-                    f"could not remove {', '.join(pushed)} from {device}", RuntimeWarning, 2
-                )
-    if parsed.num_threads is None:
-        parsed.num_threads = num_threads
-    return parsed
+
+def _run_tool(
+    on_device: list[str], device: str, tool: list[str], timeout_s: float
+) -> BenchmarkResult:
+    """Runs the `tool` command line on the phone; its parsed output."""
+    command = f"{shlex.join(tool)}; echo {_EXIT_MARK}$?"
+    result = _run([*on_device, "shell", command], timeout_s, "benchmark_model")
+    output, status = result.stdout, result.returncode
+    marks = re.findall(rf"{_EXIT_MARK}(\d+)", output)
+    if marks:
+        status = int(marks[-1])
+        output = re.sub(rf"{_EXIT_MARK}\d+\r?\n?", "", output)
+    if status != 0:
+        raise AndroidBenchmarkError(
+            f"benchmark_model exited with status {status} on {device}"
+            f"{' (killed by a signal)' if status > 128 else ''}; its output ends:\n"
+            f"{_tail(output)}"
+        )
+    try:
+        return parse_benchmark_model_output(output)
+    except ValueError as error:
+        raise AndroidBenchmarkError(
+            f"benchmark_model printed no results on {device} ({error}); its output ends:\n"
+            f"{_tail(output)}"
+        ) from None
+
+
+def _remove(on_device: list[str], device: str, pushed: list[str]) -> None:
+    """Removes the `pushed` files from the phone; a warning when that fails."""
+    if not pushed:
+        return
+    command = "rm -f " + " ".join(shlex.quote(path) for path in pushed)
+    try:
+        failed = _run([*on_device, "shell", command], ADB_TIMEOUT_S, "rm").returncode != 0
+    except AndroidBenchmarkError:
+        failed = True
+    if failed:
+        warnings.warn(f"could not remove {', '.join(pushed)} from {device}", RuntimeWarning, 4)

@@ -9,6 +9,7 @@ through `adb logcat` in its brief, time or threadtime format. The op profiler's 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -154,95 +155,12 @@ def parse_benchmark_model_output(text: str) -> BenchmarkResult:
     Raises `ValueError` when the text holds no benchmark timings, or more than one run.
     """
     lines = [strip_prefix(line) for line in text.splitlines()]
-    starts = sum(line.strip() == "STARTING!" for line in lines)
-    summaries = sum(bool(_SUMMARY.match(line)) for line in lines)
-    litert_blocks = sum("BENCHMARK RESULTS" in line for line in lines)
-    if max(starts, summaries, litert_blocks) > 1:
-        raise ValueError(
-            f"benchmark_model output holds {max(starts, summaries, litert_blocks)} runs "
-            f"({starts} 'STARTING!' lines, {summaries + litert_blocks} result summaries); "
-            "pass one run's output at a time"
-        )
-
-    summary: dict[str, float | None] = {}
-    litert: dict[str, float | None] = {}
-    session: dict[str, float | None] = {}
-    info: dict[str, float | int | None] = {}
-    stats_by_run: dict[int, dict[str, float | None]] = {}
-    loose_stats: list[dict[str, float | None]] = []
-    ops: list[OpProfileRow] = []
-    op_types: list[OpProfileRow] = []
-    runs_started = 0
-    phase, table, columns = "regular", "", None
-
+    _check_one_run(lines)
+    reader = _Reader()
     for line in lines:
-        stripped = line.strip()
-        if columns is not None:
-            row = _table_row(line, columns) if stripped else None
-            if row is not None:
-                if phase == "regular" and table == "run_order":
-                    ops.append(row)
-                elif phase == "regular" and table == "by_type":
-                    op_types.append(row)
-                continue
-            columns = None
-        if "Profiling Info for Benchmark Initialization" in stripped:
-            phase = "init"
-        elif "Profiling Info for Regular Benchmark Runs" in stripped:
-            phase = "regular"
-        elif stripped.startswith("====") and stripped.endswith("===="):
-            title = stripped.strip("= ").lower()
-            table = {"run order": "run_order", "summary by node type": "by_type"}.get(title, "")
-        elif (names := _table_columns(stripped)) is not None:
-            columns = names
-        elif _RUN_HEADER.match(stripped):
-            runs_started += 1
-        elif _STATS.match(stripped):
-            if runs_started:
-                stats_by_run.setdefault(runs_started, _stats(stripped))
-            else:
-                loose_stats.append(_stats(stripped))
-        elif match := _SUMMARY.match(stripped):
-            for key, value in _SUMMARY_ITEM.findall(match.group(1)):
-                if key.strip() in _SUMMARY_KEYS:
-                    summary[_SUMMARY_KEYS[key.strip()]] = _number(value)
-        elif match := _LITERT_MS.match(stripped):
-            litert[_LITERT_KEYS[match.group(1)]] = _ms_to_us(match.group(2))
-            if match.group(1) == "Inference (avg)" and match.group(3):
-                litert["count"] = int(match.group(3))
-        elif match := _LITERT_MEMORY.match(stripped):
-            key = "init_memory_mb" if match.group(1) == "Init" else "memory_mb"
-            info[key] = float(match.group(2))
-        elif match := _SESSION.match(stripped):
-            session["init_us"] = _ms_to_us(match.group(1))
-        elif match := _MODEL_SIZE.match(stripped):
-            info["model_size_bytes"] = round(float(match.group(1)) * 1e6)
-        elif match := _THREADS.match(stripped):
-            threads = int(match.group(1))
-            if threads >= 1 and (stripped.startswith("#") or "num_threads" not in info):
-                info["num_threads"] = threads
-        elif match := _MEMORY.match(stripped):
-            info["init_memory_mb"] = float(match.group(1))
-            info["memory_mb"] = float(match.group(2))
-
-    if stats_by_run:
-        warmup, regular = stats_by_run.get(1, {}), stats_by_run.get(2, {})
-    else:
-        warmup = loose_stats[-2] if len(loose_stats) >= 2 else {}
-        regular = loose_stats[-1] if loose_stats else {}
-    from_stats: dict[str, float | None] = {}
-    if regular:
-        from_stats["count"] = regular.get("count")
-        for key, name in _STATS_KEYS.items():
-            if key in regular:
-                from_stats.setdefault(name, regular[key])
-    if warmup:
-        single = warmup.get("count") == 1
-        from_stats["first_us"] = warmup.get("first", warmup.get("curr") if single else None)
-        from_stats["warmup_avg_us"] = warmup.get("avg", warmup.get("curr") if single else None)
-
+        reader.read(line)
     timings: dict[str, float | None] = {}
-    for source in (from_stats, summary, session, litert):
+    for source in (reader.from_stats(), reader.summary, reader.session, reader.litert):
         for key, value in source.items():
             if timings.get(key) is None:
                 timings[key] = value
@@ -257,8 +175,122 @@ def parse_benchmark_model_output(text: str) -> BenchmarkResult:
     return BenchmarkResult(
         source="benchmark_model",
         count=int(count) if count is not None else None,
-        ops=ops,
-        op_types=op_types,
+        ops=reader.ops,
+        op_types=reader.op_types,
         **timings,
-        **info,
+        **reader.info,
     )
+
+
+def _check_one_run(lines: list[str]) -> None:
+    starts = sum(line.strip() == "STARTING!" for line in lines)
+    summaries = sum(bool(_SUMMARY.match(line)) for line in lines)
+    litert_blocks = sum("BENCHMARK RESULTS" in line for line in lines)
+    if max(starts, summaries, litert_blocks) > 1:
+        raise ValueError(
+            f"benchmark_model output holds {max(starts, summaries, litert_blocks)} runs "
+            f"({starts} 'STARTING!' lines, {summaries + litert_blocks} result summaries); "
+            "pass one run's output at a time"
+        )
+
+
+@dataclasses.dataclass
+class _Reader:
+    """What the lines of one run's output said so far: each source of timings on its own (the
+    classic summary line, LiteRT's ms block, the session's init time, the `count=` stats lines
+    by run), the run's other facts, and the op profiler's tables."""
+
+    summary: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    litert: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    session: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    info: dict[str, float | int | None] = dataclasses.field(default_factory=dict)
+    stats_by_run: dict[int, dict[str, float | None]] = dataclasses.field(default_factory=dict)
+    loose_stats: list[dict[str, float | None]] = dataclasses.field(default_factory=list)
+    ops: list[OpProfileRow] = dataclasses.field(default_factory=list)
+    op_types: list[OpProfileRow] = dataclasses.field(default_factory=list)
+    runs_started: int = 0
+    phase: str = "regular"
+    table: str = ""
+    columns: list[str] | None = None
+
+    def read(self, line: str) -> None:
+        stripped = line.strip()
+        if self.columns is not None:
+            row = _table_row(line, self.columns) if stripped else None
+            if row is not None:
+                if self.phase == "regular" and self.table == "run_order":
+                    self.ops.append(row)
+                elif self.phase == "regular" and self.table == "by_type":
+                    self.op_types.append(row)
+                return
+            self.columns = None
+        if not self._structure(stripped):
+            self._value(stripped)
+
+    def _structure(self, stripped: str) -> bool:
+        """Profiler phases and tables, run headers and stats lines; whether `stripped` was one."""
+        if "Profiling Info for Benchmark Initialization" in stripped:
+            self.phase = "init"
+        elif "Profiling Info for Regular Benchmark Runs" in stripped:
+            self.phase = "regular"
+        elif stripped.startswith("====") and stripped.endswith("===="):
+            title = stripped.strip("= ").lower()
+            tables = {"run order": "run_order", "summary by node type": "by_type"}
+            self.table = tables.get(title, "")
+        elif (names := _table_columns(stripped)) is not None:
+            self.columns = names
+        elif _RUN_HEADER.match(stripped):
+            self.runs_started += 1
+        elif _STATS.match(stripped):
+            if self.runs_started:
+                self.stats_by_run.setdefault(self.runs_started, _stats(stripped))
+            else:
+                self.loose_stats.append(_stats(stripped))
+        else:
+            return False
+        return True
+
+    def _value(self, stripped: str) -> None:
+        """Summary, LiteRT, session, size, thread and memory lines."""
+        if match := _SUMMARY.match(stripped):
+            for key, value in _SUMMARY_ITEM.findall(match.group(1)):
+                if key.strip() in _SUMMARY_KEYS:
+                    self.summary[_SUMMARY_KEYS[key.strip()]] = _number(value)
+        elif match := _LITERT_MS.match(stripped):
+            self.litert[_LITERT_KEYS[match.group(1)]] = _ms_to_us(match.group(2))
+            if match.group(1) == "Inference (avg)" and match.group(3):
+                self.litert["count"] = int(match.group(3))
+        elif match := _LITERT_MEMORY.match(stripped):
+            key = "init_memory_mb" if match.group(1) == "Init" else "memory_mb"
+            self.info[key] = float(match.group(2))
+        elif match := _SESSION.match(stripped):
+            self.session["init_us"] = _ms_to_us(match.group(1))
+        elif match := _MODEL_SIZE.match(stripped):
+            self.info["model_size_bytes"] = round(float(match.group(1)) * 1e6)
+        elif match := _THREADS.match(stripped):
+            threads = int(match.group(1))
+            if threads >= 1 and (stripped.startswith("#") or "num_threads" not in self.info):
+                self.info["num_threads"] = threads
+        elif match := _MEMORY.match(stripped):
+            self.info["init_memory_mb"] = float(match.group(1))
+            self.info["memory_mb"] = float(match.group(2))
+
+    def from_stats(self) -> dict[str, float | None]:
+        """The timings of the `count=` lines: the regular run's, and the warm-up's first and
+        mean (by run header, else the last two loose lines)."""
+        if self.stats_by_run:
+            warmup, regular = self.stats_by_run.get(1, {}), self.stats_by_run.get(2, {})
+        else:
+            warmup = self.loose_stats[-2] if len(self.loose_stats) >= 2 else {}
+            regular = self.loose_stats[-1] if self.loose_stats else {}
+        timings: dict[str, float | None] = {}
+        if regular:
+            timings["count"] = regular.get("count")
+            for key, name in _STATS_KEYS.items():
+                if key in regular:
+                    timings.setdefault(name, regular[key])
+        if warmup:
+            single = warmup.get("count") == 1
+            timings["first_us"] = warmup.get("first", warmup.get("curr") if single else None)
+            timings["warmup_avg_us"] = warmup.get("avg", warmup.get("curr") if single else None)
+        return timings

@@ -23,6 +23,29 @@ _UNSUPPORTED_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex 
 _OP_LIST = re.compile(r"^(TF Select ops|Custom ops): (.+)$", re.MULTILINE)
 
 
+def _check(quantization: str, int8_io: bool, num_calibration_samples: int) -> None:
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantization={quantization!r} is not one of {', '.join(map(repr, QUANTIZATIONS))}."
+        )
+    if int8_io and quantization != "int8":
+        raise ValueError(f'int8_io=True needs quantization="int8", got {quantization!r}.')
+    if num_calibration_samples < 1:
+        raise ValueError(f"num_calibration_samples must be >= 1, got {num_calibration_samples}.")
+
+
+def _calibrate(converter: Any, quantization: str, samples: list) -> None:
+    """Full-integer `quantization` ("int8" or "int16x8") calibrated on `samples`, one (1, ...)
+    array each."""
+    converter.representative_dataset = lambda: ([sample] for sample in samples)
+    integer = (
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        if quantization == "int8"
+        else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    )
+    converter.target_spec.supported_ops = [integer, tf.lite.OpsSet.TFLITE_BUILTINS]
+
+
 def to_tflite(
     model: Any,
     path: str | os.PathLike,
@@ -67,15 +90,7 @@ def to_tflite(
     The file is written to a temporary name beside `path` and renamed, so an existing file at
     `path` is only replaced by a complete conversion.
     """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            f"quantization={quantization!r} is not one of {', '.join(map(repr, QUANTIZATIONS))}."
-        )
-    if int8_io and quantization != "int8":
-        raise ValueError(f'int8_io=True needs quantization="int8", got {quantization!r}.')
-    if num_calibration_samples < 1:
-        raise ValueError(f"num_calibration_samples must be >= 1, got {num_calibration_samples}.")
-
+    _check(quantization, int8_io, num_calibration_samples)
     function = inference_function(model, input_shape)
     trained_ranges = quantization == "int8" and is_quantization_aware(function)
     if quantization in _NEEDS_CALIBRATION and representative_data is None and not trained_ranges:
@@ -83,8 +98,6 @@ def to_tflite(
             f'quantization="{quantization}" needs representative data: pass '
             "representative_data=, e.g. a few hundred training images of shape (N, H, W, C)."
         )
-    (spec,) = tf.nest.flatten(function.structured_input_signature)
-    shape, dtype = tuple(spec.shape[1:]), spec.dtype
     # No trackable object: the converter then freezes the captured variables into constants
     # (and fuses BatchNorm); given the model, it keeps them as READ_VARIABLE ops. That path
     # logs a deprecation warning on every call, which _quiet_trackable_warning drops.
@@ -102,22 +115,14 @@ def to_tflite(
     elif quantization in _NEEDS_CALIBRATION and not (
         trained_ranges and representative_data is None
     ):
-        samples = _calibration_samples(representative_data, shape, dtype, num_calibration_samples)
-        converter.representative_dataset = lambda: ([s] for s in samples)
-        if quantization == "int8":
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                tf.lite.OpsSet.TFLITE_BUILTINS,
-            ]
-        else:
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
-                tf.lite.OpsSet.TFLITE_BUILTINS,
-            ]
+        (spec,) = tf.nest.flatten(function.structured_input_signature)
+        samples = _calibration_samples(
+            representative_data, tuple(spec.shape[1:]), spec.dtype, num_calibration_samples
+        )
+        _calibrate(converter, quantization, samples)
     if int8_io:
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-
     content = _convert(converter)
     return write_atomic(path, lambda f: f.write(content), mode="wb")
 
