@@ -752,7 +752,7 @@ class Precisions(keras.callbacks.Callback):
 
 def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
     """The teacher, scratch and distilled students train under mixed_bfloat16; the
-    pruning stage (tf_keras) and the .tflite files get float32 copies; the global policy is
+    channel-pruning and pruning stages and the .tflite files get float32 copies; the global policy is
     float32 afterwards. Another --mixed_precision is another config."""
     config = run_lib.RunConfig(
         out=str(tmp_path / "run"),
@@ -768,6 +768,7 @@ def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
         ("Functional", False, "bfloat16"),
         ("Functional", False, "bfloat16"),
         ("Distiller", False, "bfloat16"),
+        ("Distiller", False, "float32"),  # prune_channels, on the float32 copy
     ]
     for history in result["history"].values():
         assert np.all(np.isfinite(history["loss"]))
@@ -777,6 +778,7 @@ def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
     assert {layer.compute_dtype for layer in pruned.layers} == {"float32"}
     assert [row["file"] for row in result["tflite"]] == [
         "student_distilled_fp32.tflite",
+        "student_pruned_channels_fp32.tflite",
         "student_pruned_fp32.tflite",
         "student_pruned_int8.tflite",
         "teacher_fp32.tflite",
