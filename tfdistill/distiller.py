@@ -8,9 +8,8 @@ from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
-from tensorflow.python.framework.config import is_op_determinism_enabled
 
-from tfdistill import distribute, precision
+from tfdistill import _keras_internals, distribute, precision
 from tfdistill import outputs as outputs_lib
 from tfdistill.attention import (
     AttentionLike,
@@ -109,11 +108,11 @@ def resolve_jit_compile(model: keras.Model) -> bool:
         raise ValueError(f"{XLA_ENV}={setting!r} is not allowed; choose one of ['auto', 'off'].")
     if setting == "off":
         return False
-    if getattr(model, "_distribute_strategy", None) is not None or tf.distribute.has_strategy():
+    if _keras_internals.strategy_made_in(model) is not None or tf.distribute.has_strategy():
         return False
-    if is_op_determinism_enabled():
+    if _keras_internals.op_determinism_enabled():
         return False
-    layers = list(model._flatten_layers())
+    layers = _keras_internals.flatten_layers(model)
     if not tf.config.list_physical_devices("GPU") and any(map(_slow_under_cpu_xla, layers)):
         return False
     return all(layer.supports_jit for layer in layers)
@@ -396,8 +395,9 @@ class Distiller(keras.Model):
             self.distillation_loss_tracker,
             *self._attention_trackers.values(),
         ]
-        if self.compiled and self._compile_metrics is not None:
-            metrics.append(self._compile_metrics)
+        compiled = _keras_internals.compiled_metrics(self) if self.compiled else None
+        if compiled is not None:
+            metrics.append(compiled)
         return metrics
 
     def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
