@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from tfdistill import _keras_internals
+from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.folding import functional_graph
 
 _TWINS: dict[type, Callable[[], type]] = {}
@@ -160,8 +161,6 @@ def to_tf_keras(model: keras.Model) -> Any:
     The result gives the same outputs, (B, ...) -> (B, C), in training and inference mode. Each
     Keras 3 layer becomes one tf_keras layer, shared where the original is shared.
     """
-    from tfdistill.compress import require_tfmot
-
     _, tf_keras = require_tfmot()
     graph = _graph(model, "to_tf_keras")
     twins: dict[int, Any] = {}

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from tfdistill import _keras_internals
+from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.compress.bridge import to_tf_keras
 from tfdistill.compress.sparsity import check_integers
 
@@ -107,7 +108,7 @@ def quantize_aware(
     output (TFLite runs it as MUL and ADD). `callbacks` (tf_keras) join the fit, e.g.
     `tf_keras.callbacks.BackupAndRestore`. `student` is unchanged.
     """
-    from tfdistill.compress import require_tfmot, tuner
+    from tfdistill.compress import tuner
 
     require_tfmot()
     check_integers(epochs=(epochs, 1), batch_size=(batch_size, 1))
@@ -131,8 +132,6 @@ def quantize_aware(
 def quantize_model(student: keras.Model, *, preserve_sparsity: bool = False) -> Any:
     """The tf_keras twin of `student` with TFMOT's fake quantization, before any training:
     what `quantize_aware` fine-tunes, and the skeleton its saved weights load back into."""
-    from tfdistill.compress import require_tfmot
-
     tfmot, tf_keras = require_tfmot()
     quantize = tfmot.quantization.keras
 
