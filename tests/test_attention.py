@@ -11,6 +11,8 @@ from tfdistill import AttentionTransfer, Distiller, GradientAttentionTransfer, m
 from tfdistill.data import cache_teacher_outputs
 from tfdistill.losses import attention_map, attention_transfer_loss
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 RNG = np.random.default_rng(4)
 
 

@@ -11,6 +11,8 @@ import tfdistill
 from tfdistill import models
 from tfdistill.compress import kept_channels, prune_channels, require_tfmot
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 SMALL = {
     "convnet": {"widths": (4, 8)},
     "mobilenet_v1": {"alpha": 0.25},

@@ -20,6 +20,8 @@ from tfdistill import compress, data, models  # noqa: E402
 from tfdistill.compress import tuner  # noqa: E402
 from tfdistill.export import evaluate_tflite, file_size, to_tflite  # noqa: E402
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 X = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
 FAMILIES = {"convnet": {"widths": (4, 8)}, "resnet": {"depth": 8, "shortcut": "A"}}
 

@@ -11,6 +11,8 @@ from tfdistill import Distiller, models, precision
 from tfdistill.data import cache_teacher_outputs
 from tfdistill.distiller import resolve_jit_compile
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 RNG = np.random.default_rng(0)
 D, C, B = 6, 4, 8
 X = RNG.normal(size=(B, D)).astype("float32")

@@ -24,6 +24,8 @@ from tfdistill.data import cache_teacher_outputs
 from tfdistill.distiller import Distiller
 from tfdistill.run import training
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 WORKER = Path(__file__).with_name("run_worker.py")
 SMALL = {
     "student_kwargs": {"widths": [2, 4]},

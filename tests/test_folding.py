@@ -1,9 +1,12 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfdistill import models
 from tfdistill.folding import folded_forward, folded_pairs
+
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
 
 RNG = np.random.default_rng(0)
 

@@ -7,6 +7,8 @@ from tests.helpers import softmax
 from tfdistill.losses import HardTargetLoss, SoftTargetLoss
 from tfdistill.outputs import as_logits
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 TEACHER = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], "float32")
 STUDENT = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]], "float32")
 
@@ -91,3 +93,52 @@ def test_16_bit_probabilities_become_float32_log_probabilities(dtype):
     logits = as_logits(probabilities, "probabilities")
     assert logits.dtype == tf.float32
     np.testing.assert_allclose(logits, np.log([[0.5, 0.25, 0.25, 1e-7]]), rtol=1e-6)
+
+
+def _log_softmax64(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_loss_share_by_hand_with_unlabeled_and_padding_rows():
+    """Rows: labeled (weight 1), unlabeled (label -1, weight 0.5), labeled (weight 2), and a
+    padding row (weight 0, not counted). Global batch: 3 real rows, 2 labeled."""
+    from tfdistill.distiller import loss_share
+
+    student = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0], [3.0, -1.0, 0.5], [9.0, 9.0, 9.0]])
+    teacher = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    labels = np.array([2, -1, 0, 0])
+    weights = np.array([1.0, 0.5, 2.0, 0.0])
+    mask = np.array([1.0, 0.0, 1.0, 0.0])
+    alpha, t = 0.3, 2.0
+
+    log_s = _log_softmax64(student)
+    ce = np.where(labels >= 0, -log_s[np.arange(4), np.maximum(labels, 0)], 0.0)
+    log_pt, log_ps = _log_softmax64(teacher / t), _log_softmax64(student / t)
+    kl = t * t * (np.exp(log_pt) * (log_pt - log_ps)).sum(-1)
+    hard_sum = (weights * mask * ce).sum()
+    soft_sum = (weights * kl).sum()
+    expected = alpha * hard_sum / 2 + (1 - alpha) * soft_sum / 3
+
+    f32 = lambda a: tf.constant(a, tf.float32)  # noqa: E731
+    hard = HardTargetLoss().call(tf.constant(labels), f32(student))
+    soft = SoftTargetLoss(temperature=t).call(f32(teacher), f32(student))
+    terms = loss_share(hard, soft, f32(weights), f32(mask), tf.constant(3), alpha)
+    assert float(terms.share) == pytest.approx(expected, rel=1e-5)
+    assert float(terms.hard_sum) == pytest.approx(hard_sum, rel=1e-5)
+    assert float(terms.soft_sum) == pytest.approx(soft_sum, rel=1e-5)
+    np.testing.assert_array_equal(terms.local_counts, [3.0, 2.0])
+    np.testing.assert_array_equal(terms.global_counts, [3.0, 2.0])
+
+    no_teacher = loss_share(hard, None, f32(weights), f32(mask), tf.constant(3), alpha)
+    assert float(no_teacher.share) == pytest.approx(hard_sum / 2, rel=1e-5)
+    assert no_teacher.soft_sum is None
+
+
+def test_loss_share_of_a_batch_without_labels_is_the_soft_term_alone():
+    from tfdistill.distiller import loss_share
+
+    ones = tf.ones([2])
+    terms = loss_share(tf.zeros([2]), ones, ones, tf.zeros([2]), tf.constant(2), 0.5)
+    assert float(terms.share) == pytest.approx(0.5 * 2 / 2)

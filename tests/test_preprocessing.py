@@ -11,6 +11,8 @@ from tfdistill.export import evaluate_tflite, to_tflite
 from tfdistill.folding import folded_forward, folded_pairs
 from tfdistill.profile import profile
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 RAW = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 1)).astype("float32")
 
 

@@ -5,6 +5,8 @@ from absl import flags
 import tfdistill
 from tfdistill import cli
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 
 def small_model():
     inputs = keras.Input((8, 8, 4))

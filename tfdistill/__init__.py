@@ -7,6 +7,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
+from tfdistill import _keras_internals  # noqa: E402
+
+_keras_internals.check_keras_version()  # a warning once, at import, outside the tested range
+
 from tfdistill import (  # noqa: E402
     bench,
     compress,

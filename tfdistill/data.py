@@ -27,111 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tfdistill import image_folder
+from tfdistill.batches import INPUTS, TEACHER_LOGITS
+from tfdistill.dataset import DIGITS_MAX, EIGHT_BIT, Dataset
 from tfdistill.errors import brief
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 DATA_DIR_ENV = "TFDISTILL_DATA_DIR"
-SPLITS = ("train", "test")
-EIGHT_BIT = 255.0
-DIGITS_MAX = 16.0
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
-    """An image classification dataset held in memory.
-
-    ``x_train``/``x_test``: float32, shape (N, H, W, C), values in [0, 1].
-    ``y_train``/``y_test``: int64, shape (N,), values in [0, num_classes); -1 marks an
-    unlabeled example (see :func:`mask_labels`). ``skipped``: files that did not decode
-    (``folder:PATH``). ``pixel_max``: the raw pixel value that 1.0 stands for (> 0; 255 for
-    8-bit images, 16 for ``"digits"``), see :meth:`raw_pixels`.
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    class_names: tuple[str, ...]
-    skipped: int = 0
-    pixel_max: float = 1.0
-
-    def __post_init__(self) -> None:
-        value = self.pixel_max
-        real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-            value, bool
-        )
-        if not (real and np.isfinite(value) and value > 0):
-            raise ValueError(f"pixel_max must be a finite number > 0, got {value!r}")
-        for split in SPLITS:
-            x, y = self._arrays(split)
-            if x.ndim != 4:
-                raise ValueError(f"x_{split} must have shape (N, H, W, C), got {x.shape}")
-            if y.shape != (x.shape[0],):
-                raise ValueError(f"y_{split} must have shape ({x.shape[0]},), got {y.shape}")
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(
-                f"train and test images differ in shape: {self.x_train.shape[1:]} "
-                f"vs {self.x_test.shape[1:]}"
-            )
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"{len(self.class_names)} class names given for {self.num_classes} classes"
-            )
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """The shape of one image, (H, W, C)."""
-        h, w, c = self.x_train.shape[1:]
-        return (int(h), int(w), int(c))
-
-    def raw_pixels(self) -> Dataset:
-        """A copy with images as the source stored them: float32 (N, H, W, C) in [0, pixel_max].
-
-        For 8-bit sources (``pixel_max`` 255) the values are rounded to whole numbers, so they
-        are exactly the uint8 values a camera or an image file gives (resized images: rounded
-        to the nearest such value). ``pixel_max`` and everything else are kept; the result is
-        on the raw scale, so call this once.
-        """
-
-        def raw(x: np.ndarray) -> np.ndarray:
-            scaled = np.asarray(x, np.float32) * np.float32(self.pixel_max)
-            return np.rint(scaled) if self.pixel_max == EIGHT_BIT else scaled
-
-        return dataclasses.replace(self, x_train=raw(self.x_train), x_test=raw(self.x_test))
-
-    def _arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if split == "train":
-            return self.x_train, self.y_train
-        if split == "test":
-            return self.x_test, self.y_test
-        raise ValueError(f"unknown split {split!r}; valid splits are {', '.join(SPLITS)}")
-
-    def as_tf_dataset(
-        self,
-        split: str,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int | None = None,
-        drop_remainder: bool = False,
-    ) -> tf.data.Dataset:
-        """Batches ``(x, y)`` of one split: x float32 (B, H, W, C), y int64 (B,), prefetched.
-
-        With ``shuffle`` the order is reshuffled every epoch; ``seed`` makes it reproducible.
-        """
-        x, y = self._arrays(split)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        import tensorflow as tf
-
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if shuffle:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def shuffled_batches(
@@ -611,9 +515,7 @@ def load(name: str, *, data_dir: str | None = None, **kwargs: Any) -> Dataset:
     """
     check_name(name)
     if name.startswith("folder:"):
-        from tfdistill.image_folder import load_folder
-
-        return load_folder(name.split(":", 1)[1], **kwargs)
+        return image_folder.load_folder(name.split(":", 1)[1], **kwargs)
     if name.startswith("tfds:"):
         return _load_tfds(name.split(":", 1)[1], data_dir)
     return _LOADERS[name](data_dir, **kwargs)
@@ -697,7 +599,7 @@ def cache_teacher_outputs(
     if not columns:
         raise ValueError("cache_teacher_outputs got an empty dataset.")
     x, t, *rest = (np.concatenate(column) for column in columns)
-    cached = tf.data.Dataset.from_tensor_slices(({"inputs": x, "teacher_logits": t}, *rest))
+    cached = tf.data.Dataset.from_tensor_slices(({INPUTS: x, TEACHER_LOGITS: t}, *rest))
     if shuffle:
         cached = cached.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return cached.batch(batch_size or first_batch).prefetch(tf.data.AUTOTUNE)

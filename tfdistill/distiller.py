@@ -8,15 +8,17 @@ from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
-from tensorflow.python.framework.config import is_op_determinism_enabled
 
-from tfdistill import distribute, precision
+from tfdistill import _keras_internals, distribute, precision
 from tfdistill import outputs as outputs_lib
 from tfdistill.attention import (
     AttentionLike,
     check_functional,
     split_methods,
 )
+from tfdistill.batches import INPUTS as INPUTS
+from tfdistill.batches import TEACHER_LOGITS as TEACHER_LOGITS
+from tfdistill.batches import split_cached
 from tfdistill.folding import folded_forward
 from tfdistill.losses import (
     HardTargetLoss,
@@ -26,16 +28,6 @@ from tfdistill.losses import (
     is_one_hot,
     labeled_mask,
 )
-
-TEACHER_LOGITS = "teacher_logits"
-INPUTS = "inputs"
-
-
-def split_cached(x: Any) -> tuple[Any, tf.Tensor | None]:
-    """Splits a cached-teacher batch `{"inputs": x, "teacher_logits": t}` into (x, t)."""
-    if isinstance(x, dict) and TEACHER_LOGITS in x:
-        return x[INPUTS], x[TEACHER_LOGITS]
-    return x, None
 
 
 def _single_output(model: keras.Model, role: str) -> Any:
@@ -109,11 +101,11 @@ def resolve_jit_compile(model: keras.Model) -> bool:
         raise ValueError(f"{XLA_ENV}={setting!r} is not allowed; choose one of ['auto', 'off'].")
     if setting == "off":
         return False
-    if getattr(model, "_distribute_strategy", None) is not None or tf.distribute.has_strategy():
+    if _keras_internals.strategy_made_in(model) is not None or tf.distribute.has_strategy():
         return False
-    if is_op_determinism_enabled():
+    if _keras_internals.op_determinism_enabled():
         return False
-    layers = list(model._flatten_layers())
+    layers = _keras_internals.flatten_layers(model)
     if not tf.config.list_physical_devices("GPU") and any(map(_slow_under_cpu_xla, layers)):
         return False
     return all(layer.supports_jit for layer in layers)
@@ -191,6 +183,49 @@ def global_sum(values: tf.Tensor) -> tf.Tensor:
     if context is None or context.num_replicas_in_sync == 1:
         return values
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+class LossShare(NamedTuple):
+    """`loss_share`'s result: this replica's share and the sums and counts it came from."""
+
+    share: tf.Tensor  # float32 scalar: this replica's share of the global-batch loss
+    hard_sum: tf.Tensor  # float32 scalar: Σ weights · hard on this replica
+    soft_sum: tf.Tensor | None  # float32 scalar: Σ weights · soft on this replica (or None)
+    local_counts: tf.Tensor  # float32 (2,): [rows, labeled rows] on this replica
+    global_counts: tf.Tensor  # float32 (2,): the same summed over the replicas
+
+
+def loss_share(
+    hard: tf.Tensor,
+    soft: tf.Tensor | None,
+    weights: tf.Tensor,
+    mask: tf.Tensor,
+    rows: tf.Tensor,
+    alpha: float | tf.Tensor,
+) -> LossShare:
+    """This replica's share of the distillation loss of the global batch, the one formula of
+    the Distiller and the tf_keras fine-tuner.
+
+    `hard`, `soft`: (B,) float32 per-example losses (hard CE, 0 on unlabeled rows; T²·KL);
+    `weights`: (B,) sample weights, 0 on padding rows; `mask`: (B,) 1.0 on labeled real rows;
+    `rows`: scalar, the real rows of this replica's B. With N and N_lab the real and labeled
+    rows summed over the replicas,
+
+        share = alpha · Σ weights·hard / max(N_lab, 1) + (1 - alpha) · Σ weights·soft / max(N, 1)
+
+    (without a teacher, `soft` None: Σ weights·hard / max(N_lab, 1)). The shares of all
+    replicas add up to the loss of the global batch, so summed gradients are its gradient."""
+    hard_sum = tf.reduce_sum(weights * hard)
+    local_counts = tf.stack([tf.cast(rows, tf.float32), tf.reduce_sum(mask)])
+    global_counts = global_sum(local_counts)
+    labeled = tf.maximum(global_counts[1], 1.0)
+    if soft is None:
+        return LossShare(hard_sum / labeled, hard_sum, None, local_counts, global_counts)
+    soft_sum = tf.reduce_sum(weights * soft)
+    share = alpha * hard_sum / labeled + (1.0 - alpha) * soft_sum / tf.maximum(
+        global_counts[0], 1.0
+    )
+    return LossShare(share, hard_sum, soft_sum, local_counts, global_counts)
 
 
 @keras.saving.register_keras_serializable(package="tfdistill")
@@ -396,8 +431,9 @@ class Distiller(keras.Model):
             self.distillation_loss_tracker,
             *self._attention_trackers.values(),
         ]
-        if self.compiled and self._compile_metrics is not None:
-            metrics.append(self._compile_metrics)
+        compiled = _keras_internals.compiled_metrics(self) if self.compiled else None
+        if compiled is not None:
+            metrics.append(compiled)
         return metrics
 
     def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
@@ -487,16 +523,16 @@ class Distiller(keras.Model):
         global batch / local batch, which turns a share into a value a Mean tracker can average."""
         student_logits = student.logits
         weights = batch.weights
-        hard_sum = tf.reduce_sum(weights * self.hard_loss.call(batch.y, student_logits))
-        soft_sum = tf.reduce_sum(weights * self.soft_loss.call(teacher.logits, student_logits))
-        local_counts = tf.stack([tf.cast(batch.rows, tf.float32), tf.reduce_sum(batch.mask)])
-        global_counts = global_sum(local_counts)
-        alpha = self.alpha
-        global_n = tf.maximum(global_counts[0], 1.0)
-        share = (
-            alpha * hard_sum / tf.maximum(global_counts[1], 1.0)
-            + (1.0 - alpha) * soft_sum / global_n
+        terms = loss_share(
+            self.hard_loss.call(batch.y, student_logits),
+            self.soft_loss.call(teacher.logits, student_logits),
+            weights,
+            batch.mask,
+            batch.rows,
+            self.alpha,
         )
+        share, hard_sum, soft_sum, local_counts, global_counts = terms
+        global_n = tf.maximum(global_counts[0], 1.0)
         n_local, labeled_local = local_counts[0], local_counts[1]
         logged = {
             "student_loss": (hard_sum / tf.maximum(labeled_local, 1.0), labeled_local),

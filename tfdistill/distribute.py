@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +31,8 @@ import tensorflow as tf
 
 from tfdistill import _keras_internals
 
+# Marks a model `support_strategy` already changed (an attribute of tfdistill's own).
+_MENDED = "_tfdistill_mended"
 STRATEGIES = ("default", "mirrored", "multi_worker", "one_device")
 TF_CONFIG_EXAMPLE = (
     '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
@@ -239,17 +240,9 @@ def support_strategy(model: keras.Model, pad_empty: bool = True) -> keras.Model:
     `MultiWorkerMirroredStrategy` (see the module docstring); a no-op for one replica.
     `pad_empty=False` leaves empty replicas to a model whose own steps call `padded_if_empty`
     (the Distiller). Returns `model`."""
-    strategy = getattr(model, "_distribute_strategy", None)
-    if strategy is None or strategy.num_replicas_in_sync == 1 or hasattr(model, "_mended"):
+    strategy = _keras_internals.strategy_made_in(model)
+    if strategy is None or strategy.num_replicas_in_sync == 1 or hasattr(model, _MENDED):
         return model
-
-    def maybe_symbolic_build(self: keras.Model, iterator: Any = None, data_batch: Any = None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = _local_batch(self.distribute_strategy, next(batches))
-                break
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
 
     def vector_step(step: Any) -> Any:
         def run(data: Any) -> Any:
@@ -257,15 +250,13 @@ def support_strategy(model: keras.Model, pad_empty: bool = True) -> keras.Model:
 
         return run
 
-    object.__setattr__(
-        model, "_maybe_symbolic_build", types.MethodType(maybe_symbolic_build, model)
-    )
+    _keras_internals.build_from_local_batch(model, _local_batch)
     if pad_empty:
         _padded_steps(model)
     if is_multi_worker(strategy):
         object.__setattr__(model, "train_step", vector_step(model.train_step))
         object.__setattr__(model, "test_step", vector_step(model.test_step))
-    object.__setattr__(model, "_mended", True)
+    object.__setattr__(model, _MENDED, True)
     return model
 
 
@@ -274,7 +265,7 @@ def synchronize_batch_norm(model: keras.Model) -> keras.Model:
     too): in training, each layer's batch mean and variance then come from the global batch,
     all-reduced over the replicas, as on one device, instead of from each replica's slice.
     Returns `model`."""
-    for layer in model._flatten_layers(include_self=False):
+    for layer in _keras_internals.flatten_layers(model, include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
     return model

@@ -17,21 +17,19 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfdistill import _keras_internals
+
 _FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
 
 
 def functional_graph(model: keras.Model) -> Any | None:
     """The model's Functional graph, or None (subclassed models have none)."""
-    if isinstance(model, keras.Sequential):
-        model = getattr(model, "_functional", None)
-    if model is None or not hasattr(model, "_run_through_graph"):
-        return None
-    return model
+    return _keras_internals.functional_graph(model)
 
 
 def graph_nodes(graph: Any) -> list[Any]:
     """The calls of layers in a Functional graph (see `functional_graph`), inputs first."""
-    by_depth = graph._nodes_by_depth
+    by_depth = _keras_internals.nodes_by_depth(graph)
     return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
 
 
@@ -52,7 +50,8 @@ def clone_graph(
             new_layers[id(op)] = type(op).from_config(configure(op, op.get_config()))
         return new_layers[id(op)]
 
-    return graph._run_through_graph(inputs, operation_fn=operation_fn), new_layers
+    outputs = _keras_internals.run_through_graph(graph, inputs, operation_fn)
+    return outputs, new_layers
 
 
 def _foldable_pairs(graph: Any) -> dict[int, keras.layers.BatchNormalization]:
@@ -77,7 +76,7 @@ def _foldable_pairs(graph: Any) -> dict[int, keras.layers.BatchNormalization]:
         if len(node.input_tensors) != 1:
             continue
         tensor = node.input_tensors[0]
-        producer = tensor._keras_history.operation
+        producer = _keras_internals.producer(tensor)
         if (
             isinstance(producer, _FOLDABLE)
             and calls.get(id(producer)) == 1
@@ -121,7 +120,7 @@ def _identity(inputs: tf.Tensor, *args: Any, **kwargs: Any) -> tf.Tensor:
 
 def _inference(op: Any) -> Callable:
     def call(*args: Any, **kwargs: Any) -> Any:
-        if getattr(op, "_call_has_training_arg", False):
+        if _keras_internals.takes_training(op):
             kwargs["training"] = False
         return op(*args, **kwargs)
 
@@ -148,8 +147,8 @@ def folded_forward(model: keras.Model) -> Callable[[Any], Any]:
         return _inference(op)
 
     def forward(x: Any) -> Any:
-        inputs = graph._standardize_inputs(x)
-        outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
+        inputs = _keras_internals.standardize_inputs(graph, x)
+        outputs = _keras_internals.run_through_graph(graph, inputs, operation_fn)
         return outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
 
     return forward

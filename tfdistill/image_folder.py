@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfdistill import data
+from tfdistill.dataset import EIGHT_BIT, Dataset
 
 TEST_SPLITS = ("test", "val")
 
@@ -83,7 +83,7 @@ def load_folder(
     size: int | tuple[int, int] | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
-) -> data.Dataset:
+) -> Dataset:
     """The images under `path` as a Dataset (see the module docstring). Without train/ and
     test/ (or val/) subfolders, `test_fraction` of each class is held out (seeded)."""
     root = Path(path).expanduser()
@@ -124,7 +124,7 @@ def load_folder(
         x, x_test, y, y_test = train_test_split(
             x, y, test_size=test_fraction, random_state=seed, stratify=y
         )
-    return data.Dataset(
+    return Dataset(
         name=f"folder:{root.name}",
         x_train=x,
         y_train=y,
@@ -133,7 +133,7 @@ def load_folder(
         num_classes=len(class_names),
         class_names=class_names,
         skipped=skipped,
-        pixel_max=data.EIGHT_BIT,
+        pixel_max=EIGHT_BIT,
     )
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfdistill import _keras_internals
+
 DISTILLATION_LOSSES: dict[str, Callable] = {
     "kl_divergence": keras.losses.kl_divergence,
     "categorical_crossentropy": keras.losses.categorical_crossentropy,
@@ -32,7 +34,7 @@ LossLike = str | keras.losses.Loss | Callable | None
 def _from_logits(fn: Any) -> bool:
     if hasattr(fn, "from_logits"):
         return bool(fn.from_logits)
-    return bool(getattr(fn, "_fn_kwargs", {}).get("from_logits", False))
+    return bool(_keras_internals.loss_function_kwargs(fn).get("from_logits", False))
 
 
 def _per_example(fn: Callable, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfdistill import _keras_internals
+
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
 _EPSILON = 1e-7
 
@@ -17,9 +19,9 @@ def _check_output_kind(kind: str, what: str) -> None:
 def _final_layer(model: keras.Model) -> keras.layers.Layer | None:
     outputs = getattr(model, "outputs", None)
     if outputs:
-        history = getattr(outputs[0], "_keras_history", None)
-        if history is not None:
-            return history.operation
+        producer = _keras_internals.producer(outputs[0])
+        if producer is not None:
+            return producer
     layers = getattr(model, "layers", None)
     return layers[-1] if layers else None
 

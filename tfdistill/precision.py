@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import keras
 
+from tfdistill import _keras_internals
+
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 _POLICIES = {"none": None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 _REDUCED = ("float16", "bfloat16")
@@ -42,7 +44,7 @@ def dtype_policy(name: str | None) -> Iterator[None]:
 
 
 def _layers(model: keras.Model) -> list[keras.layers.Layer]:
-    return list(model._flatten_layers(include_self=False))
+    return _keras_internals.flatten_layers(model, include_self=False)
 
 
 def computes_in(model: keras.Model, dtypes: tuple[str, ...] = _REDUCED) -> bool:

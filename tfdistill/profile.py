@@ -13,6 +13,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfdistill import _keras_internals
+
 KINDS = ("conv1x1", "conv", "grouped", "depthwise", "dense")
 _CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
@@ -123,10 +125,10 @@ def _node_shapes(node: Any) -> tuple[tuple, tuple]:
 def _rows(model: keras.Model) -> list[LayerRow]:
     rows = []
     for layer in model.layers:
-        if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
+        if isinstance(layer, keras.Model) and _keras_internals.functional_graph(layer) is layer:
             rows += [dataclasses.replace(r, name=f"{layer.name}/{r.name}") for r in _rows(layer)]
             continue
-        for node in layer._inbound_nodes:
+        for node in _keras_internals.inbound_nodes(layer):
             if not node.input_tensors:
                 continue
             in_shape, out_shape = _node_shapes(node)
@@ -149,12 +151,11 @@ def _peak_activation_bytes(model: keras.Model, dtype_bytes: int = 4) -> int:
     Identity layers alias their input; every other layer's output is a new buffer, freed after its
     last consumer. An estimate: it ignores in-place kernels and the runtime's arena planning.
     """
-    graph = getattr(model, "_functional", None) or model
-    if not hasattr(graph, "_nodes_by_depth"):
+    graph = _keras_internals.functional_graph(model)
+    if graph is None:
         return 0
-    nodes = [
-        n for d in sorted(graph._nodes_by_depth, reverse=True) for n in graph._nodes_by_depth[d]
-    ]
+    by_depth = _keras_internals.nodes_by_depth(graph)
+    nodes = [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]]
     nodes = [n for n in nodes if n.operation is not None and not n.is_input]
     uses: dict[int, int] = {id(t): 1 for t in graph.outputs}
     for node in nodes:

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfdistill import artifacts
+from tfdistill import _keras_internals, artifacts
 from tfdistill.errors import brief
 
 LEDGER = "run.json"
@@ -160,7 +160,7 @@ class EpochLog(keras.callbacks.Callback):
         return {key: [entry.get(key, float("nan")) for entry in self.epochs] for key in keys}
 
 
-class SpacedBackup(keras.callbacks.BackupAndRestore):
+class SpacedBackup(_keras_internals.BackupAndRestoreBase):
     """`BackupAndRestore` that backs up at the end of an epoch only when `interval_s` seconds
     passed since the last backup (or the fit began): a kill loses at most that much training
     plus the epoch under way. Writing the weights and optimizer state every epoch cost about
@@ -185,25 +185,25 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
         self._clock = clock
         self._last = clock()
 
-    def _save_model(self) -> None:
+    def save_backup(self, epoch: int, batch: int) -> None:
         """The weights, then the epoch they belong to and the optimizer step they were taken
         at, each written to a temporary file and renamed: a kill leaves whole files. A kill in
         the moment between the two renames leaves weights one backup newer than the epoch
         count, which the step tells when the backup is loaded."""
         self.save_to.mkdir(parents=True, exist_ok=True)
-        artifacts.save_weights(self.model, self.save_to / Path(self._weights_path).name)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        artifacts.save_weights(self.model, self.save_to / self.weights_file.name)
+        metadata = {"epoch": epoch, "batch": batch}
         if getattr(self.model, "optimizer", None) is not None:
             metadata["iterations"] = optimizer_step(self.model.optimizer)
         metadata["seed_states"] = [
             keras.ops.convert_to_numpy(g.state).tolist() for g in seed_generators(self.model)
         ]
-        metadata_path = self.save_to / Path(self._training_metadata_path).name
+        metadata_path = self.save_to / self.metadata_file.name
         artifacts.write_atomic(metadata_path, lambda f: json.dump(metadata, f))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        weights = Path(self._weights_path).is_file()
-        metadata = Path(self._training_metadata_path)
+        weights = self.weights_file.is_file()
+        metadata = self.metadata_file
         if weights != metadata.is_file():
             held = "weights without the epoch" if weights else "an epoch without its weights"
             raise ValueError(backup_error(self.backup_dir, f"it holds {held}"))
@@ -238,8 +238,8 @@ class SpacedBackup(keras.callbacks.BackupAndRestore):
 def seed_generators(model: keras.Model) -> list:
     """The random-number generators of `model`'s layers (Dropout's, random augmentation's), in
     a fixed order. Their states are variables that `save_weights` leaves out."""
-    layers = model._flatten_layers(include_self=True)
-    return [g for layer in layers for g in getattr(layer, "_seed_generators", [])]
+    layers = _keras_internals.flatten_layers(model, include_self=True)
+    return [g for layer in layers for g in _keras_internals.seed_generators(layer)]
 
 
 def _restore_seeds(model: keras.Model, states: list | None) -> None:

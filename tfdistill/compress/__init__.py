@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
+from tfdistill.compress._tfmot import INSTALL_HINT, require_tfmot
 from tfdistill.compress.bridge import register_tf_keras_twin, to_keras, to_tf_keras
 from tfdistill.compress.channels import CRITERIA, kept_channels, prune_channels
 from tfdistill.compress.qat import quantize_aware, quantize_model
@@ -24,23 +22,6 @@ from tfdistill.compress.sparsity import (
     prune,
     pruning_end_step,
 )
-
-INSTALL_HINT = 'pip install "tfdistill[compress]" (or pip install -e ".[compress]" from the repo)'
-
-
-def require_tfmot() -> tuple[ModuleType, ModuleType]:
-    """(tensorflow_model_optimization, tf_keras), imported on demand; ImportError naming the
-    extra to install when either is missing."""
-    try:
-        tfmot = importlib.import_module("tensorflow_model_optimization")
-        tf_keras = importlib.import_module("tf_keras")
-    except ImportError as error:
-        raise ImportError(
-            f"This needs tensorflow_model_optimization and tf_keras ({error.name} is missing): "
-            f"{INSTALL_HINT}."
-        ) from error
-    return tfmot, tf_keras
-
 
 __all__ = [
     "CRITERIA",

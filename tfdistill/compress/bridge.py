@@ -21,6 +21,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfdistill import _keras_internals
+from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.folding import functional_graph
 
 _TWINS: dict[type, Callable[[], type]] = {}
@@ -159,8 +161,6 @@ def to_tf_keras(model: keras.Model) -> Any:
     The result gives the same outputs, (B, ...) -> (B, C), in training and inference mode. Each
     Keras 3 layer becomes one tf_keras layer, shared where the original is shared.
     """
-    from tfdistill.compress import require_tfmot
-
     _, tf_keras = require_tfmot()
     graph = _graph(model, "to_tf_keras")
     twins: dict[int, Any] = {}
@@ -185,13 +185,13 @@ def to_tf_keras(model: keras.Model) -> Any:
         tf_keras.Input(
             batch_shape=tuple(t.shape),
             dtype=keras.backend.standardize_dtype(t.dtype),
-            name=t._keras_history.operation.name,
+            name=_keras_internals.producer(t).name,
         )
         for t in graph.inputs
     ]
-    outputs = graph._run_through_graph(inputs, operation_fn=twin_of, call_fn=call)
+    outputs = _keras_internals.run_through_graph(graph, inputs, twin_of, call)
     twin = tf_keras.Model(
-        keras.tree.pack_sequence_as(graph._inputs_struct, inputs), outputs, name=model.name
+        _keras_internals.inputs_structure(graph, inputs), outputs, name=model.name
     )
     by_id = {id(layer): layer for layer in graph.layers}
     for key, layer in twins.items():

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import tree
 
+from tfdistill import _keras_internals
 from tfdistill.folding import clone_graph, functional_graph, graph_nodes
 
 CRITERIA = ("l1",)
@@ -267,11 +268,11 @@ def _rebuild(graph: Any, model: keras.Model, plan: _Plan) -> keras.Model:
         return config
 
     inputs = [
-        keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name)
+        keras.Input(batch_shape=t.shape, dtype=t.dtype, name=_keras_internals.producer(t).name)
         for t in graph.inputs
     ]
     outputs, new_layers = clone_graph(graph, inputs, configure)
-    structure = tree.pack_sequence_as(graph._inputs_struct, inputs)
+    structure = _keras_internals.inputs_structure(graph, inputs)
     pruned = keras.Model(structure, outputs, name=model.name)
     by_id = {id(layer): layer for layer in graph.layers}
     for key, layer in new_layers.items():

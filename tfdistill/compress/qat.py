@@ -21,6 +21,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfdistill import _keras_internals
+from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.compress.bridge import to_tf_keras
 from tfdistill.compress.sparsity import check_integers
 
@@ -67,15 +69,16 @@ def _folds(bn: Any) -> bool:
     """Whether TFMOT folds this BatchNorm into the layer before it: a linear Conv2D or
     DepthwiseConv2D whose only consumer it is. Any other BatchNorm (pre-activation ResNets)
     stays a layer of its own, quantized at its output."""
-    if len(bn._inbound_nodes) != 1:
+    calls = _keras_internals.inbound_nodes(bn)
+    if len(calls) != 1:
         return False
-    producers = bn._inbound_nodes[0].inbound_layers
+    producers = calls[0].inbound_layers
     if isinstance(producers, list):
         return False
     return (
         type(producers).__name__ in ("Conv2D", "DepthwiseConv2D")
         and producers.get_config().get("activation") == "linear"
-        and len(producers._outbound_nodes) == 1
+        and len(_keras_internals.outbound_nodes(producers)) == 1
     )
 
 
@@ -105,7 +108,7 @@ def quantize_aware(
     output (TFLite runs it as MUL and ADD). `callbacks` (tf_keras) join the fit, e.g.
     `tf_keras.callbacks.BackupAndRestore`. `student` is unchanged.
     """
-    from tfdistill.compress import require_tfmot, tuner
+    from tfdistill.compress import tuner
 
     require_tfmot()
     check_integers(epochs=(epochs, 1), batch_size=(batch_size, 1))
@@ -129,17 +132,12 @@ def quantize_aware(
 def quantize_model(student: keras.Model, *, preserve_sparsity: bool = False) -> Any:
     """The tf_keras twin of `student` with TFMOT's fake quantization, before any training:
     what `quantize_aware` fine-tunes, and the skeleton its saved weights load back into."""
-    from tfdistill.compress import require_tfmot
-
     tfmot, tf_keras = require_tfmot()
     quantize = tfmot.quantization.keras
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_configs as configs,
-    )
 
     registry = quantize.default_8bit.Default8BitQuantizeRegistry()
     pass_through = _pass_through_config(tfmot)
-    output_only = configs.Default8BitOutputQuantizeConfig
+    output_only = _keras_internals.tfmot_output_quantize_config()
     left_float = []
 
     def annotate(layer: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.compress.bridge import to_keras, to_tf_keras
 
 _KERNELS = {
@@ -131,8 +132,6 @@ def prune(
     `callbacks` (tf_keras) join the fit, e.g. `tf_keras.callbacks.BackupAndRestore`.
     The returned Keras 3 model is stripped of the wrappers; `student` is unchanged.
     """
-    from tfdistill.compress import require_tfmot
-
     tfmot, tf_keras = require_tfmot()
     if not 0.0 <= target_sparsity < 1.0:
         raise ValueError(f"target_sparsity must be in [0, 1), got {target_sparsity}.")

@@ -16,14 +16,12 @@ import tensorflow as tf
 import tf_keras
 
 from tfdistill import outputs as outputs_lib
+from tfdistill.batches import INPUTS, TEACHER_LOGITS, split_cached
 from tfdistill.distiller import (
-    INPUTS,
-    TEACHER_LOGITS,
     check_alpha,
     check_class_counts,
     check_models,
-    global_sum,
-    split_cached,
+    loss_share,
 )
 from tfdistill.folding import folded_forward
 from tfdistill.losses import (
@@ -95,17 +93,14 @@ class FineTuner(tf_keras.Model):
                 if sample_weight is None
                 else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
             )
-            counts = global_sum(
-                tf.stack([tf.cast(tf.shape(logits)[0], tf.float32), tf.reduce_sum(mask)])
+            soft = None
+            if teacher_logits is not None:
+                soft = self.soft_loss.call(teacher_logits, logits)
+            rows = tf.shape(logits)[0]
+            terms = loss_share(
+                self.hard_loss.call(y, logits), soft, weights, mask, rows, self.alpha
             )
-            hard = tf.reduce_sum(weights * self.hard_loss.call(y, logits))
-            if teacher_logits is None:
-                share = hard / tf.maximum(counts[1], 1.0)
-            else:
-                soft = tf.reduce_sum(weights * self.soft_loss.call(teacher_logits, logits))
-                share = self.alpha * hard / tf.maximum(counts[1], 1.0) + (
-                    1.0 - self.alpha
-                ) * soft / tf.maximum(counts[0], 1.0)
+            share, counts = terms.share, terms.global_counts
             if self.student.losses:
                 penalties = [tf.cast(v, tf.float32) for v in self.student.losses]
                 share += tf.add_n(penalties) / replicas

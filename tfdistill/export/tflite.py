@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfdistill import _keras_internals
 from tfdistill.artifacts import write_atomic
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8")
@@ -165,7 +166,7 @@ def _split_lowering_folded(model: Any) -> Any:
         return None
     if not any(
         isinstance(layer, SplitGroupedConv2D) and layer.groups > 1
-        for layer in model._flatten_layers()
+        for layer in _keras_internals.flatten_layers(model)
     ):
         return None
     return folded_forward(model)

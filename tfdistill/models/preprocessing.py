@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keras
 
+from tfdistill import _keras_internals
 from tfdistill.folding import clone_graph, functional_graph
 
 PREPROCESS = "preprocess"
@@ -44,11 +45,11 @@ def with_preprocessing(model: keras.Model, scale: float, offset: float = 0.0) ->
     inputs = keras.Input(
         batch_shape=original.shape,
         dtype=original.dtype,
-        name=original._keras_history.operation.name,
+        name=_keras_internals.producer(original).name,
     )
     scaled = keras.layers.Rescaling(scale, offset, name=PREPROCESS)(inputs)
     outputs, copies = clone_graph(graph, [scaled])
-    structure = keras.tree.pack_sequence_as(graph._inputs_struct, [inputs])
+    structure = _keras_internals.inputs_structure(graph, [inputs])
     wrapped = keras.Model(structure, outputs, name=model.name)
     for layer in graph.layers:
         if id(layer) in copies and layer.weights:
