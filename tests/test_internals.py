@@ -20,9 +20,6 @@ pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
 
 PACKAGE = Path(tfdistill.__file__).parent
 INTERNALS = "_keras_internals.py"
-# Rewritten into `tfdistill/run/` by another branch, which routes their internals through
-# `_keras_internals`; remove them from here once that lands.
-PENDING = {"pipeline.py", "cli.py"}
 PRIVATE_MODULES = (
     "tensorflow.python",
     "keras.src",
@@ -111,7 +108,7 @@ def violations(tree: ast.Module, defined: set[str]) -> list[str]:
 
 def test_only_keras_internals_touches_private_names():
     sources = _sources()
-    checked = {path: tree for path, tree in sources.items() if path not in PENDING}
+    checked = sources
     defined = defined_names(list(checked.values()))
     found = {path: v for path, tree in checked.items() if (v := violations(tree, defined))}
     assert not found, f"route these through tfdistill/_keras_internals.py: {found}"
@@ -148,8 +145,6 @@ def test_no_foreign_private_method_is_overridden():
     it), outside `_keras_internals`."""
     overridden = []
     for relative in _sources():
-        if relative in PENDING:
-            continue
         name = "tfdistill." + relative.removesuffix(".py").replace("/", ".")
         module = importlib.import_module(name.removesuffix(".__init__"))
         for cls in vars(module).values():
@@ -274,7 +269,7 @@ def test_cached_batch_keys_are_defined_once():
     assert distiller.INPUTS is batches.INPUTS
     literals = []
     for relative, tree in _sources().items():
-        if relative in PENDING or relative == "batches.py":
+        if relative == "batches.py":
             continue
         keys = [k for n in ast.walk(tree) if isinstance(n, ast.Dict) for k in n.keys]
         keys += [n.slice for n in ast.walk(tree) if isinstance(n, ast.Subscript)]

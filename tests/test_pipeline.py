@@ -21,6 +21,8 @@ from tfdistill.progress import Progress
 from tfdistill.progress import duration as progress_duration
 from tfdistill.run import delivery, training
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 TINY = {
     "teacher_kwargs": {"widths": (4, 8)},
     "student_kwargs": {"widths": (2, 4)},
@@ -752,8 +754,8 @@ class Precisions(keras.callbacks.Callback):
 
 def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
     """The teacher, scratch and distilled students train under mixed_bfloat16; the
-    channel-pruning and pruning stages and the .tflite files get float32 copies; the global policy is
-    float32 afterwards. Another --mixed_precision is another config."""
+    channel-pruning and pruning stages and the .tflite files get float32 copies; the global
+    policy is float32 afterwards. Another --mixed_precision is another config."""
     config = run_lib.RunConfig(
         out=str(tmp_path / "run"),
         **{**TINY, "student_epochs": 1, "batch_size": 256, "qat": False},

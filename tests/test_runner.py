@@ -18,6 +18,8 @@ from tfdistill.run import runner
 from tfdistill.run.stages import STAGES, Stage
 from tfdistill.run.state import Run
 
+pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
+
 
 class Fake(Stage):
     """A stage that writes `<name>.txt`, draws a random number where it runs, and logs what

@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from tfdistill import compress, data, distribute, models, precision, resume
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
-from tfdistill.distiller import INPUTS, TEACHER_LOGITS, Distiller, resolve_jit_compile
+from tfdistill.batches import INPUTS, TEACHER_LOGITS
+from tfdistill.distiller import Distiller, resolve_jit_compile
 from tfdistill.profile import profile, weight_bytes
 from tfdistill.run.config import SCHEDULES, RunConfig
 
@@ -239,7 +240,8 @@ def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str |
         teacher = keras.models.load_model(path)
     except Exception as error:
         raise ValueError(f"teacher_weights {str(path)!r} does not load: {error}") from None
-    if len(getattr(teacher, "inputs", None) or []) != 1:
+    model_inputs = getattr(teacher, "inputs", None) or []
+    if len(model_inputs) != 1:
         raise ValueError(f"teacher_weights {str(path)!r} is not a model with one image input.")
     takes = tuple(teacher.inputs[0].shape[1:])
     gives = teacher.outputs[0].shape[-1]
