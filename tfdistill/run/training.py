@@ -357,15 +357,9 @@ def prune(
     return compress.prune(
         distilled,
         train,
-        teacher=teacher,
         target_sparsity=config.prune,
-        epochs=config.compress_epochs,
         frequency=max(horizon // 10, 1),
-        alpha=config.alpha,
-        temperature=config.temperature,
-        seed=config.seed,
-        verbose=0 if config.quiet else 2,
-        callbacks=callbacks,
+        **tfmot_fitting(config, teacher, callbacks),
     )
 
 
@@ -381,15 +375,25 @@ def quantize_aware(
     return compress.quantize_aware(
         student,
         train,
-        teacher=teacher,
-        epochs=config.compress_epochs,
-        alpha=config.alpha,
-        temperature=config.temperature,
         preserve_sparsity=config.prune is not None,
-        seed=config.seed,
-        verbose=0 if config.quiet else 2,
-        callbacks=callbacks,
+        **tfmot_fitting(config, teacher, callbacks),
     )
+
+
+def tfmot_fitting(
+    config: RunConfig, teacher: keras.Model | None, callbacks: list | None
+) -> dict[str, Any]:
+    """The arguments the TFMOT stages share: `config.compress_epochs` of distillation with the
+    run's `alpha`, `temperature` and seed, from `teacher` online or from cached logits."""
+    return {
+        "teacher": teacher,
+        "epochs": config.compress_epochs,
+        "alpha": config.alpha,
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "verbose": 0 if config.quiet else 2,
+        "callbacks": callbacks,
+    }
 
 
 def tf_keras_backup(folder: Path) -> list:
