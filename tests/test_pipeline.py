@@ -203,6 +203,7 @@ def test_run_writes_report_and_models(tiny_run):
         "labeled": 30,
         "skipped_files": 0,
     }
+    assert result["teacher"]["input_shape"] == result["dataset"]["input_shape"] == [32, 32, 1]
     for entry in (result["teacher"], *result["students"].values()):
         model = keras.models.load_model(out / entry["file"])
         assert entry["params"] == model.count_params()

@@ -442,8 +442,14 @@ def report_of(run: Run) -> dict:
     """The report of a finished run (see `docs/` and `report.write_json`)."""
     config, ds = run.config, run.ds
     timings = {**run.timings, "total": round(sum(run.timings.values()), 2)}
+    teacher32 = run.float32("teacher")
     teacher = training.entry(
-        run.float32("teacher"), ds, config, model=config.teacher, file="teacher.keras"
+        teacher32,
+        ds,
+        config,
+        model=config.teacher,
+        file="teacher.keras",
+        input_shape=list(teacher32.inputs[0].shape[1:]),
     )
     students = {
         key: training.entry(run.float32(model), ds, config, **extra)
