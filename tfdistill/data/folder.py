@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfdistill.dataset import EIGHT_BIT, Dataset
+from tfdistill.data.dataset import EIGHT_BIT, Dataset
 
 TEST_SPLITS = ("test", "val")
 

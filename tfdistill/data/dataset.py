@@ -1,6 +1,6 @@
 """`Dataset`: an image classification dataset in memory, what every loader of
-`tfdistill.data` (and `tfdistill.image_folder`) returns. A module of its own so that the
-loaders import it without importing each other."""
+`tfdistill.data` returns, and its constants. A module of its own so that the loaders import it
+without importing each other."""
 
 from __future__ import annotations
 
