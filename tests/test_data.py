@@ -568,6 +568,29 @@ def test_image_folder_splits_skips_unreadable_files_and_converts(tmp_path):
         data.load(f"folder:{tmp_path / 'flat' / 'cat'}")
 
 
+def test_image_folder_ignores_non_image_files_and_counts_corrupt_images(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        for i in range(3):
+            _write_png(tmp_path / name / f"{i}.png", rng.integers(0, 256, (5, 7, 3), np.uint8))
+    _write_png(tmp_path / "a" / "upper.PNG", rng.integers(0, 256, (5, 7, 3), np.uint8))
+    (tmp_path / "a" / "notes.txt").write_text("not an image, not counted")
+    (tmp_path / "a" / "labels.json").write_text("{}")
+    (tmp_path / "b" / "Thumbs.db").write_bytes(b"\x00" * 16)
+    (tmp_path / "b" / ".DS_Store").write_bytes(b"\x00" * 16)
+    (tmp_path / "b" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    ds = data.load(f"folder:{tmp_path}", seed=0)
+    assert ds.skipped == 1 and ds.class_names == ("a", "b")
+    assert len(ds.x_train) + len(ds.x_test) == 7 and ds.input_shape == (5, 7, 3)
+
+    (tmp_path / "text" / "x").mkdir(parents=True)
+    (tmp_path / "text" / "y").mkdir()
+    (tmp_path / "text" / "x" / "readme.txt").write_text("x")
+    (tmp_path / "text" / "y" / "readme.txt").write_text("y")
+    with pytest.raises(ValueError, match="hold no image files"):
+        data.load(f"folder:{tmp_path / 'text'}")
+
+
 def _crop_flip_candidates(image, pad):
     """Every zero-padded shift of `image` (H, W, C) by up to `pad` pixels, and its mirror."""
     h, w = image.shape[:2]

@@ -3,10 +3,15 @@
     PATH/cat/001.png, PATH/dog/002.jpg, ...          split here (seeded, stratified)
     PATH/train/cat/..., PATH/test/cat/... (or val/)  the folder's own splits
 
-Every image is decoded by TensorFlow (PNG, JPEG, BMP, GIF), converted to the channel count of the
-first readable image (grayscale, or RGB with alpha dropped) and bilinearly resized to its size
-(or to `size`). Images are decoded as 8 bits per channel, so `Dataset.pixel_max` is 255. Files
-that do not decode are skipped and counted in `Dataset.skipped`.
+Every image is decoded by TensorFlow (PNG, JPEG, BMP, GIF, WebP), converted to the channel count
+of the first readable image (grayscale, or RGB with alpha dropped) and bilinearly resized to its
+size (or to `size`). Images are decoded as 8 bits per channel, so `Dataset.pixel_max` is 255.
+
+Only files named as images are read: `IMAGE_EXTENSIONS` (.png .jpg .jpeg .bmp .gif .webp, in any
+case), all of which `tf.io.decode_image` decodes in TF 2.21 (WebP included). Other files
+(`labels.txt`, `.json`, `Thumbs.db`, ...) and hidden ones (`.DS_Store`) are ignored and not
+counted. An image file that does not decode (corrupt, truncated, or a format in disguise that
+TensorFlow cannot read) is skipped and counted in `Dataset.skipped`, never a crash.
 """
 
 from __future__ import annotations
@@ -16,17 +21,25 @@ from pathlib import Path
 
 import numpy as np
 
-from tfdistill.dataset import EIGHT_BIT, Dataset
+from tfdistill.data.dataset import EIGHT_BIT, Dataset
 
 TEST_SPLITS = ("test", "val")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def _is_image_file(path: Path) -> bool:
+    """A visible file whose extension is one of `IMAGE_EXTENSIONS` (any case)."""
+    return (
+        path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:
-    """Class name -> its files, sorted; hidden files and folders are ignored."""
+    """Class name -> its image files, sorted; hidden files and folders and files that are not
+    named as images are ignored."""
     classes = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
-        classes[folder.name] = files
+        classes[folder.name] = sorted(f for f in folder.rglob("*") if _is_image_file(f))
     return classes
 
 
@@ -104,6 +117,10 @@ def load_folder(
             f"{list(class_names) or 'none'}."
         )
     x, y, skipped, channels, target = _read(train_files, class_names, None, target)
+    if len(x) == 0 and skipped == 0:
+        raise ValueError(
+            f"folder:{path}: its class folders hold no image files ({' '.join(IMAGE_EXTENSIONS)})."
+        )
     if len(x) == 0:
         raise ValueError(f"folder:{path}: none of its {skipped} files decode as an image.")
     if test_files is not None:
@@ -137,4 +154,4 @@ def load_folder(
     )
 
 
-__all__ = ["load_folder"]
+__all__ = ["IMAGE_EXTENSIONS", "load_folder"]

@@ -1,6 +1,6 @@
 """`Dataset`: an image classification dataset in memory, what every loader of
-`tfdistill.data` (and `tfdistill.image_folder`) returns. A module of its own so that the
-loaders import it without importing each other."""
+`tfdistill.data` returns, and its constants. A module of its own so that the loaders import it
+without importing each other."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Dataset:
 
     ``x_train``/``x_test``: float32, shape (N, H, W, C), values in [0, 1].
     ``y_train``/``y_test``: int64, shape (N,), values in [0, num_classes); -1 marks an
-    unlabeled example (see :func:`mask_labels`). ``skipped``: files that did not decode
+    unlabeled example (see :func:`mask_labels`). ``skipped``: image files that did not decode
     (``folder:PATH``). ``pixel_max``: the raw pixel value that 1.0 stands for (> 0; 255 for
     8-bit images, 16 for ``"digits"``), see :meth:`raw_pixels`.
     """
