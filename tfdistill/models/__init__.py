@@ -1,6 +1,7 @@
 """Model families, one file each, built by name: `tfdistill.models.get(name, **kwargs)`."""
 
 from tfdistill.models import (  # noqa: F401  (each module registers its family)
+    applications,
     convnet,
     mobilenet,
     resnet,
@@ -8,6 +9,7 @@ from tfdistill.models import (  # noqa: F401  (each module registers its family)
     shufflenet,
     wide_resnet,
 )
+from tfdistill.models.imagenet_preprocessing import ImageNetPreprocessing
 from tfdistill.models.layers import (
     ChannelShuffle,
     ChannelSplit,
@@ -20,8 +22,10 @@ from tfdistill.models.registry import get, names, register, stage_outputs
 __all__ = [
     "ChannelShuffle",
     "ChannelSplit",
+    "ImageNetPreprocessing",
     "SplitGroupedConv2D",
     "SubsampleZeroPad",
+    "applications",
     "get",
     "names",
     "register",

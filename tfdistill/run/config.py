@@ -82,9 +82,18 @@ class RunConfig:
         "of images per class; train/ and test/ or val/ subfolders are the splits) or tfds:NAME.",
     )
     data_dir: str | None = option(None, "Folder holding the CIFAR files.")
-    teacher: str = option("convnet", "Registered teacher model name.")
+    teacher: str = option(
+        "convnet",
+        "Registered teacher model name, or keras.applications.NAME (MobileNetV2, ResNet50, "
+        "EfficientNetV2B0, ...): that ImageNet classifier without its top, its own "
+        "preprocessing folded in, a new head for the dataset's classes, fine-tuned: the head "
+        "alone for the first third of --teacher_epochs, then every layer at a tenth of the "
+        "rate (3-channel datasets; see docs/applications.md).",
+    )
     teacher_kwargs: dict = option(
-        help="Teacher builder arguments, JSON.",
+        help="Teacher builder arguments, JSON; for keras.applications.NAME the application's "
+        'own (default weights "imagenet", downloaded once; {"weights": null}: random '
+        "weights).",
         factory=lambda: {"widths": (16, 32, 64), "depth": 2},
     )
     student: str = option("convnet", "Registered student model name.")
@@ -236,11 +245,19 @@ class RunConfig:
         if self.prune is not None or self.qat:
             compress.require_tfmot()
         data.check_name(self.dataset)
-        for role in ("teacher", "student"):
-            if getattr(self, role) not in models.names():
-                raise ValueError(
-                    f"Unknown {role} model {getattr(self, role)!r}; available: {models.names()}."
-                )
+        if models.applications.is_application(self.teacher):
+            if self.teacher_kwargs == default(fields()["teacher_kwargs"]):
+                object.__setattr__(self, "teacher_kwargs", {})  # the convnet's are not for it
+            models.applications.check_kwargs(self.teacher, self.teacher_kwargs)
+        elif self.teacher not in models.names():
+            raise ValueError(
+                f"Unknown teacher model {self.teacher!r}; available: {models.names()}, or "
+                f"keras.applications.NAME (e.g. keras.applications.MobileNetV2)."
+            )
+        if self.student not in models.names():
+            raise ValueError(
+                f"Unknown student model {self.student!r}; available: {models.names()}."
+            )
 
 
 _FRACTIONS = ("prune", "prune_channels")

@@ -85,11 +85,16 @@ def classifier(
     name: str, kwargs: dict, ds: data.Dataset, role: str, mixed_precision: str = "none"
 ) -> keras.Model:
     """Zoo model `name` for `ds` (raw pixels, see `Dataset.raw_pixels`): its first layer
-    scales them to [0, 1]. Its BatchNormalization layers are synchronized: under a strategy
+    scales them to [0, 1] ("keras.applications.NAME": `models.applications.build`). Its
+    BatchNormalization layers are synchronized: under a strategy
     of several replicas they take the statistics of the global batch, and on one device they
     compute them the same way (E[x²] - E[x]²). Built under the dtype policy of
     `mixed_precision` (see `precision.MIXED_PRECISION`); the global policy is left as it was."""
     with precision.dtype_policy(precision.policy_name(mixed_precision)):
+        if models.applications.is_application(name):  # its BatchNorm stays in inference mode
+            return models.applications.build(
+                name, ds.num_classes, ds.input_shape, ds.pixel_max, role, **kwargs
+            )
         model = models.get(
             name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
         )
@@ -222,7 +227,10 @@ def labeled_subset(config: RunConfig, ds: data.Dataset) -> np.ndarray:
 
 
 def train_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting()) -> Trained:
-    """The teacher learns from every label in the training split."""
+    """The teacher learns from every label in the training split (a keras.applications
+    teacher by `fine_tune_teacher`)."""
+    if models.applications.is_application(config.teacher):
+        return fine_tune_teacher(config, ds, fitting)
     teacher = classifier(
         config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision
     )
@@ -231,6 +239,56 @@ def train_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fittin
     stream = stream_of(config, (ds.x_train, ds.y_train))
     per_epoch = steps_of(config, ds, 1)
     return Trained(teacher, fit(teacher, stream, config.teacher_epochs, per_epoch, fitting))
+
+
+def head_epochs(epochs: int) -> int:
+    """Of a fine-tuned teacher's `epochs`, those that train the head alone: about the first
+    third, at least one (all of them when `epochs` is 1)."""
+    return max(1, round(epochs / 3))
+
+
+def phase(fitting: Fitting, name: str) -> Fitting:
+    """`fitting` backing up in subfolder `name` of its folders: each fit of a stage of
+    several fits keeps its own backup and epoch logs."""
+    return dataclasses.replace(
+        fitting,
+        backup_dir=None if fitting.backup_dir is None else fitting.backup_dir / name,
+        save_dir=None if fitting.save_dir is None else fitting.save_dir / name,
+    )
+
+
+def fine_tune_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting()) -> Trained:
+    """A keras.applications teacher fine-tuned on every label (Keras's transfer-learning
+    recipe): the head alone for `head_epochs` at `teacher_learning_rate`, then every layer at
+    a tenth of it, its BatchNorm frozen in inference mode throughout
+    (`applications.unfreeze`).
+
+    Two fits, each backed up in its own subfolder ("head", "all"): an interrupted fit resumes
+    from its own backup, and once the second has backed up an epoch, a resume skips the first
+    (the second's backup holds every weight). The second fit's stream starts where the first's
+    ended, so a resumed teacher sees what an unbroken one would have."""
+    teacher = classifier(
+        config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision
+    )
+    per_epoch = steps_of(config, ds, 1)
+    first = head_epochs(config.teacher_epochs)
+    rest = config.teacher_epochs - first
+    stream = stream_of(config, (ds.x_train, ds.y_train))
+    head, every = phase(fitting, "head"), phase(fitting, "all")
+    models.applications.freeze(teacher)
+    compile_classifier(teacher, config, config.teacher_learning_rate, per_epoch * first)
+    if rest and every.backup_dir is not None and resume.next_epoch(every.backup_dir) > 0:
+        history = resume.EpochLog(head.backup_dir / "epochs.json").history
+    else:
+        history = fit(teacher, stream, first, per_epoch, head)
+    if rest:
+        models.applications.unfreeze(teacher)
+        compile_classifier(teacher, config, config.teacher_learning_rate / 10, per_epoch * rest)
+        offset = first * per_epoch
+        later = fit(teacher, lambda skip: stream(skip + offset), rest, per_epoch, every)
+        keys = dict.fromkeys([*history, *later])
+        history = {key: history.get(key, []) + later.get(key, []) for key in keys}
+    return Trained(teacher, history)
 
 
 def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str | None]:
@@ -252,7 +310,8 @@ def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str |
         )
     layers = [layer for layer in teacher.layers if not isinstance(layer, keras.layers.InputLayer)]
     warning = None
-    if not (layers and isinstance(layers[0], keras.layers.Rescaling)):
+    rescaling = (keras.layers.Rescaling, models.ImageNetPreprocessing)
+    if not (layers and isinstance(layers[0], rescaling)):
         warning = (
             f"teacher_weights {str(path)!r} does not start with a Rescaling layer; tfdistill "
             f"feeds it raw pixels in [0, {ds.pixel_max:g}]"
