@@ -2,6 +2,7 @@
 the offline error and a whole `tfdistill run` with one (weights=None, tiny inputs)."""
 
 import json
+import re
 import urllib.error
 
 import keras
@@ -104,6 +105,10 @@ def test_run_config_takes_application_teachers():
         run_lib.RunConfig(out="unused", teacher="NoSuchNet")
     with pytest.raises(ValueError, match="not arguments"):
         run_lib.RunConfig(out="unused", teacher=MOBILENET, teacher_kwargs={"depth": 2})
+    for method in ("at", "kd+at"):  # its stages are not paired yet: refused, not silent
+        with pytest.raises(ValueError, match=f"method='{re.escape(method)}' pairs the student"):
+            run_lib.RunConfig(out="unused", teacher=MOBILENET, method=method)
+    assert run_lib.RunConfig(out="unused", teacher=MOBILENET, method="gat").method == "gat"
 
 
 class Snapshots(keras.callbacks.Callback):

@@ -249,6 +249,11 @@ class RunConfig:
             if self.teacher_kwargs == default(fields()["teacher_kwargs"]):
                 object.__setattr__(self, "teacher_kwargs", {})  # the convnet's are not for it
             models.applications.check_kwargs(self.teacher, self.teacher_kwargs)
+            if self.method in ("at", "kd+at"):
+                raise ValueError(
+                    f"method={self.method!r} pairs the student's stages with the teacher's, "
+                    f"which {self.teacher} does not expose; use method='kd' or 'gat' with it."
+                )
         elif self.teacher not in models.names():
             raise ValueError(
                 f"Unknown teacher model {self.teacher!r}; available: {models.names()}, or "
