@@ -178,6 +178,7 @@ def _write_png(path, image):
     path.write_bytes(tf.io.encode_png(image).numpy())
 
 
+@pytest.mark.slow
 def test_tfdistill_run_with_a_keras_applications_teacher(tmp_path):
     rng = np.random.default_rng(0)
     for split, count in (("train", 8), ("test", 2)):
