@@ -246,3 +246,23 @@ def test_mirrored_strategy_with_two_views_matches_one_device(mirrored):
     replicated.update(enumerate(replicated_weights))
     single.update(enumerate(single_weights))
     assert_same_fit(replicated, single, steps=2 * 3, lr=0.1)
+
+
+def test_the_resizes_compile_with_xla_and_match_tensorflow_resize():
+    """XLA has no area or antialiased resize kernels: the resizes are matrices."""
+    for size in ((16, 16), (4, 4), (12, 6)):
+        shrinks = size[0] < 8 or size[1] < 8
+        want = tf.image.resize(X_S, size, antialias=shrinks)
+        np.testing.assert_allclose(resolution.resize_images(X_S, size), want, atol=1e-6)
+    maps = tf.constant(X_T[..., 0])
+    area = tf.image.resize(maps[..., None], (6, 6), method="area")[..., 0]
+    np.testing.assert_allclose(resolution.resample_attention(maps, (6, 6)), area, atol=1e-6)
+    attention = [AttentionTransfer(beta=50.0), GradientAttentionTransfer(beta=0.5)]
+    fits = []
+    for jit_compile in (True, False):
+        distiller = distiller_of(teacher_size=12, attention=attention)
+        distiller.compile(keras.optimizers.SGD(0.1), alpha=0.3, jit_compile=jit_compile)
+        x = two_views(X_S, X_T[:, :12, :12])
+        fits.append(distiller.fit(x, Y, batch_size=3, epochs=1, verbose=0).history)
+    for key, values in fits[1].items():
+        np.testing.assert_allclose(fits[0][key], values, rtol=1e-5, err_msg=key)

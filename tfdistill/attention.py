@@ -192,9 +192,9 @@ class AttentionTransfer:
         s_taps, t_taps = _candidates(student), _candidates(teacher)
         if differ:
             s_taps, t_taps = _by_stride(s_taps, student), _by_stride(t_taps, teacher)
-        shared = sorted(set(s_taps) & set(t_taps), key=lambda hw: (-hw[0] * hw[1], hw))
-        if differ:
-            shared = sorted(set(s_taps) & set(t_taps))
+        # Shallow to deep: larger maps first, or smaller strides.
+        order = (lambda key: key) if differ else (lambda hw: (-hw[0] * hw[1], hw))
+        shared = sorted(set(s_taps) & set(t_taps), key=order)
         if not shared:
             what = "stride" if differ else "spatial resolution"
             raise ValueError(

@@ -10,10 +10,12 @@ Imports no other tfdistill module.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 AUTO = "auto"
@@ -75,48 +77,72 @@ def deserialize_size(config: Any) -> TeacherSize:
     return config if config is None or isinstance(config, str) else check_size(config)
 
 
+@functools.lru_cache(maxsize=64)
+def _matrix(n_in: int, n_out: int, method: str, antialias: bool) -> np.ndarray:
+    """(n_out, n_in) float32: `tf.image.resize` along one axis as a matrix, read off by resizing
+    the identity. Every resize here is separable, so two such matrices make it an einsum, which
+    XLA compiles (its CPU and GPU backends lack the area and antialiased kernels)."""
+    with tf.init_scope():
+        eye = tf.eye(n_in, dtype=tf.float64)[tf.newaxis, :, :, tf.newaxis]
+        resized = tf.image.resize(eye, (n_out, n_in), method=method, antialias=antialias)
+        return resized.numpy()[0, :, :, 0].astype(np.float32)
+
+
+def _image_matrices(hw: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(H, h) and (W, w) matrices of `resize_images`: bilinear, antialiased where a side
+    shrinks."""
+    shrinks = hw[0] > size[0] or hw[1] > size[1]
+    return (
+        _matrix(hw[0], size[0], "bilinear", shrinks),
+        _matrix(hw[1], size[1], "bilinear", shrinks),
+    )
+
+
+def _static_hw(tensor: tf.Tensor, what: str) -> tuple[int, int]:
+    h, w = tensor.shape[1:3]
+    if h is None or w is None:
+        raise ValueError(f"Resizing {what} needs a fixed height and width, got {tensor.shape}.")
+    return int(h), int(w)
+
+
 def resize_images(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """(B, h, w, C) -> (B, H, W, C) bilinear, antialiased where a side shrinks; floating
-    images keep their dtype, others become float32. The same (h, w) is returned unchanged."""
+    """(B, h, w, C) -> (B, H, W, C): x' = R_h · x · R_wᵀ per image and channel, R the matrices of
+    `tf.image.resize` bilinear (antialiased where a side shrinks), equal to it up to float32
+    rounding. Floating images keep their dtype, others become float32; the same (h, w) is
+    returned unchanged."""
     images = tf.convert_to_tensor(images)
-    h, w = images.shape[1:3]
-    if (h, w) == tuple(size):
+    hw = _static_hw(images, "the images")
+    if hw == tuple(size):
         return images
-    shrinks = h is None or w is None or h > size[0] or w > size[1]
-    resized = tf.image.resize(images, size, method="bilinear", antialias=shrinks)
-    return tf.cast(resized, images.dtype) if images.dtype.is_floating else resized
+    dtype = images.dtype if images.dtype.is_floating else tf.float32
+    rows, cols = (tf.constant(m, dtype) for m in _image_matrices(hw, tuple(size)))
+    return tf.einsum("Hh,bhwc,Ww->bHWc", rows, tf.cast(images, dtype), cols)
 
 
 def pull_back(teacher_grad: tf.Tensor, student_x: tf.Tensor) -> tf.Tensor:
     """The teacher's input gradient J_t (B, H, W, C) carried to the student's pixels (B, h, w, C):
-    Rᵀ J_t, R the resize `resize_images` applies from (h, w) to (H, W). It is the gradient w.r.t.
-    the student's image that the teacher would have had on the resized student image; for an
-    integer upsampling factor k it is about k² times the k×k block mean of J_t (a sum, as a
-    gradient of a sum over k² pixels is). Unchanged where the sizes agree."""
-    size = tuple(teacher_grad.shape[1:3])
-    if tuple(student_x.shape[1:3]) == size:
+    R_hᵀ · J_t · R_w, the transpose of the resize `resize_images` applies from (h, w) to (H, W).
+    It is the gradient w.r.t. the student's image that the teacher would have had on the resized
+    student image; for an integer upsampling factor k it is about k² times the k×k block mean
+    of J_t (a sum, as a gradient of a sum over k² pixels is). Unchanged where sizes agree."""
+    size, hw = _static_hw(teacher_grad, "a gradient"), _static_hw(student_x, "the images")
+    if hw == size:
         return teacher_grad
-    zeros = tf.zeros_like(tf.cast(student_x, teacher_grad.dtype))
-    with tf.GradientTape() as tape:
-        tape.watch(zeros)
-        resized = resize_images(zeros, size)
-    return tape.gradient(resized, zeros, output_gradients=teacher_grad)
+    rows, cols = (tf.constant(m, teacher_grad.dtype) for m in _image_matrices(hw, size))
+    return tf.einsum("Hh,bHWc,Ww->bhwc", rows, teacher_grad, cols)
 
 
 def resample_attention(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """(B, H, W) un-normalised attention maps -> (B, *size), at any ratio: the area mean where
-    both sides shrink (each output cell the mean of the input cells it covers), bilinear
-    (antialiased) otherwise."""
-    if tuple(maps.shape[1:3]) == tuple(size):
+    """(B, H, W) un-normalised attention maps -> (B, *size) at any ratio, m' = R_h · m · R_wᵀ:
+    the area mean where both sides shrink (each output cell the mean of the input cells it
+    covers, by overlap), bilinear (antialiased) otherwise."""
+    hw = _static_hw(maps, "attention maps")
+    if hw == tuple(size):
         return maps
-    h, w = maps.shape[1:3]
-    method = "area" if h >= size[0] and w >= size[1] else "bilinear"
-    resized = tf.image.resize(maps[..., tf.newaxis], size, method=method, antialias=True)
-    return tf.cast(resized[..., 0], maps.dtype)
-
-
-def describe(setting: TeacherSize) -> str:
-    return repr(setting if setting is None or isinstance(setting, str) else tuple(setting))
+    method = "area" if hw[0] >= size[0] and hw[1] >= size[1] else "bilinear"
+    rows = tf.constant(_matrix(hw[0], size[0], method, True), maps.dtype)
+    cols = tf.constant(_matrix(hw[1], size[1], method, True), maps.dtype)
+    return tf.einsum("Hh,bhw,Ww->bHW", rows, maps, cols)
 
 
 def input_shapes_differ(student: keras.Model, teacher: keras.Model) -> bool:
