@@ -266,3 +266,12 @@ def test_the_resizes_compile_with_xla_and_match_tensorflow_resize():
         fits.append(distiller.fit(x, Y, batch_size=3, epochs=1, verbose=0).history)
     for key, values in fits[1].items():
         np.testing.assert_allclose(fits[0][key], values, rtol=1e-5, err_msg=key)
+
+
+def test_images_of_unknown_size_are_resized_and_pulled_back_like_fixed_ones():
+    dynamic = tf.TensorSpec((None, None, None, 2), tf.float32)
+    resize = tf.function(lambda x: resolution.resize_images(x, (16, 16)), input_signature=[dynamic])
+    np.testing.assert_allclose(resize(X_S), resolution.resize_images(X_S, (16, 16)), atol=1e-6)
+    grad = tf.constant(X_T)
+    pull = tf.function(lambda x: resolution.pull_back(grad, x), input_signature=[dynamic])
+    np.testing.assert_allclose(pull(X_S), resolution.pull_back(grad, X_S), atol=1e-5)

@@ -37,7 +37,9 @@ def check_size(size: Any, what: str = "teacher_input_size") -> tuple[int, int]:
         isinstance(size, Sequence)
         and not isinstance(size, str)
         and len(size) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+        and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size
+        )
     ):
         return int(size[0]), int(size[1])
     raise ValueError(f'{what} must be "auto", None or (H, W) positive ints, got {size!r}.')
@@ -81,7 +83,8 @@ def deserialize_size(config: Any) -> TeacherSize:
 def _matrix(n_in: int, n_out: int, method: str, antialias: bool) -> np.ndarray:
     """(n_out, n_in) float32: `tf.image.resize` along one axis as a matrix, read off by resizing
     the identity. Every resize here is separable, so two such matrices make it an einsum, which
-    XLA compiles (its CPU and GPU backends lack the area and antialiased kernels)."""
+    XLA compiles (TensorFlow 2.21's XLA bridge has no area or antialiased resize; checked on
+    CPU)."""
     with tf.init_scope():
         eye = tf.eye(n_in, dtype=tf.float64)[tf.newaxis, :, :, tf.newaxis]
         resized = tf.image.resize(eye, (n_out, n_in), method=method, antialias=antialias)
@@ -98,23 +101,25 @@ def _image_matrices(hw: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndar
     )
 
 
-def _static_hw(tensor: tf.Tensor, what: str) -> tuple[int, int]:
+def _static_hw(tensor: tf.Tensor) -> tuple[int, int] | None:
     h, w = tensor.shape[1:3]
-    if h is None or w is None:
-        raise ValueError(f"Resizing {what} needs a fixed height and width, got {tensor.shape}.")
-    return int(h), int(w)
+    return None if h is None or w is None else (int(h), int(w))
 
 
 def resize_images(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     """(B, h, w, C) -> (B, H, W, C): x' = R_h · x · R_wᵀ per image and channel, R the matrices of
     `tf.image.resize` bilinear (antialiased where a side shrinks), equal to it up to float32
     rounding. Floating images keep their dtype, others become float32; the same (h, w) is
-    returned unchanged."""
+    returned unchanged. Images of unknown (h, w) go through `tf.image.resize` itself (bilinear,
+    antialiased), which XLA cannot compile."""
     images = tf.convert_to_tensor(images)
-    hw = _static_hw(images, "the images")
+    hw = _static_hw(images)
     if hw == tuple(size):
         return images
     dtype = images.dtype if images.dtype.is_floating else tf.float32
+    if hw is None:
+        resized = tf.image.resize(images, size, method="bilinear", antialias=True)
+        return tf.cast(resized, dtype)
     rows, cols = (tf.constant(m, dtype) for m in _image_matrices(hw, tuple(size)))
     return tf.einsum("Hh,bhwc,Ww->bHWc", rows, tf.cast(images, dtype), cols)
 
@@ -125,9 +130,20 @@ def pull_back(teacher_grad: tf.Tensor, student_x: tf.Tensor) -> tf.Tensor:
     It is the gradient w.r.t. the student's image that the teacher would have had on the resized
     student image; for an integer upsampling factor k it is about k² times the k×k block mean
     of J_t (a sum, as a gradient of a sum over k² pixels is). Unchanged where sizes agree."""
-    size, hw = _static_hw(teacher_grad, "a gradient"), _static_hw(student_x, "the images")
+    size, hw = _static_hw(teacher_grad), _static_hw(student_x)
     if hw == size:
         return teacher_grad
+    if size is None:
+        raise ValueError(
+            f"The teacher's view has an unknown size {teacher_grad.shape}; gradient attention "
+            "across sizes needs it fixed."
+        )
+    if hw is None:  # the student's size is known only when run: the transpose by autodiff
+        zeros = tf.zeros_like(tf.cast(student_x, teacher_grad.dtype))
+        with tf.GradientTape() as tape:
+            tape.watch(zeros)
+            resized = resize_images(zeros, size)
+        return tape.gradient(resized, zeros, output_gradients=teacher_grad)
     rows, cols = (tf.constant(m, teacher_grad.dtype) for m in _image_matrices(hw, size))
     return tf.einsum("Hh,bHWc,Ww->bhwc", rows, teacher_grad, cols)
 
@@ -136,7 +152,7 @@ def resample_attention(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     """(B, H, W) un-normalised attention maps -> (B, *size) at any ratio, m' = R_h · m · R_wᵀ:
     the area mean where both sides shrink (each output cell the mean of the input cells it
     covers, by overlap), bilinear (antialiased) otherwise."""
-    hw = _static_hw(maps, "attention maps")
+    hw = _static_hw(maps)
     if hw == tuple(size):
         return maps
     method = "area" if hw[0] >= size[0] and hw[1] >= size[1] else "bilinear"
