@@ -259,7 +259,7 @@ def test_installed_keras_is_in_the_tested_range():
         _keras_internals.check_keras_version(keras.__version__)
 
 
-KEYS = ("inputs", "teacher_logits")
+KEYS = ("inputs", "teacher_logits", "teacher_inputs")
 
 
 def test_cached_batch_keys_are_defined_once():

@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfdistill import resolution
 from tfdistill.folding import functional_graph, graph_nodes
 from tfdistill.losses import (
     attention_transfer_per_example,
@@ -36,6 +37,9 @@ class Pair:
     teacher_size: tuple[int, int]
     student_tensor: Any = dataclasses.field(default=None, compare=False, repr=False)
     teacher_tensor: Any = dataclasses.field(default=None, compare=False, repr=False)
+    # The models take images of different sizes: the teacher's map is resampled to the
+    # student's where the two differ (else the student's to the teacher's).
+    teacher_to_student: bool = False
 
 
 def _check_beta(beta: float, what: str) -> float:
@@ -103,6 +107,12 @@ def _candidates(model: keras.Model) -> dict[tuple[int, int], str]:
     return found
 
 
+def _by_stride(taps: dict[tuple[int, int], str], model: keras.Model) -> dict[tuple[int, int], str]:
+    """The taps of `_candidates` keyed by stride (round(H_in / H), round(W_in / W))."""
+    h_in, w_in = resolution.static_image_size(model)
+    return {(round(h_in / h), round(w_in / w)): name for (h, w), name in taps.items()}
+
+
 @keras.saving.register_keras_serializable(package="tfdistill")
 class AttentionTransfer:
     """Activation-based attention transfer; give it as `Distiller(..., attention=...)`.
@@ -115,6 +125,16 @@ class AttentionTransfer:
         models name theirs; for others, the last layer at each resolution), or a list of
         (student_layer, teacher_layer) names. An explicit pair of different resolutions an
         integer factor apart resamples the student's map to the teacher's, with a warning.
+
+    Teacher and student taking images of different sizes (`Distiller(teacher_input_size=...)`):
+    "auto" pairs the stages at the same stride (input side / map side, rounded), and wherever a
+    pair's maps differ in size the teacher's is resampled to the student's, at any ratio. What
+    is resampled is the teacher's un-normalised map mean_c |A|^p, by area mean when it is the
+    larger (each student cell gets the mean attention energy of the teacher cells it covers),
+    bilinearly otherwise, and then L2-normalised like the student's: resampling the activation
+    (B, H, W, C) would cost C times as much and average before the power, and resampling the
+    normalised map would lose the unit norm the loss compares. The student's map, and with it its
+    gradient, stays on its own grid. Same-size pairs are computed exactly as before.
     """
 
     def __init__(
@@ -146,53 +166,63 @@ class AttentionTransfer:
         """The concrete layer pairs for these two models, shallow to deep."""
         for role, model in (("student", student), ("teacher", teacher)):
             check_functional(model, role, "Attention transfer")
+        differ = resolution.input_shapes_differ(student, teacher)
         if self.pairs == "auto":
-            return self._auto(student, teacher)
+            return self._auto(student, teacher, differ)
         resolved = []
         for s_name, t_name in self.pairs:
             s_out = _layer_output(student, s_name, "student")
             t_out = _layer_output(teacher, t_name, "teacher")
             s_size = _static_size(s_out, student, s_name)
             t_size = _static_size(t_out, teacher, t_name)
-            if s_size != t_size:
+            if s_size != t_size and not differ:
                 check_resizable(s_size, t_size, f" for the pair ({s_name!r}, {t_name!r})")
                 warnings.warn(
                     f"Attention pair ({s_name!r}, {t_name!r}): the student's {s_size[0]}x"
                     f"{s_size[1]} map is resampled to the teacher's {t_size[0]}x{t_size[1]}.",
                     stacklevel=3,
                 )
-            resolved.append(Pair(s_name, t_name, s_size, t_size, s_out, t_out))
+            resolved.append(Pair(s_name, t_name, s_size, t_size, s_out, t_out, differ))
         return resolved
 
     @staticmethod
-    def _auto(student: keras.Model, teacher: keras.Model) -> list[Pair]:
+    def _auto(student: keras.Model, teacher: keras.Model, differ: bool = False) -> list[Pair]:
+        """Pairs of stages at one resolution or, for models of different input sizes, at one
+        stride."""
         s_taps, t_taps = _candidates(student), _candidates(teacher)
-        shared = sorted(set(s_taps) & set(t_taps), key=lambda hw: (-hw[0] * hw[1], hw))
+        if differ:
+            s_taps, t_taps = _by_stride(s_taps, student), _by_stride(t_taps, teacher)
+        # Shallow to deep: larger maps first, or smaller strides.
+        order = (lambda key: key) if differ else (lambda hw: (-hw[0] * hw[1], hw))
+        shared = sorted(set(s_taps) & set(t_taps), key=order)
         if not shared:
+            what = "stride" if differ else "spatial resolution"
             raise ValueError(
-                f"pairs='auto' found no spatial resolution shared by the student "
+                f"pairs='auto' found no {what} shared by the student "
                 f"{sorted(s_taps, reverse=True)} and the teacher {sorted(t_taps, reverse=True)}; "
                 "give pairs=[(student_layer, teacher_layer), ...]."
             )
-        return [
-            Pair(
-                s_taps[hw],
-                t_taps[hw],
-                hw,
-                hw,
-                _layer_output(student, s_taps[hw], "student"),
-                _layer_output(teacher, t_taps[hw], "teacher"),
-            )
-            for hw in shared
-        ]
+        pairs = []
+        for key in shared:
+            s_out = _layer_output(student, s_taps[key], "student")
+            t_out = _layer_output(teacher, t_taps[key], "teacher")
+            s_size = _static_size(s_out, student, s_taps[key])
+            t_size = _static_size(t_out, teacher, t_taps[key])
+            pairs.append(Pair(s_taps[key], t_taps[key], s_size, t_size, s_out, t_out, differ))
+        return pairs
 
     def per_example(
-        self, student_features: Sequence[tf.Tensor], teacher_features: Sequence[tf.Tensor]
+        self,
+        student_features: Sequence[tf.Tensor],
+        teacher_features: Sequence[tf.Tensor],
+        pairs: Sequence[Pair] | None = None,
     ) -> tf.Tensor:
-        """(B,) Σ over pairs of the mean over positions of (map_s − map_t)², unweighted."""
+        """(B,) Σ over pairs of the mean over positions of (map_s − map_t)², unweighted; `pairs`
+        (from `resolve`) say which map to resample where sizes differ."""
+        flags = [p.teacher_to_student for p in pairs] if pairs else [False] * len(student_features)
         terms = [
-            attention_transfer_per_example(s, tf.stop_gradient(t), self.p)
-            for s, t in zip(student_features, teacher_features, strict=True)
+            attention_transfer_per_example(s, tf.stop_gradient(t), self.p, to_student)
+            for s, t, to_student in zip(student_features, teacher_features, flags, strict=True)
         ]
         return tf.add_n(terms)
 

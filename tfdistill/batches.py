@@ -1,19 +1,49 @@
-"""The cached-teacher batch format, defined once: `cache_teacher_outputs` (`tfdistill.data`)
-writes `({INPUTS: x, TEACHER_LOGITS: t}, y[, sample_weight])`, and the Distiller and the
-tf_keras fine-tuner read it with `split_cached`. No TensorFlow import: `tfdistill.data` stays
-light."""
+"""The batch formats beyond a plain `(x, y[, sample_weight])`, their keys defined once.
+
+- Cached teacher: `cache_teacher_outputs` (`tfdistill.data`) writes
+  `({INPUTS: x, TEACHER_LOGITS: t}, y[, sample_weight])`; the Distiller skips the teacher.
+- Two views: `({INPUTS: x_student, TEACHER_INPUTS: x_teacher}, y[, sample_weight])`, the same
+  images (same crop) at each model's input size; the Distiller runs the student on the first
+  and the teacher on the second.
+
+The Distiller reads both with `split_views`, the tf_keras fine-tuner with `split_cached`. No
+TensorFlow import: `tfdistill.data` stays light."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 TEACHER_LOGITS = "teacher_logits"
+TEACHER_INPUTS = "teacher_inputs"
 INPUTS = "inputs"
+
+
+class Views(NamedTuple):
+    """A batch's inputs taken apart: what the student sees, and for the teacher either its own
+    view or its cached logits (or neither: it sees `student`)."""
+
+    student: Any  # (B, h, w, C) or the model's own input structure
+    teacher: Any | None  # (B, H, W, C), the teacher's view
+    teacher_logits: Any | None  # (B, C) float32 cached logits
+
+
+def split_views(x: Any) -> Views:
+    """`Views` of a batch's inputs: a cached-teacher dict, a two-view dict, or plain inputs."""
+    if isinstance(x, dict) and (TEACHER_LOGITS in x or TEACHER_INPUTS in x):
+        if INPUTS not in x:
+            raise ValueError(f"A batch with {sorted(x)} needs the student's images as {INPUTS!r}.")
+        return Views(x[INPUTS], x.get(TEACHER_INPUTS), x.get(TEACHER_LOGITS))
+    return Views(x, None, None)
 
 
 def split_cached(x: Any) -> tuple[Any, Any | None]:
     """(x, t) of a cached-teacher batch's inputs `{INPUTS: x, TEACHER_LOGITS: t}` (x (B, ...),
-    t float32 (B, C) logits); (x, None) for plain inputs."""
-    if isinstance(x, dict) and TEACHER_LOGITS in x:
-        return x[INPUTS], x[TEACHER_LOGITS]
-    return x, None
+    t float32 (B, C) logits); (x, None) for plain inputs (a two-view batch gives its student
+    view)."""
+    views = split_views(x)
+    return views.student, views.teacher_logits
+
+
+def two_views(student_x: Any, teacher_x: Any) -> dict[str, Any]:
+    """The inputs of a two-view batch: `{INPUTS: student_x, TEACHER_INPUTS: teacher_x}`."""
+    return {INPUTS: student_x, TEACHER_INPUTS: teacher_x}

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import keras
 import tensorflow as tf
 
-from tfdistill import _keras_internals, distribute, precision
+from tfdistill import _keras_internals, distribute, precision, resolution
 from tfdistill import outputs as outputs_lib
 from tfdistill.attention import (
     AttentionLike,
@@ -18,7 +18,7 @@ from tfdistill.attention import (
 )
 from tfdistill.batches import INPUTS as INPUTS
 from tfdistill.batches import TEACHER_LOGITS as TEACHER_LOGITS
-from tfdistill.batches import split_cached
+from tfdistill.batches import split_cached, split_views
 from tfdistill.folding import folded_forward
 from tfdistill.losses import (
     HardTargetLoss,
@@ -49,13 +49,17 @@ def check_models(student: keras.Model, teacher: keras.Model) -> None:
     s_in, t_in = getattr(student, "inputs", None), getattr(teacher, "inputs", None)
     if s_in and t_in:
         s_shape, t_shape = tuple(s_in[0].shape[1:]), tuple(t_in[0].shape[1:])
+        # Images (H, W, C) may differ in size (see `resolution`), not in channels.
+        fixed = slice(2, None) if len(s_shape) == 3 else slice(None)
         compatible = len(s_shape) == len(t_shape) and all(
-            a is None or b is None or a == b for a, b in zip(s_shape, t_shape, strict=True)
+            a is None or b is None or a == b
+            for a, b in zip(s_shape[fixed], t_shape[fixed], strict=True)
         )
         if len(s_in) != len(t_in) or not compatible:
             raise ValueError(
                 f"The student and teacher take different inputs: student {s_shape}, teacher "
-                f"{t_shape}. Both must see the same images."
+                f"{t_shape}. Both must see the same images: images may differ in height and "
+                "width (teacher_input_size), not in channels or rank."
             )
 
 
@@ -238,6 +242,17 @@ class Distiller(keras.Model):
     example, which only the soft term sees. Batches shaped `({"inputs": x, "teacher_logits": t},
     y)`, as made by `tfdistill.data.cache_teacher_outputs`, skip the teacher.
 
+    Teacher and student at different resolutions: a batch `({"inputs": x_s, "teacher_inputs":
+    x_t}, y)` (`tfdistill.batches.two_views`), x_s (B, h, w, C) and x_t (B, H, W, C) the same
+    crops at each model's size, runs the student on x_s and the teacher on x_t; this is the
+    path to take. `teacher_input_size` says what a one-view batch x (B, h, w, C) becomes for the
+    teacher: "auto" (default) the teacher's own static input size where it differs from the
+    student's, (H, W) that size, None unchanged (a teacher of another size then needs two
+    views). x is resized inside the step (bilinear, antialiased when shrinking): when the
+    teacher is larger that upsamples the student's small image, which gives the teacher no
+    detail of its own and warns once. Attention maps and input gradients are compared on the
+    student's grid (see `AttentionTransfer`, `resolution.pull_back`).
+
     `attention`: an `AttentionTransfer`, a `GradientAttentionTransfer`, or a list with one of
     each; their terms add to the loss above (see `tfdistill.attention`).
 
@@ -270,10 +285,19 @@ class Distiller(keras.Model):
         attention: AttentionLike | list[AttentionLike] | None = None,
         teacher_outputs: str = "auto",
         student_outputs: str = "auto",
+        teacher_input_size: resolution.TeacherSize = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_models(student, teacher)
+        object.__setattr__(
+            self, "teacher_input_size", resolution.deserialize_size(teacher_input_size)
+        )
+        object.__setattr__(
+            self,
+            "_teacher_size",
+            resolution.resolve_teacher_size(student, teacher, self.teacher_input_size),
+        )
         self._teacher_kind = outputs_lib.resolve_output_kind(
             teacher, teacher_outputs, "teacher_outputs"
         )
@@ -410,6 +434,7 @@ class Distiller(keras.Model):
             attention=keras.saving.serialize_keras_object(self.attention),
             teacher_outputs=self.teacher_outputs,
             student_outputs=self.student_outputs,
+            teacher_input_size=resolution.serialize_size(self.teacher_input_size),
         )
         return config
 
@@ -452,22 +477,57 @@ class Distiller(keras.Model):
         BatchNorm folded into the preceding layers (`tfdistill.folding`)."""
         return tf.stop_gradient(self._teacher_outputs(x)[0])
 
-    def _teacher_pass(self, x: Any, y: Any, real: tf.Tensor) -> TeacherPass:
+    def _teacher_view(self, x: Any, teacher_x: Any) -> Any:
+        """What the teacher sees: its own view `teacher_x` (B, H, W, C) of a two-view batch, else
+        the student's batch `x` (B, h, w, C), resized to the teacher's input size when that
+        differs (`teacher_input_size`). The resize upsamples when the teacher is larger: it
+        warns, once, that a two-view batch gives the teacher its own detail."""
+        if teacher_x is not None:
+            return teacher_x
+        if self._teacher_size is None:
+            own = resolution.static_image_size(self.teacher)
+            shape = getattr(x, "shape", None)
+            if own is not None and shape is not None and len(shape) == 4:
+                if None not in shape[1:3] and tuple(shape[1:3]) != own:
+                    raise ValueError(
+                        f"The teacher takes {own[0]}x{own[1]} images but the batch has one view "
+                        f"of {shape[1]}x{shape[2]} and teacher_input_size=None; give two views "
+                        '(tfdistill.batches.two_views) or teacher_input_size="auto".'
+                    )
+            return x
+        h, w = x.shape[1:3]
+        if h is None or w is None or h < self._teacher_size[0] or w < self._teacher_size[1]:
+            warnings.warn(
+                f"The student's {h}x{w} batch is upsampled to the teacher's "
+                f"{self._teacher_size[0]}x{self._teacher_size[1]}: the teacher sees no detail the "
+                "student does not. Batches with the teacher's own view "
+                "(tfdistill.batches.two_views) avoid this.",
+                stacklevel=2,
+            )
+        return resolution.resize_images(x, self._teacher_size)
+
+    def _teacher_pass(self, x: Any, y: Any, real: tf.Tensor, teacher_x: Any = None) -> TeacherPass:
         """`real` (B,): 1 on real rows, 0 on padding, whose gradient targets are all zero (its
         cross-entropy would reach the real rows' input gradients through training-mode
-        BatchNorm's statistics)."""
+        BatchNorm's statistics). The teacher runs on `_teacher_view(x, teacher_x)`; its input
+        gradient J_t is taken w.r.t. the student's pixels `x` (B, h, w, C): through the resize
+        of a one-view batch, or, of a two-view batch, pulled back from the teacher's view as
+        `resolution.pull_back` (Rᵀ J_t, R the student-to-teacher resize) where the sizes differ."""
         if self._gradient_at is None:
-            logits, features = self._teacher_outputs(x)
+            logits, features = self._teacher_outputs(self._teacher_view(x, teacher_x))
             return TeacherPass(
                 tf.stop_gradient(logits), [tf.stop_gradient(f) for f in features], None, None
             )
+        source = x if teacher_x is None else teacher_x
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits, features = self._teacher_outputs(x)
+            tape.watch(source)
+            logits, features = self._teacher_outputs(self._teacher_view(x, teacher_x))
             mask = tf.zeros_like(logits[:, 0]) if y is None else labeled_mask(y, logits.shape[-1])
             targets = _gradient_targets(y, mask, logits) * real[:, tf.newaxis]
             cross_entropy = _summed_cross_entropy(targets, logits)
-        input_grad = tape.gradient(cross_entropy, x)
+        input_grad = tape.gradient(cross_entropy, source)
+        if teacher_x is not None:
+            input_grad = resolution.pull_back(input_grad, x)
         return TeacherPass(
             tf.stop_gradient(logits),
             [tf.stop_gradient(f) for f in features],
@@ -507,7 +567,7 @@ class Distiller(keras.Model):
         if self._activation_at is not None:
             terms["attention_loss"] = (
                 self._activation_at.beta / 2.0,
-                self._activation_at.per_example(student.features, teacher.features),
+                self._activation_at.per_example(student.features, teacher.features, self.pairs),
             )
         if self._gradient_at is not None:
             terms["gradient_attention_loss"] = (
@@ -574,12 +634,13 @@ class Distiller(keras.Model):
         """A batch whose first `rows` rows are real (the rest padding, see
         `distribute.padded_if_empty`), and the teacher's pass over it."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached = split_cached(x)
+        x, teacher_x, cached = split_views(x)
         if self._gradient_at is not None:
             x = _float_input(x)
+            teacher_x = None if teacher_x is None else _float_input(teacher_x)
         real = tf.cast(tf.range(distribute.batch_rows(x)) < rows, tf.float32)
         if cached is None:
-            teacher = self._teacher_pass(x, y, real)
+            teacher = self._teacher_pass(x, y, real, teacher_x)
         elif self.pairs or self._gradient_at is not None:
             raise ValueError(
                 "Cached teacher outputs hold only the teacher's logits, but attention transfer "

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfdistill import _keras_internals
+from tfdistill import _keras_internals, resolution
 
 DISTILLATION_LOSSES: dict[str, Callable] = {
     "kl_divergence": keras.losses.kl_divergence,
@@ -260,12 +260,17 @@ def _resize_map(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
 
 
 def attention_map(
-    features: tf.Tensor, p: float = 2.0, size: tuple[int, int] | None = None
+    features: tf.Tensor,
+    p: float = 2.0,
+    size: tuple[int, int] | None = None,
+    any_ratio: bool = False,
 ) -> tf.Tensor:
     """Activation-based attention (Zagoruyko & Komodakis 2017): (B, H, W, C) -> (B, H·W).
 
     The mean over channels of |A|^p, L2-normalised per example. `size` resamples the map to
-    (H', W') before normalising (sides an integer factor apart), giving (B, H'·W').
+    (H', W') before normalising, giving (B, H'·W'): sides an integer factor apart (average
+    pooling or bilinear), or with `any_ratio` at any ratio (`resolution.resample_attention`:
+    the area mean where both sides shrink).
     """
     p = check_p(p)
     spatial_size(features)
@@ -273,16 +278,26 @@ def attention_map(
     powered = tf.square(magnitude) if p == 2.0 else tf.pow(magnitude, p)
     maps = tf.reduce_mean(powered, axis=-1)
     if size is not None and tuple(maps.shape[1:3]) != tuple(size):
-        maps = _resize_map(maps, tuple(size))
+        resample = resolution.resample_attention if any_ratio else _resize_map
+        maps = resample(maps, tuple(size))
     flat = tf.reshape(maps, [tf.shape(maps)[0], -1])
     return tf.math.l2_normalize(flat, axis=-1)
 
 
 def attention_transfer_per_example(
-    student_features: tf.Tensor, teacher_features: tf.Tensor, p: float = 2.0
+    student_features: tf.Tensor,
+    teacher_features: tf.Tensor,
+    p: float = 2.0,
+    teacher_to_student: bool = False,
 ) -> tf.Tensor:
-    """(B,) mean over positions of (map_s − map_t)²; the student's map is resampled to the
-    teacher's resolution when they differ by an integer factor. Channel counts may differ."""
+    """(B,) mean over positions of (map_s − map_t)²; channel counts may differ. Where the
+    resolutions differ, the student's map is resampled to the teacher's (an integer factor
+    apart), or with `teacher_to_student` the teacher's un-normalised map to the student's
+    (any ratio, `resolution.resample_attention`), then each is L2-normalised."""
+    if teacher_to_student:
+        student = attention_map(student_features, p)
+        teacher = attention_map(teacher_features, p, spatial_size(student_features), True)
+        return tf.reduce_mean(tf.square(student - teacher), axis=-1)
     size = spatial_size(teacher_features)
     student = attention_map(student_features, p, size=size)
     teacher = attention_map(teacher_features, p)

@@ -1,6 +1,11 @@
 """The teacher-output cache: ``teacher_logits`` (the frozen teacher's (N, C) logits of
 (N, ...) images) and ``cache_teacher_outputs`` (batches the Distiller trains on without the
-teacher, in the format of :mod:`tfdistill.batches`)."""
+teacher, in the format of :mod:`tfdistill.batches`).
+
+A teacher taking another image size than the student runs on its own view of each image (a
+two-view batch, or ``teacher_x``), or else on the student's images resized to its size
+(``teacher_input_size``, as in the Distiller), so the cached logits are those the Distiller
+would compute online."""
 
 from __future__ import annotations
 
@@ -9,36 +14,52 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfdistill.batches import INPUTS, TEACHER_LOGITS
+from tfdistill.batches import INPUTS, TEACHER_LOGITS, split_views
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 
-def _logits_function(teacher: Any, teacher_outputs: str) -> Callable[[Any], tf.Tensor]:
-    """x (B, ...) -> the frozen teacher's (B, C) float32 logits, BatchNorm folded."""
+def _logits_function(
+    teacher: Any, teacher_outputs: str, teacher_input_size: Any = "auto"
+) -> Callable[[Any], tf.Tensor]:
+    """x (B, ...) -> the frozen teacher's (B, C) float32 logits, BatchNorm folded. Images
+    (B, h, w, C) are first resized (``resolution.resize_images``) to ``teacher_input_size``:
+    "auto" the teacher's own static (H, W), (H, W) that size, None never."""
     import tensorflow as tf
 
-    from tfdistill import outputs
+    from tfdistill import outputs, resolution
     from tfdistill.folding import folded_forward
 
     kind = outputs.resolve_output_kind(teacher, teacher_outputs, "teacher_outputs")
     forward = folded_forward(teacher)
+    size = resolution.resolve_teacher_size(None, teacher, teacher_input_size)
 
     @tf.function(reduce_retracing=True)
     def logits_of(x: tf.Tensor) -> tf.Tensor:
+        if size is not None and len(x.shape) == 4:
+            x = resolution.resize_images(x, size)
         return outputs.as_logits(forward(x), kind)
 
     return logits_of
 
 
 def teacher_logits(
-    images: np.ndarray, teacher: Any, *, teacher_outputs: str = "auto", batch_size: int = 256
+    images: np.ndarray,
+    teacher: Any,
+    *,
+    teacher_outputs: str = "auto",
+    batch_size: int = 256,
+    teacher_input_size: Any = "auto",
 ) -> np.ndarray:
-    """The frozen teacher's float32 logits (N, C) of ``images`` (N, ...), in inference mode."""
+    """The frozen teacher's float32 logits (N, C) of ``images`` (N, ...), in inference mode.
+
+    ``images`` are the teacher's own view, or images of another size resized to the teacher's
+    (bilinear, antialiased when shrinking; upsampling a small image gives the teacher no
+    detail): ``teacher_input_size`` "auto" (its own static input size), (H, W), or None."""
     if len(images) == 0:
         raise ValueError("teacher_logits got no images.")
-    logits_of = _logits_function(teacher, teacher_outputs)
+    logits_of = _logits_function(teacher, teacher_outputs, teacher_input_size)
     parts = [
         np.asarray(logits_of(images[start : start + batch_size]))
         for start in range(0, len(images), batch_size)
@@ -54,6 +75,8 @@ def cache_teacher_outputs(
     batch_size: int | None = None,
     shuffle: bool = False,
     seed: int | None = None,
+    teacher_x: np.ndarray | None = None,
+    teacher_input_size: Any = "auto",
 ) -> tf.data.Dataset:
     """Runs the frozen teacher once and returns batches the Distiller trains on without it.
 
@@ -62,14 +85,26 @@ def cache_teacher_outputs(
     t}, y[, sample_weight])`` with t float32 (B, C), in the original order and batch size (or
     ``batch_size``). For data without random augmentation only: the logits belong to the images
     seen here. Everything is held in memory.
+
+    The teacher's view: where ``x`` is a two-view dict ``{"inputs": x_s, "teacher_inputs":
+    x_t}`` (``tfdistill.batches.two_views``), or with the arrays ``teacher_x`` (N, H, W, C) the
+    same images at the teacher's size, the teacher runs on x_t and only x_s is kept; otherwise
+    on x resized as ``teacher_input_size`` says (see ``teacher_logits``).
     """
     import tensorflow as tf
 
-    logits_of = _logits_function(teacher, teacher_outputs)
+    from tfdistill.batches import two_views
+
+    logits_of = _logits_function(teacher, teacher_outputs, teacher_input_size)
     if isinstance(data, tf.data.Dataset):
+        if teacher_x is not None:
+            raise ValueError("teacher_x goes with arrays; a dataset carries two-view batches.")
         batches = data
     elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        batches = tf.data.Dataset.from_tensor_slices(tuple(data)).batch(batch_size or 32)
+        data = tuple(data)
+        if teacher_x is not None:
+            data = (two_views(data[0], teacher_x), *data[1:])
+        batches = tf.data.Dataset.from_tensor_slices(data).batch(batch_size or 32)
     else:
         raise ValueError(
             "cache_teacher_outputs takes a batched tf.data.Dataset of (x, y[, sample_weight]) or "
@@ -84,10 +119,12 @@ def cache_teacher_outputs(
                 "cache_teacher_outputs needs batches of (x, y) or (x, y, sample_weight), got a "
                 f"batch of type {type(element).__name__}."
             )
-        parts = [element[0], logits_of(element[0]), *element[1:]]
+        views = split_views(element[0])
+        teacher_view = views.student if views.teacher is None else views.teacher
+        parts = [views.student, logits_of(teacher_view), *element[1:]]
         if not columns:
             columns = [[] for _ in parts]
-            first_batch = int(tf.shape(element[0])[0])
+            first_batch = int(tf.shape(views.student)[0])
         for column, part in zip(columns, parts, strict=True):
             column.append(np.asarray(part))
     if not columns:
