@@ -33,3 +33,18 @@ def reference_loss(x, y, w_s, b_s, w_t, b_t, alpha, temperature):
     soft = temperature**2 * (pt * np.log(pt / ps)).sum(-1).mean()
     dlogits = alpha * (p - onehot) / batch + (1 - alpha) * temperature * (ps - pt) / batch
     return alpha * hard + (1 - alpha) * soft, hard, soft, x.T @ dlogits, dlogits.sum(0)
+
+
+def cnn(widths, name, seed, input_shape=(8, 8, 2), classes=3):
+    """conv (same) -> conv (stride 2) -> pooled logits; no BatchNorm, so training mode is
+    deterministic and the same on any number of replicas."""
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(
+        widths[0], 3, padding="same", activation="relu", name="c1", kernel_initializer=init
+    )(inputs)
+    x = keras.layers.Conv2D(
+        widths[1], 3, 2, padding="same", activation="relu", name="c2", kernel_initializer=init
+    )(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, name="logits")(x), name=name)

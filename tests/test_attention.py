@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import linear, softmax
+from tests.helpers import cnn, linear, softmax
 from tfdistill import AttentionTransfer, Distiller, GradientAttentionTransfer, models
 from tfdistill.data import cache_teacher_outputs
 from tfdistill.losses import attention_map, attention_transfer_loss
@@ -66,21 +66,6 @@ def test_student_map_is_resampled_to_the_teacher_resolution():
         attention_map(RNG.random((2, 5)))
     with pytest.raises(ValueError, match="p must be >= 1"):
         attention_map(teacher, p=0.5)
-
-
-def cnn(widths, name, seed, input_shape=(8, 8, 2), classes=3):
-    """conv (same) -> conv (stride 2) -> pooled logits; no BatchNorm, so training mode is
-    deterministic and the same on any number of replicas."""
-    init = keras.initializers.GlorotUniform(seed=seed)
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(
-        widths[0], 3, padding="same", activation="relu", name="c1", kernel_initializer=init
-    )(inputs)
-    x = keras.layers.Conv2D(
-        widths[1], 3, 2, padding="same", activation="relu", name="c2", kernel_initializer=init
-    )(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, keras.layers.Dense(classes, name="logits")(x), name=name)
 
 
 X_IMG = RNG.random((8, 8, 8, 2)).astype("float32")

@@ -2,6 +2,7 @@
 process, a run killed with SIGKILL mid-epoch against an unbroken one, TF_CONFIG checks, the
 workers' roles, and cached teacher outputs under MirroredStrategy (XLA: test_attention.py)."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -10,11 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from tests.run_worker import SMALL_LR, SMALL_STEPS, small_distiller
@@ -59,6 +62,20 @@ def assert_same_fit(got: dict, reference: dict, steps: int, lr: float) -> None:
     atol = reordered_tolerance(steps, lr)
     for key, values in reference.items():
         np.testing.assert_allclose(got[key], values, rtol=1e-5, atol=atol, err_msg=key)
+
+
+def assert_replicas_fit_as_one(
+    fitted: Callable[[], tuple[dict, list]], strategy: tf.distribute.Strategy, steps: int, lr: float
+) -> None:
+    """`fitted()` -> (history, weights) on one device and under `strategy` agree within
+    `assert_same_fit`."""
+    runs = []
+    for scope in (contextlib.nullcontext(), strategy.scope()):
+        with scope:
+            history, weights = fitted()
+        runs.append({**history, **dict(enumerate(weights))})
+    single, replicated = runs
+    assert_same_fit(replicated, single, steps, lr)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -424,12 +441,7 @@ def test_cached_teacher_outputs_under_mirrored_strategy_match_one_device(mirrore
         history = distiller.fit(cached, epochs=2, verbose=0, shuffle=False).history
         return history, student.get_weights()
 
-    single, single_weights = fitted()
-    with mirrored.scope():
-        replicated, replicated_weights = fitted()
-    replicated.update(enumerate(replicated_weights))
-    single.update(enumerate(single_weights))
-    assert_same_fit(replicated, single, steps=2 * 3, lr=0.2)
+    assert_replicas_fit_as_one(fitted, mirrored, steps=2 * 3, lr=0.2)
 
 
 def _files(folder: Path) -> dict[str, bytes]:

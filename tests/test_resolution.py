@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_distribute import assert_same_fit
+from tests import helpers
+from tests.test_distribute import assert_replicas_fit_as_one
 from tfdistill import AttentionTransfer, Distiller, GradientAttentionTransfer, resolution
 from tfdistill.batches import INPUTS, TEACHER_INPUTS, TEACHER_LOGITS, split_views, two_views
 from tfdistill.data import cache_teacher_outputs, teacher_logits
@@ -23,17 +24,8 @@ T = 2.0
 
 
 def cnn(widths, name, seed, size=8):
-    """conv (same) -> conv (stride 2) -> pooled logits, on (size, size, 2) images."""
-    init = keras.initializers.GlorotUniform(seed=seed)
-    inputs = keras.Input((size, size, 2))
-    x = keras.layers.Conv2D(
-        widths[0], 3, padding="same", activation="relu", name="c1", kernel_initializer=init
-    )(inputs)
-    x = keras.layers.Conv2D(
-        widths[1], 3, 2, padding="same", activation="relu", name="c2", kernel_initializer=init
-    )(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x), name=name)
+    """`helpers.cnn` on (size, size, 2) images."""
+    return helpers.cnn(widths, name, seed, input_shape=(size, size, 2))
 
 
 def distiller_of(teacher_size=16, student_size=8, attention=None, **kwargs):
@@ -240,12 +232,7 @@ def test_mirrored_strategy_with_two_views_matches_one_device(mirrored):
         history = distiller.fit(data, epochs=2, verbose=0, shuffle=False).history
         return history, distiller.student.get_weights()
 
-    single, single_weights = fitted()
-    with mirrored.scope():
-        replicated, replicated_weights = fitted()
-    replicated.update(enumerate(replicated_weights))
-    single.update(enumerate(single_weights))
-    assert_same_fit(replicated, single, steps=2 * 3, lr=0.1)
+    assert_replicas_fit_as_one(fitted, mirrored, steps=2 * 3, lr=0.1)
 
 
 def test_the_resizes_compile_with_xla_and_match_tensorflow_resize():
