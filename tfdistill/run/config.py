@@ -37,11 +37,13 @@ def option(
     choices: Sequence[str] = (),
     minimum: int | None = None,
     note: str = "",
+    fraction: bool = False,
     fingerprint: str = ALWAYS,
     stage: str | None = None,
 ) -> Any:
     """A `RunConfig` field. `choices`: the valid values (of each item, for a tuple);
-    `minimum`: the least valid number (`note` explains it in the error); `fingerprint`:
+    `minimum`: the least valid number (`note` explains it in the error); `fraction`: a
+    number in (0, 1) when set; `fingerprint`:
     whether the value decides the trained models, `ALWAYS`, `NEVER`, or `WHEN_SET` (only when
     it differs from the default, so runs from before the option still resume); `stage`: the
     one stage that keeps this setting as its own (it re-runs alone when the setting
@@ -51,6 +53,7 @@ def option(
         "choices": tuple(choices),
         "minimum": minimum,
         "note": note,
+        "fraction": fraction,
         "fingerprint": NEVER if stage else fingerprint,
         "stage": stage,
     }
@@ -135,6 +138,7 @@ class RunConfig:
         "run: also prune the distilled student to this sparsity in (0, 1) with TFMOT, "
         "distilling while it fine-tunes (needs the compress extra).",
         note=" (the target sparsity)",
+        fraction=True,
     )
     qat: bool = option(
         False,
@@ -225,6 +229,7 @@ class RunConfig:
         "L1 norms first), fine-tune it with distillation for --compress_epochs and export it "
         "in the --quantize modes.",
         note=" (the share of channels removed)",
+        fraction=True,
         fingerprint=WHEN_SET,
     )
 
@@ -265,9 +270,6 @@ class RunConfig:
             )
 
 
-_FRACTIONS = ("prune", "prune_channels")
-
-
 def _check_field(field: dataclasses.Field, value: Any) -> None:
     """A ValueError when `value` breaks `field`'s choices or bounds."""
     name, meta = field.name, field.metadata
@@ -284,7 +286,7 @@ def _check_field(field: dataclasses.Field, value: Any) -> None:
         return
     if meta["minimum"] is not None and value < meta["minimum"]:
         raise ValueError(f"{name} must be >= {meta['minimum']}{meta['note']}, got {value}.")
-    if name in _FRACTIONS and not 0.0 < value < 1.0:
+    if meta["fraction"] and not 0.0 < value < 1.0:
         raise ValueError(f"{name}{meta['note']} must be in (0, 1), got {value}.")
 
 
