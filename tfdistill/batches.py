@@ -6,7 +6,7 @@
   images (same crop) at each model's input size; the Distiller runs the student on the first
   and the teacher on the second.
 
-The Distiller reads both with `split_views`, the tf_keras fine-tuner with `split_cached`. No
+The Distiller and the tf_keras fine-tuner read both with `split_views`. No
 TensorFlow import: `tfdistill.data` stays light."""
 
 from __future__ import annotations

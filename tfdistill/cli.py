@@ -212,14 +212,18 @@ def _convert(model_path: str) -> int:
         model = _load_classifier(path)
         calibration = None
         if quantization in ("int8", "int16x8"):
-            ds = data.load(_flag("dataset"), data_dir=_flag("data_dir"))
             expected = tuple(model.inputs[0].shape[1:])
+            ds = data.load(
+                _flag("dataset"), data_dir=_flag("data_dir"), image_size=expected[:2]
+            ).raw_pixels()
             if tuple(ds.input_shape) != expected:
                 raise ValueError(
                     f"--dataset={_flag('dataset')} gives {tuple(ds.input_shape)} images but the "
                     f"model takes {expected}; calibrate with the data it was trained on."
                 )
-            calibration = ds.x_train
+            images = ds.inputs("train")
+            count = min(len(images), _CALIBRATION.value)
+            calibration = (images[i : min(i + 64, count)] for i in range(0, count, 64))
         export.to_tflite(
             model,
             out,

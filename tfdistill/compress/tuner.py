@@ -16,7 +16,7 @@ import tensorflow as tf
 import tf_keras
 
 from tfdistill import outputs as outputs_lib
-from tfdistill.batches import INPUTS, TEACHER_LOGITS, split_cached
+from tfdistill.batches import INPUTS, TEACHER_LOGITS, split_views
 from tfdistill.distiller import (
     check_alpha,
     check_class_counts,
@@ -81,8 +81,10 @@ class FineTuner(tf_keras.Model):
 
     def train_step(self, data: Any) -> dict:
         x, y, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)
-        x, cached = split_cached(x)
-        teacher_logits = self._teacher_logits(x, cached)
+        views = split_views(x)
+        x = views.student
+        seen = x if views.teacher is None else views.teacher
+        teacher_logits = self._teacher_logits(seen, views.teacher_logits)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             outputs = self.student(x, training=True)

@@ -14,18 +14,22 @@ image folder and ``tfds:NAME`` TensorFlow Datasets.
 
 One concern a module: ``dataset`` (the ``Dataset`` container), ``registry`` (``load``,
 ``check_name``, ``available``), ``builtin`` (digits, MNIST, Fashion-MNIST), ``cifar``,
-``tfds``, ``folder`` (``folder:PATH``), ``stream`` (``shuffled_batches``), ``labels``
+``tfds``, ``folder`` (``folder:PATH``), ``store`` (``ImageStore``: uint8 images on disk),
+``views`` (what a model sees of a stored photo), ``resized`` (``in_store``), ``stream``
+(``shuffled_batches``), ``labels``
 (``label_subset``, ``mask_labels``), ``augment`` (``random_crop_flip``, ``resize_bilinear``) and
 ``teacher_cache`` (``teacher_logits``, ``cache_teacher_outputs``). The modules import one another
 directly, never this package, so there is no import cycle.
 """
 
+from tfdistill.data import store, views
 from tfdistill.data.augment import random_crop_flip, resize_bilinear
 from tfdistill.data.cifar import DATA_DIR_ENV
 from tfdistill.data.dataset import DIGITS_MAX, EIGHT_BIT, SPLITS, Dataset
 from tfdistill.data.folder import load_folder
 from tfdistill.data.labels import label_subset, mask_labels
 from tfdistill.data.registry import PREFIXES, available, check_name, load
+from tfdistill.data.store import ImageStore
 from tfdistill.data.stream import shuffled_batches
 from tfdistill.data.teacher_cache import cache_teacher_outputs, teacher_logits
 
@@ -36,6 +40,7 @@ __all__ = [
     "PREFIXES",
     "SPLITS",
     "Dataset",
+    "ImageStore",
     "available",
     "cache_teacher_outputs",
     "check_name",
@@ -46,5 +51,7 @@ __all__ = [
     "random_crop_flip",
     "resize_bilinear",
     "shuffled_batches",
+    "store",
     "teacher_logits",
+    "views",
 ]

@@ -6,8 +6,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tfdistill.data.store import ImageStore
+
 if TYPE_CHECKING:
     import tensorflow as tf
+
+
+def as_tensors(elements: Any) -> Any:
+    """`elements` with every array as a tensor; `ImageStore`s stay on disk."""
+    import tensorflow as tf
+
+    return tf.nest.map_structure(
+        lambda t: t if isinstance(t, ImageStore) else tf.convert_to_tensor(t), elements
+    )
+
+
+def gather_rows(tensors: Any, indices: tf.Tensor) -> Any:
+    """Rows `indices` (k,) of each tensor, and of each store (uint8, read from disk)."""
+    import tensorflow as tf
+
+    return tf.nest.map_structure(
+        lambda t: t.gather(indices) if isinstance(t, ImageStore) else tf.gather(t, indices),
+        tensors,
+    )
+
+
+def row_count(elements: Any) -> int:
+    import tensorflow as tf
+
+    return len(tf.nest.flatten(elements)[0])
 
 
 def shuffled_batches(
@@ -19,12 +46,13 @@ def shuffled_batches(
     augment: Callable[[Any, tf.Tensor], Any] | None = None,
 ) -> tf.data.Dataset:
     """An endless stream of batches of ``elements``, a structure (tuple, dict) of arrays that
-    share their first dimension N. Pass p over the rows is the permutation drawn from
-    ``(seed, p)``; batch i of a pass (ceil(N / batch_size) batches, the last one short) goes
-    through ``augment(batch, stateless seed (2,) made of (seed, p, i))`` when given. Batch k of
-    the stream is thus the same in every process, on every worker and after any restart: the
-    stream that starts at batch ``skip`` continues exactly where an interrupted one stopped.
-    Feed it to ``fit`` with ``steps_per_epoch``.
+        share their first dimension N (an `ImageStore` among them is read a batch at a time, as
+    uint8). Pass p over the rows is the permutation drawn from
+        ``(seed, p)``; batch i of a pass (ceil(N / batch_size) batches, the last one short) goes
+        through ``augment(batch, stateless seed (2,) made of (seed, p, i))`` when given. Batch k of
+        the stream is thus the same in every process, on every worker and after any restart: the
+        stream that starts at batch ``skip`` continues exactly where an interrupted one stopped.
+        Feed it to ``fit`` with ``steps_per_epoch``.
     """
     import tensorflow as tf
 
@@ -32,8 +60,8 @@ def shuffled_batches(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if skip < 0:
         raise ValueError(f"skip must be >= 0, got {skip}")
-    tensors = tf.nest.map_structure(tf.convert_to_tensor, elements)
-    rows = int(tf.nest.flatten(tensors)[0].shape[0])
+    tensors = as_tensors(elements)
+    rows = row_count(tensors)
     if rows == 0:
         raise ValueError("shuffled_batches got no rows.")
     per_pass = -(-rows // batch_size)
@@ -43,7 +71,7 @@ def shuffled_batches(
         order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=pass_seed)
 
         def take(i: tf.Tensor, indices: tf.Tensor) -> Any:
-            batch = tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors)
+            batch = gather_rows(tensors, indices)
             if augment is None:
                 return batch
             return augment(batch, tf.random.experimental.stateless_fold_in(pass_seed, i))

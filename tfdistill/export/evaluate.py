@@ -53,7 +53,8 @@ def evaluate_tflite(
 ) -> TFLiteEvaluation:
     """Runs the `.tflite` classifier at `path` on `x`, one example at a time, in LiteRT.
 
-    `x`: (N, *input_shape) float inputs; when the model's input tensor is int8 (or uint8,
+    `x`: (N, *input_shape) float inputs, an array or any sequence read by slices (a
+    `tfdistill.data.ImageStore`, `ModelInputs`); when the model's input tensor is int8 (or uint8,
     int16) they are quantized with its scale and zero point (an `x` of that dtype is taken as
     already quantized), and quantized outputs are dequantized the same way.
     `y`: (N,) integer labels (-1: unlabeled, skipped) or (N, C) one-hot.
@@ -73,8 +74,9 @@ def evaluate_tflite(
         )
     input_detail, output_detail = inputs[0], outputs[0]
     example_shape = tuple(int(d) for d in input_detail["shape"][1:])
-    x = np.asarray(x)
-    if x.ndim < 1 or x.shape[1:] != example_shape or len(x) == 0:
+    if not (hasattr(x, "shape") and hasattr(x, "__getitem__") and hasattr(x, "__len__")):
+        x = np.asarray(x)
+    if len(x.shape) < 1 or x.shape[1:] != example_shape or len(x) == 0:
         raise ValueError(
             f"x has shape {x.shape}, but {os.fspath(path)} takes examples of shape "
             f"{example_shape} (input tensor {tuple(input_detail['shape'])}); give x as "
@@ -139,7 +141,7 @@ def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.mean(np.argmax(outputs[labeled], -1) == labels[labeled]))
 
 
-def _reference_outputs(reference: Any, x: np.ndarray) -> np.ndarray:
+def _reference_outputs(reference: Any, x: Any) -> np.ndarray:
     kwargs = {"training": False} if accepts_training(reference) else {}
     batches = [
         np.asarray(reference(x[i : i + _REFERENCE_BATCH], **kwargs), dtype=np.float32)

@@ -38,6 +38,27 @@ HEAD_DROPOUT = 0.2
 _PROBE = np.array([[[[0.0, 64.0, 255.0], [10.0, 200.0, 31.5]]]])  # (1, 1, 2, 3) RGB pixels
 
 
+_OWN_SIZES = {
+    "InceptionV3": 299,
+    "InceptionResNetV2": 299,
+    "Xception": 299,
+    "NASNetLarge": 331,
+    **{f"EfficientNetB{i}": s for i, s in enumerate((224, 240, 260, 300, 380, 456, 528, 600))},
+    **{f"EfficientNetV2B{i}": s for i, s in enumerate((224, 240, 260, 300))},
+    "EfficientNetV2S": 384,
+    "EfficientNetV2M": 480,
+    "EfficientNetV2L": 480,
+}
+
+
+def own_size(name: str) -> tuple[int, int]:
+    """(H, W) the application `name` was trained at on ImageNet (its `default_size`, from
+    Keras's documentation: 299 for the Inception family and Xception, 331 for NASNetLarge,
+    each EfficientNet its own, 224 for the rest)."""
+    size = _OWN_SIZES.get(name[len(PREFIX) :], 224)
+    return (size, size)
+
+
 def names() -> list[str]:
     """Every classifier constructor in `keras.applications`, as `--teacher` spells it."""
     return sorted(

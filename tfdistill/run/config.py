@@ -85,6 +85,27 @@ class RunConfig:
         "of images per class; train/ and test/ or val/ subfolders are the splits) or tfds:NAME.",
     )
     data_dir: str | None = option(None, "Folder holding the CIFAR files.")
+    image_size: str | None = option(
+        None,
+        "run: the student's input size, H or H,W (e.g. 96 or 96,128). Photos are resized with "
+        "their aspect ratio kept and centre-cropped for testing, random-resized crops for "
+        "training. Default: the images' own size when all share one of at most 64 px (CIFAR-"
+        "like), else 224.",
+        fingerprint=WHEN_SET,
+    )
+    teacher_image_size: str | None = option(
+        None,
+        "run: the teacher's input size, H or H,W. Default: the teacher's own (a --teacher_weights "
+        "file's input size, a keras.applications model's ImageNet size: 224 for most), else "
+        "--image_size. Each crop is resized to each model's size (two views).",
+        fingerprint=WHEN_SET,
+    )
+    cache_dir: str | None = option(
+        None,
+        "run: where decoded images of folder: and tfds: data are stored (uint8, once per files "
+        "and size). Default $TFDISTILL_CACHE_DIR, else ~/.cache/tfdistill.",
+        fingerprint=NEVER,
+    )
     teacher: str = option(
         "convnet",
         "Registered teacher model name, or keras.applications.NAME (MobileNetV2, ResNet50, "
@@ -101,7 +122,9 @@ class RunConfig:
     )
     student: str = option("convnet", "Registered student model name.")
     student_kwargs: dict = option(
-        help="Student builder arguments, JSON.", factory=lambda: {"widths": (4, 8, 16)}
+        help="Student builder arguments, JSON (the default is the convnet's; other students "
+        "get none).",
+        factory=lambda: {"widths": (4, 8, 16)}
     )
     labels_per_class: int = option(
         10,
@@ -250,9 +273,16 @@ class RunConfig:
         if self.prune is not None or self.qat:
             compress.require_tfmot()
         data.check_name(self.dataset)
+        data.views.parse_size(self.image_size, "image_size")
+        data.views.parse_size(self.teacher_image_size, "teacher_image_size")
+        for role in ("teacher", "student"):  # the convnet's default arguments fit no other
+            key = f"{role}_kwargs"
+            given = json.loads(json.dumps(getattr(self, key)))
+            if getattr(self, role) != "convnet" and given == json.loads(
+                json.dumps(default(fields()[key]))
+            ):
+                object.__setattr__(self, key, {})
         if models.applications.is_application(self.teacher):
-            if self.teacher_kwargs == default(fields()["teacher_kwargs"]):
-                object.__setattr__(self, "teacher_kwargs", {})  # the convnet's are not for it
             models.applications.check_kwargs(self.teacher, self.teacher_kwargs)
             if self.method in ("at", "kd+at"):
                 raise ValueError(

@@ -10,6 +10,7 @@ from typing import Any
 from tfdistill import bench as bench_lib
 from tfdistill import data, plots, report
 from tfdistill.export import evaluate_tflite, file_size, inference_function, to_tflite
+from tfdistill.resolution import static_image_size
 from tfdistill.run.config import RunConfig
 
 CALIBRATION_SAMPLES = 1000
@@ -26,12 +27,15 @@ class Export:
 
 
 def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -> list[dict]:
-    """Every planned model in each of its modes, evaluated on the test split in LiteRT against
-    its own Keras model. Sparse float files store pruned kernels in TFLite's sparse format; int8
+    """Every planned model in each of its modes, calibrated on and evaluated against its own
+    Keras model on the test split in LiteRT, each at its own input size. Sparse float files store pruned kernels in TFLite's sparse format; int8
     ones stay dense, since XNNPACK cannot run sparse int8 FULLY_CONNECTED (their zeros show in
     the gzipped size)."""
     rows = []
+    samples = min(len(ds.x_train), CALIBRATION_SAMPLES)
     for item in plan:
+        size = static_image_size(item.model)
+        calibration, test = ds.inputs("train", size), ds.inputs("test", size)
         function = inference_function(item.model)
         for quantization in item.quantizations:
             suffix = "fp32" if quantization == "none" else quantization
@@ -40,11 +44,11 @@ def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -
                 function,
                 out / f"{item.name}_{suffix}.tflite",
                 quantization=quantization,
-                representative_data=ds.x_train,
-                num_calibration_samples=min(len(ds.x_train), CALIBRATION_SAMPLES),
+                representative_data=_batches(calibration, samples),
+                num_calibration_samples=samples,
                 sparsity=sparse,
             )
-            checked = evaluate_tflite(path, ds.x_test, ds.y_test, reference=item.model)
+            checked = evaluate_tflite(path, test, ds.y_test, reference=item.model)
             size = file_size(path)
             rows.append(
                 {
@@ -60,6 +64,13 @@ def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -
                 }
             )
     return rows
+
+
+def _batches(images: Any, count: int, size: int = 64) -> Any:
+    """The first `count` of `images` (an array, a store or `ModelInputs`) in batches (k, H, W,
+    C), read as calibration goes."""
+    for start in range(0, count, size):
+        yield images[start : min(start + size, count)]
 
 
 def bench(config: RunConfig, files: list[Path]) -> dict:

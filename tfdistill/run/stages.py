@@ -21,18 +21,40 @@ import numpy as np
 
 from tfdistill import artifacts, compress, data
 from tfdistill.run import config as config_lib
-from tfdistill.run import delivery, training
+from tfdistill.run import delivery, feed, training
 from tfdistill.run.config import RunConfig
 from tfdistill.run.state import Run
 
 
 def data_digest(ds: data.Dataset) -> str:
-    """A hex digest of the images and labels of both splits."""
+    """A hex digest of the images (or, streamed, of their source files and stored size) and
+    the labels of both splits."""
     digest = hashlib.sha256()
-    for array in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+    if ds.files_digest is not None:
+        digest.update(ds.files_digest.encode())
+    arrays = (
+        (ds.y_train, ds.y_test) if ds.streamed else (ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    )
+    for array in arrays:
         digest.update(str((array.shape, array.dtype.str)).encode())
         digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
     return digest.hexdigest()[:16]
+
+
+def sizes_text(ds: data.Dataset, teacher: tuple[int, int] | None) -> str:
+    """What the models see, for the log: sizes, and where the images come from."""
+    h, w, c = ds.input_shape
+    text = f"student takes {h}x{w}x{c}"
+    if teacher and tuple(teacher) != (h, w):
+        text += f", teacher {teacher[0]}x{teacher[1]}x{c}"
+    if ds.streamed:
+        stored = ds.x_train.image_shape
+        text += (
+            f"; {len(ds.x_train)}+{len(ds.x_test)} images streamed from {ds.x_train.folder.parent}"
+        )
+        if ds.image_size is not None:
+            text += f" (stored at {stored[0]}x{stored[1]}, views cropped from them)"
+    return text
 
 
 def epochs_text(n: int) -> str:
@@ -92,7 +114,14 @@ class Data(Stage):
 
     def work(self, run: Run) -> tuple[data.Dataset, dict]:
         config = run.config
-        ds = data.load(config.dataset, data_dir=config.data_dir).raw_pixels()
+        teacher = feed.teacher_size(config)
+        ds = data.load(
+            config.dataset,
+            data_dir=config.data_dir,
+            image_size=config.image_size,
+            view_sizes=[teacher] if teacher else [],
+            cache_dir=config.cache_dir,
+        ).raw_pixels()
         digest = data_digest(ds)
         run.agree({"the data (the first digits of its digest)": int(digest[:6], 16)})
         earlier = run.ledger.record("data")
@@ -106,12 +135,14 @@ class Data(Stage):
 
     def deliver(self, run: Run, ds: data.Dataset, record: dict) -> None:
         run.ds = ds
+        run.teacher_size = feed.teacher_size(run.config)
         run.labeled = training.labeled_subset(run.config, ds)
         run.progress.work = stage_work(run.config, ds)
         if record["new"]:
             run.ledger.finish("data", {"digest": record["digest"], "seconds": record["seconds"]})
         if ds.skipped:
             run.progress.log(f"   data: skipped {ds.skipped} file(s) that did not decode as images")
+        run.progress.log(f"   data: {sizes_text(ds, run.teacher_size)}")
 
 
 class ModelStage(Stage):
@@ -159,8 +190,11 @@ class Teacher(ModelStage):
 
     def train(self, run: Run) -> training.Trained:
         if not run.config.teacher_weights:
-            return training.train_teacher(run.config, run.ds, run.fitting(self.name))
-        teacher, warning = training.load_teacher(run.config.teacher_weights, run.ds)
+            fitting = run.fitting(self.name)
+            return training.train_teacher(run.config, run.ds, fitting, run.teacher_size)
+        teacher, warning = training.load_teacher(
+            run.config.teacher_weights, run.ds, run.teacher_size
+        )
         if warning:
             run.progress.log(f"   teacher: {warning}")
         return training.Trained(teacher, {})
@@ -217,7 +251,10 @@ class Distil(ModelStage):
         else:
             elements = training.distillation_elements(config, run.ds, None, run.labeled)
         teacher = run.models["teacher"]
-        return training.distil(config, run.ds, teacher, elements, run.init, run.fitting(self.name))
+        fitting = run.fitting(self.name)
+        return training.distil(
+            config, run.ds, teacher, elements, run.init, fitting, run.teacher_size
+        )
 
     def deliver(self, run: Run, model: keras.Model, record: dict) -> None:
         super().deliver(run, model, record)
@@ -255,6 +292,7 @@ class PruneChannels(ModelStage):
             run.float32("teacher"),
             run.elements(),
             run.fitting(self.name),
+            run.teacher_size,
         )
 
     def deliver(self, run: Run, model: keras.Model, record: dict) -> None:
@@ -282,7 +320,9 @@ class Prune(ModelStage):
     def train(self, run: Run) -> training.Trained:
         backup = training.tf_keras_backup(run.ledger.backup_dir(self.name))
         distilled = run.float32("student_distilled")
-        batches = training.epoch_batches(run.config, run.elements())
+        batches = training.epoch_batches(
+            run.config, run.ds, run.elements(), feed.sizes_of(run.ds, run.teacher_size, "both")
+        )
         pruned = training.prune(
             run.config, run.ds, distilled, batches, run.online_teacher(), backup
         )
@@ -322,7 +362,9 @@ class QAT(Stage):
 
     def work(self, run: Run) -> tuple[Any, dict]:
         backup = training.tf_keras_backup(run.ledger.backup_dir(self.name))
-        batches = training.epoch_batches(run.config, run.elements())
+        batches = training.epoch_batches(
+            run.config, run.ds, run.elements(), feed.sizes_of(run.ds, run.teacher_size, "both")
+        )
         model = training.quantize_aware(
             run.config, self.base(run), batches, run.online_teacher(), backup
         )
@@ -480,4 +522,6 @@ def dataset_entry(run: Run) -> dict:
         "labels_per_class": config.labels_per_class,
         "labeled": len(run.labeled),
         "skipped_files": ds.skipped,
+        "streamed": ds.streamed,
+        "stored_shape": list(ds.x_train.image_shape) if ds.streamed else None,
     }

@@ -32,6 +32,7 @@ class Run:
     callbacks: tuple = ()
     backup_interval_s: float = 10.0
     ds: data.Dataset | None = None
+    teacher_size: tuple[int, int] | None = None
     labeled: np.ndarray | None = None
     init: list[np.ndarray] | None = None
     models: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -82,7 +83,7 @@ class Run:
         if self._elements is None:
             teacher = self.models["teacher"]
             self._elements = training.distillation_elements(
-                self.config, self.ds, teacher, self.labeled
+                self.config, self.ds, teacher, self.labeled, self.teacher_size
             )
         return self._elements
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,79 +24,35 @@ from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.batches import INPUTS, TEACHER_LOGITS
 from tfdistill.distiller import Distiller, resolve_jit_compile
 from tfdistill.profile import profile, weight_bytes
+from tfdistill.resolution import static_image_size
 from tfdistill.run.config import SCHEDULES, RunConfig
+from tfdistill.run.feed import Stream, augments, epoch_batches, sizes_of, stream_of
 
-NATURAL_IMAGES = ("cifar10", "cifar100", "folder:", "tfds:")
-
-
-def augments(config: RunConfig) -> bool:
-    """`config.augment`, or by default whether the dataset holds natural images (CIFAR, an
-    image folder, TFDS), which random crops and mirroring suit; digits do not mirror."""
-    if config.augment is not None:
-        return config.augment
-    return config.dataset.startswith(NATURAL_IMAGES)
-
-
-def crop_flip(batch: tuple, seed: Any) -> tuple:
-    """(x (B, H, W, C), ...) with x randomly cropped and mirrored; `seed` as in
-    `data.random_crop_flip` (an op seed, or a stateless pair)."""
-    x, *rest = batch
-    return (data.random_crop_flip(x, seed=seed), *rest)
-
-
-Stream = Callable[[int], tf.data.Dataset]
-
-
-def stream_of(config: RunConfig, elements: tuple) -> Stream:
-    """skip -> the endless batches of `elements` ((x, y) arrays, x possibly a dict), from batch
-    `skip` on, augmented if `augments` (see `data.shuffled_batches`)."""
-
-    def stream(skip: int) -> tf.data.Dataset:
-        return data.shuffled_batches(
-            elements,
-            config.batch_size,
-            seed=config.seed,
-            skip=skip,
-            augment=crop_flip if augments(config) else None,
-        )
-
-    return stream
-
-
-def epoch_batches(config: RunConfig, elements: tuple) -> tf.data.Dataset:
-    """One epoch of batches of `elements` per pass, reshuffled every pass and augmented if
-    `augments` (for the TFMOT stages, which count an epoch's batches)."""
-    x, _ = elements
-    rows = len(x[INPUTS] if isinstance(x, dict) else x)
-    batches = (
-        tf.data.Dataset.from_tensor_slices(elements)
-        .shuffle(rows, seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-    )
-    if augments(config):
-        batches = batches.map(
-            lambda *batch: crop_flip(batch, config.seed), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    return batches.prefetch(tf.data.AUTOTUNE)
+__all__ = ["augments", "epoch_batches"]
 
 
 def classifier(
-    name: str, kwargs: dict, ds: data.Dataset, role: str, mixed_precision: str = "none"
+    name: str,
+    kwargs: dict,
+    ds: data.Dataset,
+    role: str,
+    mixed_precision: str = "none",
+    size: tuple[int, int] | None = None,
 ) -> keras.Model:
     """Zoo model `name` for `ds` (raw pixels, see `Dataset.raw_pixels`): its first layer
     scales them to [0, 1] ("keras.applications.NAME": `models.applications.build`). Its
     BatchNormalization layers are synchronized: under a strategy
     of several replicas they take the statistics of the global batch, and on one device they
     compute them the same way (E[x²] - E[x]²). Built under the dtype policy of
-    `mixed_precision` (see `precision.MIXED_PRECISION`); the global policy is left as it was."""
+    `mixed_precision` (see `precision.MIXED_PRECISION`); the global policy is left as it was.
+    `size`: the (H, W) it takes, by default the dataset's (the student's)."""
+    shape = (*(size or ds.input_shape[:2]), ds.input_shape[-1])
     with precision.dtype_policy(precision.policy_name(mixed_precision)):
         if models.applications.is_application(name):  # its BatchNorm stays in inference mode
             return models.applications.build(
-                name, ds.num_classes, ds.input_shape, ds.pixel_max, role, **kwargs
+                name, ds.num_classes, shape, ds.pixel_max, role, **kwargs
             )
-        model = models.get(
-            name, num_classes=ds.num_classes, input_shape=ds.input_shape, name=role, **kwargs
-        )
+        model = models.get(name, num_classes=ds.num_classes, input_shape=shape, name=role, **kwargs)
         model = models.with_preprocessing(model, 1.0 / ds.pixel_max)
     return distribute.synchronize_batch_norm(model)
 
@@ -144,9 +99,11 @@ def compile_classifier(
 
 
 def accuracy(model: keras.Model, ds: data.Dataset, batch_size: int) -> float:
+    """The share of test images `model` classifies right, each seen at its input size."""
     correct = 0
-    for start in range(0, len(ds.x_test), batch_size):
-        logits = model(ds.x_test[start : start + batch_size], training=False)
+    images = ds.inputs("test", static_image_size(model))
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size], training=False)
         correct += int(np.sum(np.argmax(logits, axis=-1) == ds.y_test[start : start + batch_size]))
     return correct / len(ds.x_test)
 
@@ -226,17 +183,20 @@ def labeled_subset(config: RunConfig, ds: data.Dataset) -> np.ndarray:
     return data.label_subset(ds.y_train, config.labels_per_class, seed=config.seed)
 
 
-def train_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting()) -> Trained:
-    """The teacher learns from every label in the training split (a keras.applications
-    teacher by `fine_tune_teacher`)."""
+def train_teacher(
+    config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting(), size: Any = None
+) -> Trained:
+    """The teacher learns from every label in the training split, at `size` (H, W) (default:
+    the student's); a keras.applications teacher by `fine_tune_teacher`."""
     if models.applications.is_application(config.teacher):
-        return fine_tune_teacher(config, ds, fitting)
+        return fine_tune_teacher(config, ds, fitting, size)
+    sizes = sizes_of(ds, size, "teacher")
     teacher = classifier(
-        config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision
+        config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision, sizes[0]
     )
     steps = steps_of(config, ds, config.teacher_epochs)
     compile_classifier(teacher, config, config.teacher_learning_rate, steps)
-    stream = stream_of(config, (ds.x_train, ds.y_train))
+    stream = stream_of(config, ds, (ds.x_train, ds.y_train), sizes)
     per_epoch = steps_of(config, ds, 1)
     return Trained(teacher, fit(teacher, stream, config.teacher_epochs, per_epoch, fitting))
 
@@ -257,7 +217,9 @@ def phase(fitting: Fitting, name: str) -> Fitting:
     )
 
 
-def fine_tune_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting()) -> Trained:
+def fine_tune_teacher(
+    config: RunConfig, ds: data.Dataset, fitting: Fitting = Fitting(), size: Any = None
+) -> Trained:
     """A keras.applications teacher fine-tuned on every label (Keras's transfer-learning
     recipe): the head alone for `head_epochs` at `teacher_learning_rate`, then every layer at
     a tenth of it, its BatchNorm frozen in inference mode throughout
@@ -267,13 +229,14 @@ def fine_tune_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fi
     from its own backup, and once the second has backed up an epoch, a resume skips the first
     (the second's backup holds every weight). The second fit's stream starts where the first's
     ended, so a resumed teacher sees what an unbroken one would have."""
+    sizes = sizes_of(ds, size, "teacher")
     teacher = classifier(
-        config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision
+        config.teacher, config.teacher_kwargs, ds, "teacher", config.mixed_precision, sizes[0]
     )
     per_epoch = steps_of(config, ds, 1)
     first = head_epochs(config.teacher_epochs)
     rest = config.teacher_epochs - first
-    stream = stream_of(config, (ds.x_train, ds.y_train))
+    stream = stream_of(config, ds, (ds.x_train, ds.y_train), sizes)
     head, every = phase(fitting, "head"), phase(fitting, "all")
     models.applications.freeze(teacher)
     compile_classifier(teacher, config, config.teacher_learning_rate, per_epoch * first)
@@ -291,9 +254,12 @@ def fine_tune_teacher(config: RunConfig, ds: data.Dataset, fitting: Fitting = Fi
     return Trained(teacher, history)
 
 
-def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str | None]:
-    """The trained teacher in `.keras` file `path`, checked against `ds`, and a warning when it
-    does not start by rescaling raw pixels as tfdistill's models do (else None)."""
+def load_teacher(
+    path: str | Path, ds: data.Dataset, size: Any = None
+) -> tuple[keras.Model, str | None]:
+    """The trained teacher in `.keras` file `path`, checked against `ds` at `size` (H, W)
+    (default: the student's), and a warning when it does not start by rescaling raw pixels as
+    tfdistill's models do (else None)."""
     try:
         teacher = keras.models.load_model(path)
     except Exception as error:
@@ -303,10 +269,12 @@ def load_teacher(path: str | Path, ds: data.Dataset) -> tuple[keras.Model, str |
         raise ValueError(f"teacher_weights {str(path)!r} is not a model with one image input.")
     takes = tuple(teacher.inputs[0].shape[1:])
     gives = teacher.outputs[0].shape[-1]
-    if takes != ds.input_shape or gives != ds.num_classes:
+    wanted = (*sizes_of(ds, size, "teacher")[0], ds.input_shape[-1])
+    if takes != wanted or gives != ds.num_classes:
         raise ValueError(
             f"teacher_weights {str(path)!r} maps {takes} images to {gives} classes, but "
-            f"--dataset={ds.name} has {ds.input_shape} images of {ds.num_classes} classes."
+            f"--dataset={ds.name} gives it {wanted} images of {ds.num_classes} classes "
+            "(--teacher_image_size sets the teacher's H,W)."
         )
     layers = [layer for layer in teacher.layers if not isinstance(layer, keras.layers.InputLayer)]
     warning = None
@@ -334,21 +302,27 @@ def train_scratch(
     per_epoch = steps_of(config, ds, 1)
     steps = per_epoch * config.student_epochs
     compile_classifier(student, config, config.student_learning_rate, steps)
-    stream = stream_of(config, (ds.x_train[labeled], ds.y_train[labeled]))
+    images = ds.x_train.subset(labeled) if ds.streamed else ds.x_train[labeled]
+    stream = stream_of(config, ds, (images, ds.y_train[labeled]), sizes_of(ds, None, "student"))
     return Trained(student, fit(student, stream, config.student_epochs, per_epoch, fitting))
 
 
 def distillation_elements(
-    config: RunConfig, ds: data.Dataset, teacher: keras.Model | None, labeled: np.ndarray
+    config: RunConfig,
+    ds: data.Dataset,
+    teacher: keras.Model | None,
+    labeled: np.ndarray,
+    size: Any = None,
 ) -> tuple[Any, np.ndarray]:
     """(inputs, labels) of every training image, labels -1 except where `labeled`. The inputs
     hold the teacher's cached logits, {"inputs": x, "teacher_logits": t}, unless images are
     augmented or `teacher` is None; then they are the images, for a teacher that runs online
-    on each augmented batch."""
+    on each augmented batch. The teacher sees its view at `size` (see `feed`)."""
     labels = data.mask_labels(ds.y_train, labeled)
     if teacher is None or augments(config):
         return ds.x_train, labels
-    logits = data.teacher_logits(ds.x_train, teacher, batch_size=config.batch_size)
+    images = ds.inputs("train", sizes_of(ds, size, "teacher")[0])
+    logits = data.teacher_logits(images, teacher, batch_size=config.batch_size)
     return {INPUTS: ds.x_train, TEACHER_LOGITS: logits}, labels
 
 
@@ -370,8 +344,10 @@ def distil(
     elements: tuple,
     init: list[np.ndarray],
     fitting: Fitting = Fitting(),
+    size: Any = None,
 ) -> Trained:
     """The student on every training image: soft targets everywhere, labels where it has them.
+    The teacher takes (H, W) = `size` (default: the student's): two views of each crop.
 
     `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
     "kd+at", or "gat" (labels + gradient attention transfer). `elements`: the
@@ -396,7 +372,7 @@ def distil(
         jit_compile=use_xla(config, distiller),
     )
     per_epoch = steps_of(config, ds, 1)
-    stream = stream_of(config, elements)
+    stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
     return Trained(student, fit(distiller, stream, config.student_epochs, per_epoch, fitting))
 
 
@@ -478,6 +454,7 @@ def prune_channels(
     teacher: keras.Model,
     elements: tuple,
     fitting: Fitting = Fitting(),
+    size: Any = None,
 ) -> Trained:
     """The distilled student with the `config.prune_channels` share of its channels removed
     (`compress.prune_channels`, smallest L1 norms first), then fine-tuned with the Distiller's
@@ -497,5 +474,5 @@ def prune_channels(
         temperature=config.temperature,
         jit_compile=use_xla(config, distiller),
     )
-    stream = stream_of(config, elements)
+    stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
     return Trained(student, fit(distiller, stream, config.compress_epochs, per_epoch, fitting))
