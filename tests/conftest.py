@@ -5,6 +5,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # XLA compilation costs seconds per compiled model, which doubled the suite; tests of the
 # default take it back with the `xla_auto` fixture, others pass jit_compile=True.
 os.environ["TFDISTILL_XLA"] = "off"
+# Decoded-image stores of the tests go to a folder of this session, never the user's cache.
+if "TFDISTILL_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["TFDISTILL_CACHE_DIR"] = tempfile.mkdtemp(prefix="tfdistill-test-cache-")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
