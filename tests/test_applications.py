@@ -173,35 +173,42 @@ def test_fine_tuning_head_first_then_everything_with_batch_norm_frozen(tmp_path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.model.predict(x, verbose=0))
 
 
-def _write_png(path, image):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tf.io.encode_png(image).numpy())
-
-
 @pytest.mark.slow
 def test_tfdistill_run_with_a_keras_applications_teacher(tmp_path):
+    """The issue's done-when run: a 3-class folder of mixed-size JPEG and PNG photos, the
+    student at 64 px, a MobileNetV2 teacher at 96 px; its .tflite files take 1x64x64x3."""
+    from tfdistill.export.interpreter import litert_interpreter
+
     rng = np.random.default_rng(0)
-    for split, count in (("train", 8), ("test", 2)):
-        for name in ("a", "b", "c"):
-            for i in range(count):
-                image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                _write_png(tmp_path / "photos" / split / name / f"{i}.png", image)
+    for name in ("a", "b", "c"):
+        for i in range(8):
+            h, w = rng.integers(48, 160, 2)
+            image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            path = tmp_path / "photos" / name / f"{i}.{'jpg' if i % 2 else 'png'}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes((tf.io.encode_jpeg if i % 2 else tf.io.encode_png)(image).numpy())
     config = run_lib.RunConfig(
         out=str(tmp_path / "run"),
         dataset=f"folder:{tmp_path / 'photos'}",
+        image_size="64",
         teacher=MOBILENET,
         teacher_kwargs=TINY_KWARGS,
-        student_kwargs={"widths": (2, 4)},
+        teacher_image_size="96",
+        student="mobilenet_v1",
+        student_kwargs={"alpha": 0.25},
         teacher_epochs=2,
         student_epochs=1,
         labels_per_class=2,
         batch_size=8,
-        quantize=("none",),
+        quantize=("none", "int8"),
         bench_runs=1,
         quiet=True,
     )
     result = run_lib.run(config, log=lambda _: None)
     teacher = keras.models.load_model(tmp_path / "run" / "teacher.keras", safe_mode=True)
-    assert tuple(teacher.inputs[0].shape) == (None, 32, 32, 3)
+    assert tuple(teacher.inputs[0].shape) == (None, 96, 96, 3)
     assert len(result["history"]["teacher"]["loss"]) == 2
-    assert (tmp_path / "run" / "student_distilled_fp32.tflite").is_file()
+    for mode in ("fp32", "int8"):
+        interpreter = litert_interpreter(tmp_path / "run" / f"student_distilled_{mode}.tflite")
+        assert list(interpreter.get_input_details()[0]["shape"]) == [1, 64, 64, 3]
+    assert result["dataset"]["input_shape"] == [64, 64, 3]

@@ -460,8 +460,8 @@ def test_tfds_without_the_package_says_what_to_install(monkeypatch):
 
 
 class _FakeTfds:
-    """Just enough of tensorflow_datasets for `_load_tfds`: one builder whose splits are
-    `splits`, or whose download fails with `failure`."""
+    """Just enough of tensorflow_datasets for `load_tfds`: one builder whose splits are
+    `splits` ({name: (uint8 images, labels)}), or whose download fails with `failure`."""
 
     def __init__(self, splits, failure=None):
         self.splits, self.failure, self.calls = splits, failure, []
@@ -469,26 +469,29 @@ class _FakeTfds:
     def builder(self, name, data_dir=None):
         self.calls.append((name, data_dir))
         fake = self
+        shape = next(iter(fake.splits.values()))[0].shape[1:] if fake.splits else (None, None, 3)
 
         class Builder:
             info = types.SimpleNamespace(
                 splits=dict(fake.splits),
-                features={"label": types.SimpleNamespace(num_classes=2, names=["cat", "dog"])},
+                version="1.0.0",
+                features={
+                    "image": types.SimpleNamespace(shape=shape),
+                    "label": types.SimpleNamespace(num_classes=2, names=["cat", "dog"]),
+                },
             )
 
             def download_and_prepare(self):
                 if fake.failure:
                     raise fake.failure
 
-            def as_dataset(self, split, as_supervised, batch_size):
-                assert as_supervised and batch_size == -1
-                return [fake.splits[s] for s in split]
+            def as_dataset(self, split, as_supervised):
+                assert as_supervised
+                import tensorflow as tf
+
+                return tf.data.Dataset.from_tensor_slices(fake.splits[split])
 
         return Builder()
-
-    @staticmethod
-    def as_numpy(arrays):
-        return arrays
 
 
 def test_tfds_with_a_validation_split_and_a_failed_download(monkeypatch):
@@ -507,8 +510,12 @@ def test_tfds_with_a_validation_split_and_a_failed_download(monkeypatch):
         ("cat", "dog"),
         255.0,
     )
-    np.testing.assert_array_equal(ds.raw_pixels().x_test, val[0].astype(np.float32))
+    assert ds.streamed and ds.image_size is None  # small and alike: kept as they are
+    np.testing.assert_array_equal(ds.raw_pixels().x_test[:], val[0].astype(np.float32))
     np.testing.assert_array_equal(ds.y_train, train[1])
+    sized = data.load("tfds:pets", image_size=8)
+    assert sized.input_shape == (8, 8, 3) and sized.x_train.image_shape == (10, 10, 3)
+    assert sized.inputs("test")[:].shape == (2, 8, 8, 3)
     offline = _FakeTfds({}, failure=OSError("Name or service not known"))
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", offline)
     with pytest.raises(FileNotFoundError, match=r"tfds:pets could not be loaded \(OSError: Name"):

@@ -11,10 +11,11 @@ dropped), resized and written once to an on-disk uint8 `ImageStore` in the cache
 and runs read that store, and nothing holds the whole set in memory.
 
 The size (`image_size`): when every image has one size of at most `views.SMALL_IMAGES` (64)
-pixels a side (CIFAR-like), by default the images are kept as they are (`Dataset.image_size`
-None). Otherwise (default 224, or the size given) they are stored at `views.stored_size` of
-the largest of `image_size` and `view_sizes` (the sizes other models, a teacher, will take),
-and models see views: a random-resized crop for training, the centre crop for testing.
+pixels a side (CIFAR-like), it is by default that size, and with no other size in `view_sizes`
+the images are kept as they are (`Dataset.image_size` None). Otherwise (default 224, logged,
+or the size given) they are stored at `views.stored_size` of the largest of `image_size` and
+`view_sizes` (the sizes other models, a teacher, will take), and models see views: a
+random-resized crop for training, the centre crop for testing.
 
 Only files named as images are read: `IMAGE_EXTENSIONS` (.png .jpg .jpeg .bmp .gif .webp, in any
 case). Other files (`labels.txt`, `.json`, `Thumbs.db`, ...) and hidden ones (`.DS_Store`) are
@@ -59,11 +60,16 @@ def _is_image_file(path: Path) -> bool:
 
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:
-    """Class name -> its image files, sorted; hidden files and folders and files that are not
-    named as images are ignored."""
+    """Class name -> its image files, sorted; hidden files and folders (at any depth) and files
+    that are not named as images are ignored."""
     classes = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        classes[folder.name] = sorted(f for f in folder.rglob("*") if _is_image_file(f))
+        classes[folder.name] = sorted(
+            f
+            for f in folder.rglob("*")
+            if _is_image_file(f)
+            and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+        )
     return classes
 
 
@@ -186,7 +192,9 @@ def _shape(
     sizes = {h[:2] for h in headers}
     own = next(iter(sizes)) if len(sizes) == 1 else None
     small = own is not None and max(own) <= views.SMALL_IMAGES
-    if small and image_size in (None, own) and all(s == own for s in view_sizes):
+    if small and image_size is None:
+        image_size = own
+    if own is not None and image_size == own and all(s == own for s in view_sizes):
         return (*own, channels), None
     if image_size is None:
         image_size = views.DEFAULT_SIZE

@@ -6,29 +6,42 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tfdistill.data.store import ImageStore
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 
+def _on_disk(t: Any) -> bool:
+    return isinstance(t, (ImageStore, np.memmap))
+
+
 def as_tensors(elements: Any) -> Any:
-    """`elements` with every array as a tensor; `ImageStore`s stay on disk."""
+    """`elements` with every array as a tensor; `ImageStore`s and memory maps stay on disk."""
     import tensorflow as tf
 
-    return tf.nest.map_structure(
-        lambda t: t if isinstance(t, ImageStore) else tf.convert_to_tensor(t), elements
-    )
+    return tf.nest.map_structure(lambda t: t if _on_disk(t) else tf.convert_to_tensor(t), elements)
+
+
+def _gather(t: Any, indices: tf.Tensor) -> tf.Tensor:
+    import tensorflow as tf
+
+    if isinstance(t, ImageStore):
+        return t.gather(indices)
+    if isinstance(t, np.memmap):
+        rows = tf.numpy_function(lambda i: np.asarray(t[i], np.float32), [indices], tf.float32)
+        return tf.ensure_shape(rows, [None, *t.shape[1:]])
+    return tf.gather(t, indices)
 
 
 def gather_rows(tensors: Any, indices: tf.Tensor) -> Any:
-    """Rows `indices` (k,) of each tensor, and of each store (uint8, read from disk)."""
+    """Rows `indices` (k,) of each tensor, of each store (uint8) and memory map (float32),
+    the last two read from disk."""
     import tensorflow as tf
 
-    return tf.nest.map_structure(
-        lambda t: t.gather(indices) if isinstance(t, ImageStore) else tf.gather(t, indices),
-        tensors,
-    )
+    return tf.nest.map_structure(lambda t: _gather(t, indices), tensors)
 
 
 def row_count(elements: Any) -> int:

@@ -9,6 +9,7 @@ would compute online."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -51,20 +52,37 @@ def teacher_logits(
     teacher_outputs: str = "auto",
     batch_size: int = 256,
     teacher_input_size: Any = "auto",
+    path: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """The frozen teacher's float32 logits (N, C) of ``images`` (N, ...), in inference mode.
 
     ``images`` are the teacher's own view, or images of another size resized to the teacher's
     (bilinear, antialiased when shrinking; upsampling a small image gives the teacher no
-    detail): ``teacher_input_size`` "auto" (its own static input size), (H, W), or None."""
+    detail): ``teacher_input_size`` "auto" (its own static input size), (H, W), or None.
+    ``images`` may be any sequence read by slices (an `ImageStore`, `ModelInputs`). With
+    ``path`` the logits go to that ``.npy`` file as float16 and come back as a read-only memory
+    map (N, C), for sets whose logits are too many to hold (`shuffled_batches` reads it a batch
+    at a time)."""
     if len(images) == 0:
         raise ValueError("teacher_logits got no images.")
     logits_of = _logits_function(teacher, teacher_outputs, teacher_input_size)
-    parts = [
-        np.asarray(logits_of(images[start : start + batch_size]))
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(parts)
+    starts = range(0, len(images), batch_size)
+    if path is None:
+        return np.concatenate(
+            [np.asarray(logits_of(images[start : start + batch_size])) for start in starts]
+        )
+    first = np.asarray(logits_of(images[:batch_size]))
+    stored = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float16, shape=(len(images), first.shape[-1])
+    )
+    stored[: len(first)] = first
+    for start in starts[1:]:
+        stored[start : start + batch_size] = np.asarray(
+            logits_of(images[start : start + batch_size])
+        )
+    stored.flush()
+    del stored
+    return np.load(path, mmap_mode="r")
 
 
 def cache_teacher_outputs(

@@ -84,7 +84,9 @@ def load_tfds(
     sizes = [views.parse_size(s, "view_sizes") for s in view_sizes]
     image_size = views.parse_size(image_size)
     small = None not in own[:2] and max(own[:2]) <= views.SMALL_IMAGES
-    if small and image_size in (None, own[:2]) and all(s == own[:2] for s in sizes):
+    if small and image_size is None:
+        image_size = own[:2]
+    if image_size == own[:2] and all(s == own[:2] for s in sizes):
         shape, model_size = (*own[:2], channels), None
     else:
         if image_size is None:

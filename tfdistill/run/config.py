@@ -124,7 +124,7 @@ class RunConfig:
     student_kwargs: dict = option(
         help="Student builder arguments, JSON (the default is the convnet's; other students "
         "get none).",
-        factory=lambda: {"widths": (4, 8, 16)}
+        factory=lambda: {"widths": (4, 8, 16)},
     )
     labels_per_class: int = option(
         10,

@@ -27,10 +27,11 @@ class Export:
 
 
 def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -> list[dict]:
-    """Every planned model in each of its modes, calibrated on and evaluated against its own
-    Keras model on the test split in LiteRT, each at its own input size. Sparse float files store pruned kernels in TFLite's sparse format; int8
-    ones stay dense, since XNNPACK cannot run sparse int8 FULLY_CONNECTED (their zeros show in
-    the gzipped size)."""
+    """Every planned model in each of its modes, calibrated on the training split and checked
+    in LiteRT against its own Keras model on the test split, each at its own input size.
+    Sparse float files store pruned kernels in TFLite's sparse format; int8 ones stay dense,
+    since XNNPACK cannot run sparse int8 FULLY_CONNECTED (their zeros show in the gzipped
+    size)."""
     rows = []
     samples = min(len(ds.x_train), CALIBRATION_SAMPLES)
     for item in plan:

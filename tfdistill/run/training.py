@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tfdistill.run.config import SCHEDULES, RunConfig
 from tfdistill.run.feed import Stream, augments, epoch_batches, sizes_of, stream_of
 
 __all__ = ["augments", "epoch_batches"]
+LOGITS_IN_MEMORY = 256 * 2**20
 
 
 def classifier(
@@ -317,12 +319,20 @@ def distillation_elements(
     """(inputs, labels) of every training image, labels -1 except where `labeled`. The inputs
     hold the teacher's cached logits, {"inputs": x, "teacher_logits": t}, unless images are
     augmented or `teacher` is None; then they are the images, for a teacher that runs online
-    on each augmented batch. The teacher sees its view at `size` (see `feed`)."""
+    on each augmented batch. The teacher sees its view at `size` (see `feed`). Logits of more
+    than `LOGITS_IN_MEMORY` bytes go to a float16 file in the cache folder, read by batch."""
     labels = data.mask_labels(ds.y_train, labeled)
     if teacher is None or augments(config):
         return ds.x_train, labels
     images = ds.inputs("train", sizes_of(ds, size, "teacher")[0])
-    logits = data.teacher_logits(images, teacher, batch_size=config.batch_size)
+    path = None
+    if len(images) * ds.num_classes * 4 > LOGITS_IN_MEMORY:
+        folder = data.folder.cache_root(config.cache_dir) / "teacher_logits"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.npy"
+    logits = data.teacher_logits(images, teacher, batch_size=config.batch_size, path=path)
+    if path is not None:
+        path.unlink()  # the memory map stays readable; the disk is freed when the run ends
     return {INPUTS: ds.x_train, TEACHER_LOGITS: logits}, labels
 
 
