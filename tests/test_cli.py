@@ -237,11 +237,17 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--use_nnapi",
         "--taskset=f0",
         "--prune_channels=0.5",
+        "--image_size=40,48",
+        "--teacher_image_size=64",
+        f"--cache_dir={tmp_path / 'cache'}",
     )
     assert dataclasses.asdict(config) == {
         "out": str(tmp_path),
         "dataset": "cifar10",
         "data_dir": str(tmp_path),
+        "image_size": "40,48",
+        "teacher_image_size": "64",
+        "cache_dir": str(tmp_path / "cache"),
         "teacher": "resnet",
         "teacher_kwargs": {"depth": 20},
         "student": "mobilenet_v1",

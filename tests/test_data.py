@@ -539,18 +539,21 @@ def test_image_folder_splits_skips_unreadable_files_and_converts(tmp_path):
             image = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
             pixels[(name, i)] = image
             _write_png(tmp_path / "flat" / name / f"{i}.png", image)
-    _write_png(tmp_path / "flat" / "dog" / "gray.png", rng.integers(0, 256, (12, 16, 1), np.uint8))
+    _write_png(tmp_path / "flat" / "dog" / "gray.png", rng.integers(0, 256, (6, 8, 1), np.uint8))
     (tmp_path / "flat" / "cat" / "broken.png").write_bytes(b"not an image")
     ds = data.load(f"folder:{tmp_path / 'flat'}", seed=0)
     assert ds.class_names == ("cat", "dog") and ds.num_classes == 2 and ds.skipped == 1
     assert len(ds.x_train) + len(ds.x_test) == 11 and ds.input_shape == (6, 8, 3)
     assert sorted(np.bincount(ds.y_test)) == [1, 2]
-    assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train.min() <= ds.x_train.max() <= 1.0
-    first = np.concatenate([ds.x_train, ds.x_test]) * 255.0
+    assert ds.streamed and ds.image_size is None  # one size, at most 64 px: kept as it is
+    assert (
+        ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train[:].min() <= ds.x_train[:].max() <= 1.0
+    )
+    first = np.concatenate([ds.x_train[:], ds.x_test[:]]) * 255.0
     assert any(np.allclose(first_image, pixels[("cat", 0)], atol=1e-3) for first_image in first)
     assert ds.pixel_max == 255.0
     raw = ds.raw_pixels()
-    raw_images = np.concatenate([raw.x_train, raw.x_test])
+    raw_images = np.concatenate([raw.x_train[:], raw.x_test[:]])
     labels = np.concatenate([raw.y_train, raw.y_test])
     for (name, _), image in pixels.items():
         assert any(

@@ -202,6 +202,8 @@ def test_run_writes_report_and_models(tiny_run):
         "labels_per_class": 3,
         "labeled": 30,
         "skipped_files": 0,
+        "streamed": False,
+        "stored_shape": None,
     }
     assert result["teacher"]["input_shape"] == result["dataset"]["input_shape"] == [32, 32, 1]
     for entry in (result["teacher"], *result["students"].values()):
@@ -503,8 +505,8 @@ def test_augmentation_is_for_natural_images_and_keeps_the_teacher_online():
     online = training.distillation_elements(augmented, ds, teacher, [0, 1])
     assert online[0] is ds.x_train and online[1].tolist() == [0, 1, -1, -1, -1, -1, -1, -1]
     for batches in (
-        training.epoch_batches(augmented, online),
-        training.stream_of(augmented, online)(0),
+        training.epoch_batches(augmented, ds, online, [(6, 6)]),
+        training.stream_of(augmented, ds, online, [(6, 6)])(0),
     ):
         images, labels = next(iter(batches))
         assert images.shape == (8, 6, 6, 1) and sorted(labels.numpy().tolist()).count(-1) == 6
