@@ -263,6 +263,7 @@ def test_teacher_size_comes_from_the_flag_the_file_or_the_application(tmp_path):
         RunConfig(out="u", teacher_image_size="big")
 
 
+@pytest.mark.slow  # a whole run (about 30 s); the README's test command is near its budget
 def test_a_run_on_photos_gives_each_model_its_size_and_reports_them(tmp_path):
     import keras
 
