@@ -5,6 +5,10 @@
 - Two views: `({INPUTS: x_student, TEACHER_INPUTS: x_teacher}, y[, sample_weight])`, the same
   images (same crop) at each model's input size; the Distiller runs the student on the first
   and the teacher on the second.
+- Teacher views (rows of a stream, not batches a model sees): `{INPUTS: images, VIEW_PARAMS:
+  (N, K, 4) view parameters, VIEW_LOGITS: (N, K, C) the teacher's logits of each view}`; the
+  stream draws one view per image and gives a cached-teacher batch
+  (`tfdistill.data.teacher_views`).
 
 The Distiller and the tf_keras fine-tuner read both with `split_views`. No
 TensorFlow import: `tfdistill.data` stays light."""
@@ -16,6 +20,8 @@ from typing import Any, NamedTuple
 TEACHER_LOGITS = "teacher_logits"
 TEACHER_INPUTS = "teacher_inputs"
 INPUTS = "inputs"
+VIEW_PARAMS = "view_params"
+VIEW_LOGITS = "view_logits"
 
 
 class Views(NamedTuple):

@@ -18,11 +18,13 @@ One concern a module: ``dataset`` (the ``Dataset`` container), ``registry`` (``l
 ``views`` (what a model sees of a stored photo), ``resized`` (``in_store``), ``stream``
 (``shuffled_batches``), ``labels``
 (``label_subset``, ``mask_labels``), ``augment`` (``random_crop_flip``, ``resize_bilinear``) and
-``teacher_cache`` (``teacher_logits``, ``cache_teacher_outputs``). The modules import one another
+``teacher_cache`` (``teacher_logits``, ``cache_teacher_outputs``) and ``teacher_views``
+(``label_views``: the teacher's logits of K augmented views per image, for augmented
+distillation without the teacher online). The modules import one another
 directly, never this package, so there is no import cycle.
 """
 
-from tfdistill.data import store, views
+from tfdistill.data import store, teacher_views, views
 from tfdistill.data.augment import random_crop_flip, resize_bilinear
 from tfdistill.data.cifar import DATA_DIR_ENV
 from tfdistill.data.dataset import DIGITS_MAX, EIGHT_BIT, SPLITS, Dataset
@@ -32,6 +34,7 @@ from tfdistill.data.registry import PREFIXES, available, check_name, load
 from tfdistill.data.store import ImageStore
 from tfdistill.data.stream import shuffled_batches
 from tfdistill.data.teacher_cache import cache_teacher_outputs, teacher_logits
+from tfdistill.data.teacher_views import TeacherViews, label_views
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -41,10 +44,12 @@ __all__ = [
     "SPLITS",
     "Dataset",
     "ImageStore",
+    "TeacherViews",
     "available",
     "cache_teacher_outputs",
     "check_name",
     "label_subset",
+    "label_views",
     "load",
     "load_folder",
     "mask_labels",
@@ -53,5 +58,6 @@ __all__ = [
     "shuffled_batches",
     "store",
     "teacher_logits",
+    "teacher_views",
     "views",
 ]

@@ -25,18 +25,35 @@ def random_crop_flip(images: Any, pad: int = 4, flip: bool = True, seed: Any = N
     import tensorflow as tf
 
     images = tf.convert_to_tensor(images)
-    shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    batch = tf.shape(images)[0]
     if seed is None or isinstance(seed, int | np.integer):
         draws = tf.random.uniform([batch, 3], seed=seed)
     else:
         draws = tf.random.stateless_uniform([batch, 3], seed=seed)
-    offsets = tf.minimum(tf.cast(draws[:, :2] * (2 * pad + 1), tf.int32), 2 * pad)
+    return shift_crop(images, shift_params(draws, pad, flip), pad)
+
+
+def shift_params(draws: Any, pad: int, flip: bool = True) -> tf.Tensor:
+    """(B, 3) uniform draws -> float32 (B, 3) shifts (dy, dx in 0..2·pad) and mirror flags (0/1)."""
+    import tensorflow as tf
+
+    offsets = tf.minimum(tf.floor(draws[:, :2] * (2 * pad + 1)), 2.0 * pad)
+    mirrored = tf.cast(draws[:, 2:] < 0.5, tf.float32) if flip else tf.zeros_like(draws[:, 2:])
+    return tf.concat([offsets, mirrored], axis=1)
+
+
+def shift_crop(images: Any, params: Any, pad: int) -> tf.Tensor:
+    """`images` (B, H, W, C) zero-padded by `pad`, cropped back to H×W at offsets
+    `params[:, :2]` and mirrored where `params[:, 2]` is 1 (see `shift_params`)."""
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offsets = tf.cast(params[:, :2], tf.int32)
     rows = offsets[:, :1] + tf.range(height)[tf.newaxis]
     cols = tf.range(width)[tf.newaxis]
-    if flip:
-        cols = tf.where(draws[:, 2:] < 0.5, width - 1 - cols, cols)
+    cols = tf.where(params[:, 2:] > 0.5, width - 1 - cols, cols)
     cols = offsets[:, 1:] + cols
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
     return tf.gather(cropped, cols, axis=2, batch_dims=1)

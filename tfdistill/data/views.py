@@ -126,6 +126,42 @@ def random_views(images: tf.Tensor, sizes: Sequence[Size], seed: tf.Tensor) -> l
     return [_crop(images, boxes, size) for size in sizes]
 
 
+PARAMS = 4
+SHIFT_PAD = 4
+
+
+def draw_params(count: tf.Tensor, seed: tf.Tensor, boxes: bool) -> tf.Tensor:
+    """float32 (count, `PARAMS`) parameters of random training views from the stateless
+    `seed` (2,): crop boxes (y1, x1, y2, x2; `random_boxes`) for stored photos (`boxes`), else
+    4-pixel shifts and mirror flags (dy, dx, flip, 0; `augment.shift_params`) for images held
+    at the model's size. The same seed always draws the same views."""
+    import tensorflow as tf
+
+    from tfdistill.data.augment import shift_params
+
+    if boxes:
+        return random_boxes(count, seed)
+    draws = tf.random.stateless_uniform(tf.stack([count, 3]), seed=seed)
+    shifts = shift_params(draws, SHIFT_PAD)
+    return tf.concat([shifts, tf.zeros_like(shifts[:, :1])], axis=1)
+
+
+def render(
+    images: tf.Tensor, params: tf.Tensor, sizes: Sequence[Size], boxes: bool
+) -> list[tf.Tensor]:
+    """The views `params` (B, `PARAMS`) (see `draw_params`) of float `images` (B, H, W, C),
+    float32 (B, *size, C) at each of `sizes`: one crop, resized to each size."""
+    import tensorflow as tf
+
+    from tfdistill.data.augment import shift_crop
+
+    if boxes:
+        return [_crop(images, params, size) for size in sizes]
+    shifted = shift_crop(tf.cast(images, tf.float32), params[:, :3], SHIFT_PAD)
+    own = tuple(shifted.shape[1:3])
+    return [shifted if tuple(size) == own else tf.image.resize(shifted, size) for size in sizes]
+
+
 class ModelInputs:
     """A read-only sequence of `images` as a model of input `size` takes them: `len`, `shape`
     and slices `inputs[a:b]` (float32 (k, *size, C)), read a slice at a time; what evaluation,
@@ -171,7 +207,10 @@ __all__ = [
     "DEFAULT_SIZE",
     "SMALL_IMAGES",
     "ModelInputs",
+    "PARAMS",
     "center_view",
+    "draw_params",
+    "render",
     "fit_and_crop",
     "parse_size",
     "random_boxes",

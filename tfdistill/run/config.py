@@ -197,6 +197,15 @@ class RunConfig:
         "run: random crops (4-pixel padding) and mirroring of training images; default on for "
         "natural images (cifar10, cifar100, folder:, tfds:), off for digits and MNIST.",
     )
+    teacher_views: int = option(
+        0,
+        "run: with augmentation, the teacher labels this many augmented views of every training "
+        "image once (kept in the run folder), and each student epoch draws one per image, so "
+        "the teacher does not run while the students train; 0: the teacher runs online on every "
+        "augmented batch. Attention transfer (at, kd+at, gat) needs the teacher online.",
+        minimum=0,
+        fingerprint=WHEN_SET,
+    )
     strategy: str = option(
         "default",
         "run: tf.distribute strategy of the teacher and student training (mirrored: every "

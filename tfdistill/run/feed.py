@@ -19,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfdistill import data, models
-from tfdistill.batches import INPUTS, TEACHER_LOGITS, two_views
+from tfdistill.batches import INPUTS, TEACHER_LOGITS, VIEW_LOGITS, VIEW_PARAMS, two_views
 from tfdistill.data import views
 from tfdistill.run.config import RunConfig
 
@@ -79,14 +79,14 @@ def _model_views(
     """float32 (B, *size, C) per size of a batch x as gathered (uint8 from a store)."""
     scale = getattr(ds.x_train, "scale", 1.0)
     x = tf.cast(x, tf.float32)
-    if ds.image_size is not None:
-        if augment:
-            return [v * scale for v in views.random_views(x, sizes, seed)]
-        return [views.center_view(x, size) * scale for size in sizes]
-    x = x * scale
+    boxes = ds.image_size is not None
     if augment:
-        x = data.random_crop_flip(x, seed=seed)
+        params = views.draw_params(tf.shape(x)[0], seed, boxes)
+        return [v * scale for v in views.render(x, params, sizes, boxes)]
+    if boxes:
+        return [views.center_view(x, size) * scale for size in sizes]
     own = tuple(x.shape[1:3])
+    x = x * scale
     return [x if tuple(size) == own else tf.image.resize(x, size) for size in sizes]
 
 
@@ -97,6 +97,8 @@ def viewer(config: RunConfig, ds: data.Dataset, sizes: Sequence[views.Size]) -> 
 
     def view(batch: tuple, seed: tf.Tensor) -> tuple:
         x, *rest = batch
+        if isinstance(x, dict) and VIEW_LOGITS in x:
+            return (stored_view(x, ds, sizes[0], seed), *rest)
         cached = isinstance(x, dict)
         images = x[INPUTS] if cached else x
         wanted = sizes[:1] if cached else sizes
@@ -108,6 +110,24 @@ def viewer(config: RunConfig, ds: data.Dataset, sizes: Sequence[views.Size]) -> 
         return (inputs, *rest)
 
     return view
+
+
+def stored_view(x: dict, ds: data.Dataset, size: views.Size, seed: tf.Tensor) -> dict:
+    """A cached-teacher batch from teacher-view rows (`data.teacher_views`): one of each
+    image's K stored views, drawn from `seed`, rebuilt from its parameters at `size`, with the
+    teacher's stored logits of that view."""
+    images, params, logits = x[INPUTS], x[VIEW_PARAMS], x[VIEW_LOGITS]
+    count = tf.shape(params)[1]
+    pick_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    pick = tf.random.stateless_uniform(
+        tf.shape(params)[:1], pick_seed, minval=0, maxval=count, dtype=tf.int32
+    )
+    chosen = tf.gather(params, pick, axis=1, batch_dims=1)
+    boxes = ds.image_size is not None
+    scale = getattr(ds.x_train, "scale", 1.0)
+    student = data.teacher_views.render(tf.cast(images, tf.float32), chosen, [size], boxes)[0]
+    targets = tf.cast(tf.gather(logits, pick, axis=1, batch_dims=1), tf.float32)
+    return {INPUTS: student * scale, TEACHER_LOGITS: targets}
 
 
 def sizes_of(ds: data.Dataset, teacher: views.Size | None, roles: str) -> list[views.Size]:

@@ -249,6 +249,11 @@ class Distil(ModelStage):
         if training.attention_of(config) is None:
             elements = run.elements()
         else:
+            if run.teacher_views:
+                run.progress.log(
+                    f"   distil: {config.method} needs the teacher's features every step; the "
+                    "teacher runs online (--teacher_views serves the other stages)"
+                )
             elements = training.distillation_elements(config, run.ds, None, run.labeled)
         teacher = run.models["teacher"]
         fitting = run.fitting(self.name)

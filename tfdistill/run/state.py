@@ -77,15 +77,27 @@ class Run:
         return training.Fitting(verbose, tuple(self.callbacks), folder, interval, save_dir)
 
     def elements(self) -> tuple:
-        """The `distillation_elements`, made when a stage first trains on them (caching the
+        """The `distillation_elements` (or with `teacher_views` the `teacher_view_elements`,
+        kept in the run folder), made when a stage first trains on them (caching the
         teacher's logits takes a pass of the teacher over the training split). Always by the
         teacher as trained (16-bit under mixed precision), whichever stage comes first."""
         if self._elements is None:
             teacher = self.models["teacher"]
-            self._elements = training.distillation_elements(
-                self.config, self.ds, teacher, self.labeled, self.teacher_size
-            )
+            if self.teacher_views:
+                self._elements = training.teacher_view_elements(
+                    self.config, self.ds, teacher, self.labeled, self.keep, self.teacher_size
+                )
+            else:
+                self._elements = training.distillation_elements(
+                    self.config, self.ds, teacher, self.labeled, self.teacher_size
+                )
         return self._elements
+
+    @property
+    def teacher_views(self) -> bool:
+        """Whether the students distil from cached teacher views (`config.teacher_views` with
+        augmentation)."""
+        return bool(self.config.teacher_views) and training.augments(self.config)
 
     def float32(self, model: str) -> keras.Model:
         """Model `model` (its file stem) computing in float32, as the chief's stages after
@@ -97,4 +109,5 @@ class Run:
     def online_teacher(self) -> keras.Model | None:
         """The float32 teacher for stages that distil on augmented images; None when they
         distil from cached logits."""
-        return self.float32("teacher") if training.augments(self.config) else None
+        online = training.augments(self.config) and not self.teacher_views
+        return self.float32("teacher") if online else None

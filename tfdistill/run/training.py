@@ -11,6 +11,7 @@ so the `.tflite` files do too.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import uuid
 from pathlib import Path
@@ -334,6 +335,40 @@ def distillation_elements(
     if path is not None:
         path.unlink()  # the memory map stays readable; the disk is freed when the run ends
     return {INPUTS: ds.x_train, TEACHER_LOGITS: logits}, labels
+
+
+def teacher_view_elements(
+    config: RunConfig,
+    ds: data.Dataset,
+    teacher: keras.Model,
+    labeled: np.ndarray,
+    folder: Path,
+    size: Any = None,
+) -> tuple[dict, np.ndarray]:
+    """(rows, labels) of every training image with `config.teacher_views` views labelled by
+    `teacher` at `size` (see `data.teacher_views`), read from `folder` when an earlier
+    (interrupted) run of this teacher labelled them, else labelled and saved there (replacing
+    views of another teacher)."""
+    digest = hashlib.sha256()
+    for weights in teacher.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    stem = f"teacher_views_{config.teacher_views}_{digest.hexdigest()[:12]}"
+    stored = data.TeacherViews.load(folder, stem)
+    if stored is None:
+        labelled = data.label_views(
+            ds,
+            teacher,
+            config.teacher_views,
+            seed=config.seed,
+            teacher_size=sizes_of(ds, size, "teacher")[0],
+            batch_size=config.batch_size,
+        )
+        for old in folder.glob("teacher_views_*.npy"):
+            old.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        labelled.save(folder, stem)
+        stored = data.TeacherViews.load(folder, stem)
+    return stored.elements(ds.x_train), data.mask_labels(ds.y_train, labeled)
 
 
 def attention_of(config: RunConfig) -> AttentionTransfer | GradientAttentionTransfer | None:
