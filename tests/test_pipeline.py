@@ -35,6 +35,8 @@ TINY = {
     "qat": True,
     "compress_epochs": 1,
     "prune_channels": 0.5,
+    "augment": True,
+    "teacher_views": 2,  # every student stage distils from 2 stored views per image
 }
 
 
@@ -87,6 +89,7 @@ def tiny_run(tmp_path_factory):
     interrupted = {
         "ledger": json.loads((out / "run.json").read_text()),
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
+        "views": {p.name: p.stat().st_mtime_ns for p in out.glob("teacher_views_*")},
     }
     interrupt.started.clear()
     logs: list[str] = []
@@ -112,6 +115,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_run):
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
     assert tiny_run.result["loaded_stages"] == ["teacher", "scratch"]
     assert not (tiny_run.out / ".backup").exists()
+    views = tiny_run.interrupted["views"]  # labelled once, before the interruption, and reused
+    assert sorted(name.split("_")[-1] for name in views) == ["logits.npy", "params.npy"]
+    assert views == {p.name: p.stat().st_mtime_ns for p in tiny_run.out.glob("teacher_views_*")}
     names = run_lib.stage_names(tiny_run.config)
     banners = [line.split()[2:4] for line in tiny_run.logs if line.startswith("── stage")]
     assert banners == [[f"{i}/{len(names)}", f"{name}:"] for i, name in enumerate(names, 1)]
@@ -189,6 +195,7 @@ def test_run_writes_report_and_models(tiny_run):
         "student_scratch.keras",
         "teacher.keras",
         "teacher_fp32.tflite",
+        *sorted(tiny_run.interrupted["views"]),
         "training_curves.png",
     ]
     assert result["dataset"] == {
@@ -198,7 +205,7 @@ def test_run_writes_report_and_models(tiny_run):
         "num_classes": 10,
         "input_shape": [32, 32, 1],
         "pixel_max": 16.0,
-        "augmented": False,
+        "augmented": True,
         "labels_per_class": 3,
         "labeled": 30,
         "skipped_files": 0,

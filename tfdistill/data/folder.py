@@ -224,6 +224,13 @@ def _held_out(
             f"{int(counts.min())} readable image(s); splitting needs at least 2 a class, "
             "or give train/ and test/ subfolders."
         )
+    held_out = int(np.ceil(test_fraction * len(paths)))
+    if held_out < len(class_names) or len(paths) - held_out < len(class_names):
+        raise ValueError(
+            f"folder:{path}: {len(paths)} readable images cannot be split {test_fraction:g} "
+            f"for testing with every one of the {len(class_names)} classes on both sides; add "
+            "images, change the test fraction, or give train/ and test/ subfolders."
+        )
     train, test = train_test_split(
         np.arange(len(paths)), test_size=test_fraction, random_state=seed, stratify=labels
     )

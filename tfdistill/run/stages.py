@@ -489,6 +489,8 @@ def report_of(run: Run) -> dict:
     """The report of a finished run (see `docs/` and `report.write_json`)."""
     config, ds = run.config, run.ds
     timings = {**run.timings, "total": round(sum(run.timings.values()), 2)}
+    if run.views_labelling_s is not None:  # inside the time of the stage that first distilled
+        timings["teacher_views_labelling"] = run.views_labelling_s
     teacher32 = run.float32("teacher")
     teacher = training.entry(
         teacher32,

@@ -33,6 +33,7 @@ class Run:
     backup_interval_s: float = 10.0
     ds: data.Dataset | None = None
     teacher_size: tuple[int, int] | None = None
+    views_labelling_s: float | None = None
     labeled: np.ndarray | None = None
     init: list[np.ndarray] | None = None
     models: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -84,9 +85,12 @@ class Run:
         if self._elements is None:
             teacher = self.models["teacher"]
             if self.teacher_views:
-                self._elements = training.teacher_view_elements(
+                rows, labels, seconds = training.teacher_view_elements(
                     self.config, self.ds, teacher, self.labeled, self.keep, self.teacher_size
                 )
+                self._elements = (rows, labels)
+                if seconds is not None:
+                    self.views_labelling_s = round(seconds, 2)
             else:
                 self._elements = training.distillation_elements(
                     self.config, self.ds, teacher, self.labeled, self.teacher_size

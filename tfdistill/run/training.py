@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -344,17 +345,18 @@ def teacher_view_elements(
     labeled: np.ndarray,
     folder: Path,
     size: Any = None,
-) -> tuple[dict, np.ndarray]:
-    """(rows, labels) of every training image with `config.teacher_views` views labelled by
-    `teacher` at `size` (see `data.teacher_views`), read from `folder` when an earlier
-    (interrupted) run of this teacher labelled them, else labelled and saved there (replacing
-    views of another teacher)."""
+) -> tuple[dict, np.ndarray, float | None]:
+    """(rows, labels, seconds) of every training image with `config.teacher_views` views
+    labelled by `teacher` at `size` (see `data.teacher_views`), read from `folder` when an
+    earlier (interrupted) run of this teacher labelled them (seconds None), else labelled
+    (taking `seconds`) and saved there, replacing views of another teacher."""
     digest = hashlib.sha256()
     for weights in teacher.get_weights():
         digest.update(np.ascontiguousarray(weights).tobytes())
     stem = f"teacher_views_{config.teacher_views}_{digest.hexdigest()[:12]}"
     stored = data.TeacherViews.load(folder, stem)
     if stored is None:
+        started = time.perf_counter()
         labelled = data.label_views(
             ds,
             teacher,
@@ -368,7 +370,10 @@ def teacher_view_elements(
         folder.mkdir(parents=True, exist_ok=True)
         labelled.save(folder, stem)
         stored = data.TeacherViews.load(folder, stem)
-    return stored.elements(ds.x_train), data.mask_labels(ds.y_train, labeled)
+        seconds = time.perf_counter() - started
+    else:
+        seconds = None
+    return stored.elements(ds.x_train), data.mask_labels(ds.y_train, labeled), seconds
 
 
 def attention_of(config: RunConfig) -> AttentionTransfer | GradientAttentionTransfer | None:
