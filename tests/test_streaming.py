@@ -318,5 +318,5 @@ def test_teacher_logits_on_disk_are_read_by_batch(tmp_path):
 
 def test_a_folder_too_small_to_split_says_so(tmp_path):
     _photos(tmp_path / "p", per_class=2, sizes=((20, 20),))
-    with pytest.raises(ValueError, match="5 readable images cannot be split 0.2 for testing"):
+    with pytest.raises(ValueError, match="6 readable images cannot be split 0.2 for testing"):
         data.load(f"folder:{tmp_path / 'p'}", cache_dir=tmp_path / "c")
