@@ -519,3 +519,62 @@ def test_a_worker_restores_the_chief_backup_and_saves_its_own_elsewhere(tmp_path
     assert _files(chief) == saved
     assert resume.next_epoch(worker) == 3
     assert log.history["loss"][:2] == chief_losses and len(log.history["loss"]) == 3
+
+
+@pytest.mark.slow
+def test_two_workers_distil_streamed_photos_from_teacher_views_as_one_process(tmp_path):
+    """Three processes start at once on one photo folder and one image cache: two workers of a
+    MultiWorkerMirroredStrategy and one process alone. They share one train and one test store
+    (built under the lock, `test_streaming` tests it), and the
+    workers distil from teacher views (teacher 24 px, student 16 px) as the lone process does."""
+    rng = np.random.default_rng(4)
+    for i in range(36):
+        h, w = rng.integers(20, 48, 2)
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        path = tmp_path / "photos" / "abc"[i % 3] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tf.io.encode_png(image).numpy())
+    dataset = f"folder:{tmp_path / 'photos'}"
+    ds = data.load(dataset, image_size=16, cache_dir=tmp_path / "probe").raw_pixels()
+    keras.utils.set_random_seed(0)
+    teacher = training.classifier("convnet", {"widths": (4, 8)}, ds, "teacher", size=(24, 24))
+    teacher.save(tmp_path / "teacher.keras")
+    base = {
+        **SMALL,
+        "dataset": dataset,
+        "image_size": "16",
+        "cache_dir": str(tmp_path / "cache"),
+        "teacher_weights": str(tmp_path / "teacher.keras"),
+        "teacher_views": 2,
+        "method": "kd",
+        "labels_per_class": 2,
+        "batch_size": 8,
+    }
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    multi = {**base, "out": str(tmp_path / "multi"), "strategy": "multi_worker"}
+    processes = [
+        _launch(
+            multi,
+            tmp_path,
+            f"worker{i}",
+            tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}},
+        )
+        for i in range(2)
+    ]
+    processes.append(_launch({**base, "out": str(tmp_path / "alone")}, tmp_path, "alone"))
+    for process in processes:
+        _finish(process)
+    assert len(list((tmp_path / "cache" / "images").iterdir())) == 2  # one train, one test store
+    chief = json.loads((tmp_path / "multi" / "report.json").read_text())
+    alone = json.loads((tmp_path / "alone" / "report.json").read_text())
+    assert chief["dataset"]["input_shape"] == [16, 16, 3] and chief["teacher"]["input_shape"] == [
+        24,
+        24,
+        3,
+    ]
+    _assert_same_run(
+        chief["history"]["student (distilled)"], alone["history"]["student (distilled)"], 2e-4
+    )
+    views = sorted(p.name for p in (tmp_path / "multi").glob("teacher_views_*"))
+    assert views == sorted(p.name for p in (tmp_path / "alone").glob("teacher_views_*"))
+    assert len(views) == 2
