@@ -70,7 +70,7 @@ def test_usage_errors_are_one_line(args, expected):
 def test_help_still_prints_every_flag(help_flag):
     result = cli_file(help_flag)
     assert result.returncode == 0, result.stderr
-    assert "--method: <kd|at|kd+at|gat>" in result.stdout
+    assert "--method: <kd|at|kd+at|gat|dkd|kd+ls|dkd+ls>" in result.stdout
     assert "tfdistill run [--flags]" in result.stdout
 
 
@@ -220,7 +220,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--prune=0.3",
         "--qat",
         "--compress_epochs=2",
-        "--method=kd+at",
+        "--method=kd+ls",
         "--beta=50",
         "--lr_schedule=constant",
         "--augment",
@@ -238,6 +238,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--taskset=f0",
         "--prune_channels=0.5",
         "--image_size=40,48",
+        "--teacher_views=3",
+        '--method_kwargs={"temperature": 2.0}',
         "--teacher_image_size=64",
         f"--cache_dir={tmp_path / 'cache'}",
     )
@@ -246,6 +248,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "dataset": "cifar10",
         "data_dir": str(tmp_path),
         "image_size": "40,48",
+        "teacher_views": 3,
+        "method_kwargs": {"temperature": 2.0},
         "teacher_image_size": "64",
         "cache_dir": str(tmp_path / "cache"),
         "teacher": "resnet",
@@ -267,7 +271,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "prune": 0.3,
         "qat": True,
         "compress_epochs": 2,
-        "method": "kd+at",
+        "method": "kd+ls",
         "beta": 50.0,
         "teacher_weights": str(weights),
         "lr_schedule": "constant",

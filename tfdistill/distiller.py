@@ -22,6 +22,7 @@ from tfdistill.batches import split_cached, split_views
 from tfdistill.folding import folded_forward
 from tfdistill.losses import (
     HardTargetLoss,
+    LogitMethod,
     LossLike,
     SoftTargetLoss,
     check_temperature,
@@ -376,10 +377,13 @@ class Distiller(keras.Model):
         """Same argument names as the keras.io distillation example.
 
         `alpha` weights the hard-label loss. `distillation_loss_fn`: "kl_divergence" (default),
-        "categorical_crossentropy", a Loss or a callable; the temperature softmax and T² are
-        applied whatever the form. `jit_compile="auto"`: see `resolve_jit_compile`. A student
-        computing in float16 gets its optimizer wrapped in a `LossScaleOptimizer`, whatever
-        the policy the Distiller was made under (unless `auto_scale_loss=False`).
+        "categorical_crossentropy", a Loss or a callable (the temperature softmax and T² are
+        applied whatever the form); or a method that sees the raw logits and the labels with
+        its own temperature: a `LogitMethod` (`DecoupledKD`) or a `SoftTargetLoss` (e.g. with
+        `standardize=True`, logit standardization). `jit_compile="auto"`: see
+        `resolve_jit_compile`. A student computing in float16 gets its optimizer wrapped in a
+        `LossScaleOptimizer`, whatever the policy the Distiller was made under (unless
+        `auto_scale_loss=False`).
         """
         if kwargs.get("loss") is not None:
             raise ValueError(
@@ -401,7 +405,10 @@ class Distiller(keras.Model):
         self.alpha = check_alpha(alpha)
         self.temperature = check_temperature(temperature)
         self.hard_loss = HardTargetLoss(student_loss_fn)
-        self.soft_loss = SoftTargetLoss(temperature, distillation_loss_fn)
+        if isinstance(distillation_loss_fn, LogitMethod | SoftTargetLoss):
+            self.soft_loss = distillation_loss_fn  # with its own temperature
+        else:
+            self.soft_loss = SoftTargetLoss(temperature, distillation_loss_fn)
         self._loss_fns = {
             "student_loss_fn": student_loss_fn,
             "distillation_loss_fn": distillation_loss_fn,
@@ -583,9 +590,14 @@ class Distiller(keras.Model):
         global batch / local batch, which turns a share into a value a Mean tracker can average."""
         student_logits = student.logits
         weights = batch.weights
+        if isinstance(self.soft_loss, LogitMethod):
+            step = self.optimizer.iterations if self.optimizer is not None else None
+            soft = self.soft_loss.per_example(batch.y, teacher.logits, student_logits, step)
+        else:
+            soft = self.soft_loss.call(teacher.logits, student_logits)
         terms = loss_share(
             self.hard_loss.call(batch.y, student_logits),
-            self.soft_loss.call(teacher.logits, student_logits),
+            soft,
             weights,
             batch.mask,
             batch.rows,

@@ -105,6 +105,11 @@ def _log_space(base: str, teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
 class SoftTargetLoss(keras.losses.Loss):
     """Hinton et al. (2015) soft-target loss: T² · base(softmax(t/T), softmax(s/T)).
 
+    `standardize=True`: logit standardization (Sun et al., "Logit Standardization in Knowledge
+    Distillation", CVPR 2024): t and s are first z-scored over the classes of each example
+    (`standardized`), so the loss no longer asks the student to match the teacher's logit
+    scale or offset, only their relations.
+
     `call(teacher_logits, student_logits)`: both (B, C) logits of any float dtype; returns (B,)
     float32. With the default base, this is T² · KL(softmax(t/T) ‖ softmax(s/T)); the T² keeps
     its gradients on the scale of the hard-target loss as T changes. The string bases work on
@@ -112,17 +117,22 @@ class SoftTargetLoss(keras.losses.Loss):
     """
 
     def __init__(
-        self, temperature: float = 3.0, base: LossLike = "kl_divergence", name: str = "soft_target"
+        self,
+        temperature: float = 3.0,
+        base: LossLike = "kl_divergence",
+        name: str = "soft_target",
+        standardize: bool = False,
     ):
         super().__init__(name=name)
         self.temperature = check_temperature(temperature)
         self.base = base if base is not None else "kl_divergence"
         self._base_fn = resolve_distillation_base(self.base)
+        self.standardize = bool(standardize)
 
     def call(self, teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:
         t = self.temperature
-        teacher = tf.cast(teacher_logits, tf.float32) / t
-        student = tf.cast(student_logits, tf.float32) / t
+        teacher, student = _prepared(teacher_logits, student_logits, self.standardize)
+        teacher, student = teacher / t, student / t
         if self.base in LOG_SPACE_LOSSES:
             return (t * t) * _log_space(self.base, teacher, student)
         soft_teacher = tf.nn.softmax(teacher)
@@ -131,13 +141,38 @@ class SoftTargetLoss(keras.losses.Loss):
         return (t * t) * _per_example(self._base_fn, soft_teacher, student)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "temperature": self.temperature, "base": _serialize(self.base)}
+        return {
+            "name": self.name,
+            "temperature": self.temperature,
+            "base": _serialize(self.base),
+            "standardize": self.standardize,
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> SoftTargetLoss:
         config = dict(config)
         config["base"] = _deserialize(config.get("base"))
         return cls(**config)
+
+
+def standardized(logits: tf.Tensor) -> tf.Tensor:
+    """float32 (B, C) logits z-scored over the classes of each row: (z - mean) / (1e-7 + std),
+    std with Bessel's correction, as the reference code of Sun et al. (CVPR 2024) has it
+    (`torch.std`)."""
+    z = tf.cast(logits, tf.float32)
+    mean = tf.reduce_mean(z, axis=-1, keepdims=True)
+    classes = tf.cast(tf.shape(z)[-1], tf.float32)
+    variance = tf.reduce_sum(tf.square(z - mean), axis=-1, keepdims=True) / (classes - 1.0)
+    return (z - mean) / (1e-7 + tf.sqrt(variance))
+
+
+def _prepared(
+    teacher_logits: tf.Tensor, student_logits: tf.Tensor, standardize: bool
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Both as float32, z-scored per example when `standardize`."""
+    if standardize:
+        return standardized(teacher_logits), standardized(student_logits)
+    return tf.cast(teacher_logits, tf.float32), tf.cast(student_logits, tf.float32)
 
 
 def labeled_mask(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -213,6 +248,125 @@ class HardTargetLoss(keras.losses.Loss):
         config = dict(config)
         config["base"] = _deserialize(config.get("base"))
         return cls(**config)
+
+
+class LogitMethod:
+    """A distillation term computed from the labels and both models' raw logits, with its own
+    temperature: the Distiller hands it `(labels, teacher_logits, student_logits)` as they are
+    (no temperature softmax around it) and adds `(1 - alpha) ·` its value to `alpha · CE`.
+
+    `per_example(labels, teacher_logits, student_logits, step)`: float32 (B,), the values the
+    Distiller weights and averages over the global batch; `compute(...)`: their batch mean,
+    the loss exactly as the paper's reference code computes it. Labels: (B,) class indices or
+    (B, C) one-hot; -1 (or an all-zero row) marks an unlabeled example, whose target class is
+    the teacher's top class. `step`: the optimizer's step, for warm-ups (None: warmed up)."""
+
+    def per_example(
+        self, labels: Any, teacher_logits: tf.Tensor, student_logits: tf.Tensor, step: Any = None
+    ) -> tf.Tensor:
+        raise NotImplementedError
+
+    def compute(
+        self, labels: Any, teacher_logits: tf.Tensor, student_logits: tf.Tensor, step: Any = None
+    ) -> tf.Tensor:
+        """The batch mean of `per_example`: a float32 scalar."""
+        return tf.reduce_mean(self.per_example(labels, teacher_logits, student_logits, step))
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict) -> LogitMethod:
+        return cls(**config)
+
+
+def target_classes(labels: Any, teacher_logits: tf.Tensor) -> tf.Tensor:
+    """int32 (B,) target classes: the labels, or the teacher's top class where unlabeled."""
+    classes = int(teacher_logits.shape[-1])
+    labels = tf.convert_to_tensor(labels)
+    if is_one_hot(labels, classes):
+        given = tf.argmax(labels, axis=-1, output_type=tf.int32)
+    else:
+        given = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    top = tf.argmax(teacher_logits, axis=-1, output_type=tf.int32)
+    return tf.where(labeled_mask(labels, classes) > 0, given, top)
+
+
+def _binary_and_rest(log_p: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """From log-probabilities (B, C): log [p_target, 1 - p_target] (B, 2), and the
+    log-softmax over the non-target classes (B, C), the target's entry pushed to -1000
+    before the softmax as the reference code does."""
+    log_target = tf.reduce_sum(log_p * target, axis=-1, keepdims=True)
+    log_rest = tf.reduce_logsumexp(log_p - 1e9 * target, axis=-1, keepdims=True)
+    return tf.concat([log_target, log_rest], axis=-1), tf.nn.log_softmax(log_p - 1000.0 * target)
+
+
+def _kl_rows(log_p: tf.Tensor, log_q: tf.Tensor) -> tf.Tensor:
+    """(B,) Σ p · (log p - log q), with 0 · log 0 = 0."""
+    p = tf.exp(log_p)
+    return tf.reduce_sum(tf.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tfdistill")
+class DecoupledKD(LogitMethod):
+    """Decoupled knowledge distillation (Zhao et al., "Decoupled Knowledge Distillation",
+    CVPR 2022): KD split into the target class's binary term and the non-target classes' term,
+    weighted apart.
+
+        TCKD = KL(b_t ‖ b_s),  b = [p_target, 1 - p_target] of softmax(z / T)
+        NCKD = KL(p̂_t ‖ p̂_s),  p̂ = softmax over the non-target classes of z / T
+        loss = T² · (alpha · TCKD + beta · NCKD) · min(step / warmup_steps, 1)
+
+    as mdistiller's `dkd_loss` computes it (NCKD's softmax takes z / T - 1000 at the target).
+    The paper trains with CE + DKD: `Distiller.compile(alpha=0.5)` gives half of that, the same
+    direction at half the step (double the learning rate to match). `standardize=True`: logit
+    standardization first (Sun et al., CVPR 2024; `standardized`). Needs 3 classes or more."""
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 8.0,
+        temperature: float = 4.0,
+        warmup_steps: int = 0,
+        standardize: bool = False,
+    ):
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"DecoupledKD weights must be >= 0, got alpha={alpha}, beta={beta}.")
+        if int(warmup_steps) < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}.")
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.temperature = check_temperature(temperature)
+        self.warmup_steps, self.standardize = int(warmup_steps), bool(standardize)
+
+    def per_example(
+        self, labels: Any, teacher_logits: tf.Tensor, student_logits: tf.Tensor, step: Any = None
+    ) -> tf.Tensor:
+        classes = teacher_logits.shape[-1]
+        if classes is not None and classes < 3:
+            raise ValueError(
+                f"DecoupledKD separates the target class from the others and needs at least 3 "
+                f"classes; these logits have {classes}. Use SoftTargetLoss (KD) instead."
+            )
+        t = self.temperature
+        teacher, student = _prepared(teacher_logits, student_logits, self.standardize)
+        target = tf.one_hot(target_classes(labels, teacher), tf.shape(teacher)[-1])
+        teacher_binary, teacher_rest = _binary_and_rest(tf.nn.log_softmax(teacher / t), target)
+        student_binary, student_rest = _binary_and_rest(tf.nn.log_softmax(student / t), target)
+        tckd = _kl_rows(teacher_binary, student_binary)
+        nckd = _kl_rows(teacher_rest, student_rest)
+        loss = (t * t) * (self.alpha * tckd + self.beta * nckd)
+        if self.warmup_steps and step is not None:
+            loss = loss * tf.minimum(tf.cast(step, tf.float32) / self.warmup_steps, 1.0)
+        return loss
+
+    def get_config(self) -> dict:
+        return {
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "temperature": self.temperature,
+            "warmup_steps": self.warmup_steps,
+            "standardize": self.standardize,
+        }
 
 
 def check_p(p: float) -> float:

@@ -21,7 +21,7 @@ from tfdistill.distiller import check_alpha
 from tfdistill.export import QUANTIZATIONS
 from tfdistill.losses import check_temperature
 
-METHODS = ("kd", "at", "kd+at", "gat")
+METHODS = ("kd", "at", "kd+at", "gat", "dkd", "kd+ls", "dkd+ls")
 SCHEDULES = ("cosine", "step", "constant")
 XLA = ("auto", "on", "off")
 ALIASES = {"num_runs": "bench_runs"}
@@ -173,9 +173,17 @@ class RunConfig:
     )
     method: str = option(
         "kd",
-        "run: kd (soft targets), at (labels + attention transfer), kd+at, or gat (labels + "
-        "gradient attention transfer).",
+        "run: kd (soft targets), at (labels + attention transfer), kd+at, gat (labels + "
+        "gradient attention transfer), dkd (decoupled KD), kd+ls or dkd+ls (with logit "
+        "standardization).",
         choices=METHODS,
+    )
+    method_kwargs: dict = option(
+        help="run: the method's own settings, JSON: for dkd and dkd+ls DecoupledKD's alpha, "
+        "beta, temperature, warmup_steps (default 1, 8, 4, 0); for kd+ls SoftTargetLoss's "
+        "temperature (default --temperature).",
+        factory=dict,
+        fingerprint=WHEN_SET,
     )
     beta: float | None = option(
         None, "run: weight β of the attention term (default: AT 1000, GAT 0.1).", minimum=0
@@ -282,6 +290,7 @@ class RunConfig:
         if self.prune is not None or self.qat:
             compress.require_tfmot()
         data.check_name(self.dataset)
+        _check_method_kwargs(self.method, self.method_kwargs)
         data.views.parse_size(self.image_size, "image_size")
         data.views.parse_size(self.teacher_image_size, "teacher_image_size")
         for role in ("teacher", "student"):  # the convnet's default arguments fit no other
@@ -307,6 +316,22 @@ class RunConfig:
             raise ValueError(
                 f"Unknown student model {self.student!r}; available: {models.names()}."
             )
+
+
+METHOD_KWARGS = {
+    "dkd": ("alpha", "beta", "temperature", "warmup_steps"),
+    "dkd+ls": ("alpha", "beta", "temperature", "warmup_steps"),
+    "kd+ls": ("temperature",),
+}
+
+
+def _check_method_kwargs(method: str, kwargs: dict) -> None:
+    """A ValueError naming the settings `method` takes when `kwargs` holds others."""
+    allowed = METHOD_KWARGS.get(method, ())
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        takes = f"takes {list(allowed)}" if allowed else "takes none"
+        raise ValueError(f"method_kwargs {unknown} do not apply: method={method!r} {takes}.")
 
 
 def _check_field(field: dataclasses.Field, value: Any) -> None:

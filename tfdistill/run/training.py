@@ -26,6 +26,7 @@ from tfdistill import compress, data, distribute, models, precision, resume
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.batches import INPUTS, TEACHER_LOGITS
 from tfdistill.distiller import Distiller, resolve_jit_compile
+from tfdistill.losses import DecoupledKD, SoftTargetLoss
 from tfdistill.profile import profile, weight_bytes
 from tfdistill.resolution import static_image_size
 from tfdistill.run.config import SCHEDULES, RunConfig
@@ -400,7 +401,8 @@ def distil(
     The teacher takes (H, W) = `size` (default: the student's): two views of each crop.
 
     `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
-    "kd+at", or "gat" (labels + gradient attention transfer). `elements`: the
+    "kd+at", "gat" (labels + gradient attention transfer), "dkd", "kd+ls" or "dkd+ls" (see
+    `distillation_loss_of`). `elements`: the
     `distillation_elements`; the attention methods need the teacher's features every step, so
     they take the images without cached logits.
     """
@@ -419,11 +421,24 @@ def distil(
         metrics=["accuracy"],
         alpha=config.alpha if "kd" in config.method else 1.0,
         temperature=config.temperature,
+        distillation_loss_fn=distillation_loss_of(config),
         jit_compile=use_xla(config, distiller),
     )
     per_epoch = steps_of(config, ds, 1)
     stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
     return Trained(student, fit(distiller, stream, config.student_epochs, per_epoch, fitting))
+
+
+def distillation_loss_of(config: RunConfig) -> Any:
+    """The soft term of `config.method`: `DecoupledKD` for "dkd" and "dkd+ls" (standardized),
+    `SoftTargetLoss` at `config.temperature` with logit standardization for "kd+ls", each with
+    `config.method_kwargs`; None (the Distiller's KD at `config.temperature`) otherwise."""
+    kwargs = dict(config.method_kwargs)
+    if config.method.startswith("dkd"):
+        return DecoupledKD(standardize=config.method.endswith("+ls"), **kwargs)
+    if config.method == "kd+ls":
+        return SoftTargetLoss(**{"temperature": config.temperature, **kwargs}, standardize=True)
+    return None
 
 
 def prune(
@@ -522,6 +537,7 @@ def prune_channels(
         metrics=["accuracy"],
         alpha=config.alpha,
         temperature=config.temperature,
+        distillation_loss_fn=distillation_loss_of(config),
         jit_compile=use_xla(config, distiller),
     )
     stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
