@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tests import helpers
 from tests.test_distribute import assert_replicas_fit_as_one
-from tfdistill import DecoupledKD, Distiller, SoftTargetLoss
+from tfdistill import DIST, DecoupledKD, Distiller, SoftTargetLoss
 from tfdistill.losses import standardized
 
 RNG = np.random.default_rng(31)
@@ -53,6 +53,34 @@ def kd_reference(s, t, temperature):
     log_ps = np.log(_softmax(s / temperature))
     pt = _softmax(t / temperature)
     return _kl_sum(pt, log_ps) * temperature**2 / len(s)
+
+
+def _pearson(a, b, eps=1e-8):
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + eps)
+
+
+def dist_reference(s, t, beta, gamma, tau):
+    """The DIST paper's reference code (`inter_class_relation`, `intra_class_relation`)."""
+    y_s, y_t = _softmax(s / tau), _softmax(t / tau)
+    inter = tau**2 * (1 - _pearson(y_s, y_t).mean())
+    intra = tau**2 * (1 - _pearson(y_s.T, y_t.T).mean())
+    return beta * inter + gamma * intra
+
+
+def test_dist_matches_the_reference_code():
+    s, t = RNG.normal(0, 2, (9, 6)), RNG.normal(0, 2, (9, 6))
+    for beta, gamma, tau in ((1.0, 1.0, 1.0), (2.0, 0.5, 4.0)):
+        got = float(DIST(beta, gamma, tau).compute(np.zeros(9, int), t, s))
+        assert got == pytest.approx(dist_reference(s, t, beta, gamma, tau), rel=1e-4)
+    weights = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0], np.float32)  # padding rows stay out
+    rows = DIST().per_example(np.zeros(9, int), t, s, weights=weights).numpy()
+    intra = dist_reference(s[:7], t[:7], 0.0, 1.0, 1.0)
+    inter = 1 - _pearson(_softmax(s[:7]), _softmax(t[:7]))
+    np.testing.assert_allclose(rows[:7], inter + intra, rtol=1e-4)
+    with pytest.raises(ValueError, match="DIST weights must be >= 0"):
+        DIST(gamma=-1.0)
 
 
 def test_decoupled_kd_matches_the_reference_code():
@@ -108,8 +136,13 @@ def _distiller(method):
 
 @pytest.mark.parametrize(
     "method",
-    [DecoupledKD(beta=2.0), DecoupledKD(standardize=True), SoftTargetLoss(2.0, standardize=True)],
-    ids=["dkd", "dkd+ls", "kd+ls"],
+    [
+        DecoupledKD(beta=2.0),
+        DecoupledKD(standardize=True),
+        SoftTargetLoss(2.0, standardize=True),
+        DIST(2.0, 2.0, 4.0),
+    ],
+    ids=["dkd", "dkd+ls", "kd+ls", "dist"],
 )
 def test_the_distiller_trains_on_a_logit_method_and_saves_it(tmp_path, method):
     x = RNG.random((16, 8, 8, 2)).astype("float32")
@@ -118,7 +151,9 @@ def test_the_distiller_trains_on_a_logit_method_and_saves_it(tmp_path, method):
     distiller = _distiller(method)
     logged = distiller.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     t, s = distiller.teacher(x).numpy(), distiller.student(x).numpy()
-    if isinstance(method, DecoupledKD):
+    if isinstance(method, DIST):
+        reference = dist_reference(s, t, 2.0, 2.0, 4.0)
+    elif isinstance(method, DecoupledKD):
         target = np.where(y >= 0, y, t.argmax(1))
         reference = dkd_reference(
             *(normalize_reference(v) if method.standardize else v for v in (s, t)),
@@ -138,14 +173,55 @@ def test_the_distiller_trains_on_a_logit_method_and_saves_it(tmp_path, method):
     assert loaded.soft_loss.get_config() == method.get_config()
 
 
+def test_dist_takes_its_intra_class_term_over_the_global_batch(mirrored):
+    """Five rows split 3 + 2 over two replicas, the second padded with a row of weight 0: the
+    replicas' shares add up to the one-device loss, and their gradients to its gradient (the
+    moments are all-reduced, and so are the gradients reaching them)."""
+    s = RNG.normal(0, 2, (5, 4)).astype("float32")
+    t = RNG.normal(0, 2, (5, 4)).astype("float32")
+    dist = DIST(1.0, 4.0, 2.0)
+    x = tf.constant(s)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = dist.compute(None, tf.constant(t), x)
+    expected = tape.gradient(loss, x).numpy()
+    pad = np.zeros((1, 4), np.float32)
+    parts = [
+        (s[:3], t[:3], [1, 1, 1]),
+        (np.vstack([s[3:], pad]), np.vstack([t[3:], pad]), [1, 1, 0]),
+    ]
+
+    def part(ctx):
+        return [tf.constant(np.asarray(v, np.float32)) for v in parts[ctx.replica_id_in_sync_group]]
+
+    values = mirrored.experimental_distribute_values_from_function(part)
+
+    @tf.function
+    def step(values):
+        xs, ts, weights = values
+        with tf.GradientTape() as tape:
+            tape.watch(xs)
+            share = tf.reduce_sum(weights * dist.per_example(None, ts, xs, weights=weights)) / 5.0
+        return share, tape.gradient(share, xs)
+
+    shares, grads = mirrored.run(step, args=(values,))
+    shares = [float(v) for v in mirrored.experimental_local_results(shares)]
+    grads = [g.numpy() for g in mirrored.experimental_local_results(grads)]
+    assert sum(shares) == pytest.approx(float(loss), rel=1e-5)
+    np.testing.assert_allclose(np.vstack([grads[0], grads[1][:2]]), expected, atol=1e-6)
+    np.testing.assert_array_equal(grads[1][2], 0.0)
+
+
 def test_decoupled_kd_under_mirrored_strategy_matches_one_device(mirrored):
+    """Batches of 5, 5 and 1, split 3 + 2 and 1 + 0, with the DKD weight warming up."""
+    method = DecoupledKD(beta=4.0, warmup_steps=3)
     x = RNG.random((11, 8, 8, 2)).astype("float32")
     y = RNG.integers(0, 4, 11)
     y[:3] = -1
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
 
     def fitted():
-        distiller = _distiller(DecoupledKD(beta=4.0, warmup_steps=3))
+        distiller = _distiller(method)
         history = distiller.fit(data, epochs=2, verbose=0, shuffle=False).history
         return history, distiller.student.get_weights()
 

@@ -25,11 +25,18 @@ from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # 
 from tfdistill.data import cache_teacher_outputs, shuffled_batches  # noqa: E402
 from tfdistill.distiller import Distiller, resolve_jit_compile  # noqa: E402
 from tfdistill.distribute import support_strategy, synchronize_batch_norm  # noqa: E402
-from tfdistill.losses import DecoupledKD, HardTargetLoss, LogitMethod, SoftTargetLoss  # noqa: E402
+from tfdistill.losses import (  # noqa: E402
+    DIST,
+    DecoupledKD,
+    HardTargetLoss,
+    LogitMethod,
+    SoftTargetLoss,
+)
 from tfdistill.profile import Profile, profile  # noqa: E402
 from tfdistill.run import RunConfig  # noqa: E402
 
 __all__ = [
+    "DIST",
     "DecoupledKD",
     "LogitMethod",
     "AttentionTransfer",

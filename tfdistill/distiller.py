@@ -182,14 +182,6 @@ def _summed_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return -tf.reduce_sum(tf.cast(targets, tf.float32) * log_probs)
 
 
-def global_sum(values: tf.Tensor) -> tf.Tensor:
-    """Sum over all replicas (identity outside tf.distribute)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return values
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-
-
 class LossShare(NamedTuple):
     """`loss_share`'s result: this replica's share and the sums and counts it came from."""
 
@@ -222,7 +214,7 @@ def loss_share(
     replicas add up to the loss of the global batch, so summed gradients are its gradient."""
     hard_sum = tf.reduce_sum(weights * hard)
     local_counts = tf.stack([tf.cast(rows, tf.float32), tf.reduce_sum(mask)])
-    global_counts = global_sum(local_counts)
+    global_counts = distribute.global_sum(local_counts)
     labeled = tf.maximum(global_counts[1], 1.0)
     if soft is None:
         return LossShare(hard_sum / labeled, hard_sum, None, local_counts, global_counts)
@@ -592,7 +584,9 @@ class Distiller(keras.Model):
         weights = batch.weights
         if isinstance(self.soft_loss, LogitMethod):
             step = self.optimizer.iterations if self.optimizer is not None else None
-            soft = self.soft_loss.per_example(batch.y, teacher.logits, student_logits, step)
+            soft = self.soft_loss.per_example(
+                batch.y, teacher.logits, student_logits, step, weights
+            )
         else:
             soft = self.soft_loss.call(teacher.logits, student_logits)
         terms = loss_share(

@@ -269,3 +269,12 @@ def synchronize_batch_norm(model: keras.Model) -> keras.Model:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
     return model
+
+
+def global_sum(values: tf.Tensor) -> tf.Tensor:
+    """Sum over all replicas (identity outside tf.distribute). Differentiable: the gradient
+    reaching the sum is summed over the replicas too (`ReplicaContext.all_reduce`)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)

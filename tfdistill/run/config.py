@@ -21,7 +21,7 @@ from tfdistill.distiller import check_alpha
 from tfdistill.export import QUANTIZATIONS
 from tfdistill.losses import check_temperature
 
-METHODS = ("kd", "at", "kd+at", "gat", "dkd", "kd+ls", "dkd+ls")
+METHODS = ("kd", "at", "kd+at", "gat", "dkd", "dist", "kd+ls", "dkd+ls")
 SCHEDULES = ("cosine", "step", "constant")
 XLA = ("auto", "on", "off")
 ALIASES = {"num_runs": "bench_runs"}
@@ -174,13 +174,14 @@ class RunConfig:
     method: str = option(
         "kd",
         "run: kd (soft targets), at (labels + attention transfer), kd+at, gat (labels + "
-        "gradient attention transfer), dkd (decoupled KD), kd+ls or dkd+ls (with logit "
-        "standardization).",
+        "gradient attention transfer), dkd (decoupled KD), dist (DIST), kd+ls or dkd+ls (with "
+        "logit standardization).",
         choices=METHODS,
     )
     method_kwargs: dict = option(
         help="run: the method's own settings, JSON: for dkd and dkd+ls DecoupledKD's alpha, "
-        "beta, temperature, warmup_steps (default 1, 8, 4, 0); for kd+ls SoftTargetLoss's "
+        "beta, temperature, warmup_steps (default 1, 8, 4, 0); for dist DIST's beta, gamma, "
+        "temperature (default 1, 1, 1); for kd+ls SoftTargetLoss's "
         "temperature (default --temperature).",
         factory=dict,
         fingerprint=WHEN_SET,
@@ -321,6 +322,7 @@ class RunConfig:
 METHOD_KWARGS = {
     "dkd": ("alpha", "beta", "temperature", "warmup_steps"),
     "dkd+ls": ("alpha", "beta", "temperature", "warmup_steps"),
+    "dist": ("beta", "gamma", "temperature"),
     "kd+ls": ("temperature",),
 }
 

@@ -26,7 +26,7 @@ from tfdistill import compress, data, distribute, models, precision, resume
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.batches import INPUTS, TEACHER_LOGITS
 from tfdistill.distiller import Distiller, resolve_jit_compile
-from tfdistill.losses import DecoupledKD, SoftTargetLoss
+from tfdistill.losses import DIST, DecoupledKD, SoftTargetLoss
 from tfdistill.profile import profile, weight_bytes
 from tfdistill.resolution import static_image_size
 from tfdistill.run.config import SCHEDULES, RunConfig
@@ -401,7 +401,7 @@ def distil(
     The teacher takes (H, W) = `size` (default: the student's): two views of each crop.
 
     `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
-    "kd+at", "gat" (labels + gradient attention transfer), "dkd", "kd+ls" or "dkd+ls" (see
+    "kd+at", "gat" (labels + gradient attention transfer), "dkd", "dist", "kd+ls" or "dkd+ls" (see
     `distillation_loss_of`). `elements`: the
     `distillation_elements`; the attention methods need the teacher's features every step, so
     they take the images without cached logits.
@@ -419,7 +419,7 @@ def distil(
     distiller.compile(
         optimizer=adam(config.student_learning_rate, steps, config.lr_schedule),
         metrics=["accuracy"],
-        alpha=config.alpha if "kd" in config.method else 1.0,
+        alpha=1.0 if config.method in ("at", "gat") else config.alpha,
         temperature=config.temperature,
         distillation_loss_fn=distillation_loss_of(config),
         jit_compile=use_xla(config, distiller),
@@ -431,11 +431,14 @@ def distil(
 
 def distillation_loss_of(config: RunConfig) -> Any:
     """The soft term of `config.method`: `DecoupledKD` for "dkd" and "dkd+ls" (standardized),
+    `DIST` for "dist",
     `SoftTargetLoss` at `config.temperature` with logit standardization for "kd+ls", each with
     `config.method_kwargs`; None (the Distiller's KD at `config.temperature`) otherwise."""
     kwargs = dict(config.method_kwargs)
     if config.method.startswith("dkd"):
         return DecoupledKD(standardize=config.method.endswith("+ls"), **kwargs)
+    if config.method == "dist":
+        return DIST(**kwargs)
     if config.method == "kd+ls":
         return SoftTargetLoss(**{"temperature": config.temperature, **kwargs}, standardize=True)
     return None
