@@ -161,12 +161,12 @@ def _split_store(
     channels: int,
     shape: tuple[int, int, int],
     resize: bool,
-) -> tuple[store_lib.ImageStore, np.ndarray, int, str]:
-    """(store, labels of its images, files skipped, digest) of one split's files."""
+) -> tuple[store_lib.ImageStore, np.ndarray, int]:
+    """(store, labels of its images, files skipped) of one split's files."""
     digest = _files_digest(root, paths, labels, [channels, list(shape), resize])
     store = store_lib.cached(cache / digest, lambda f: _build(f, paths, channels, shape, resize))
     kept = np.load(store.folder / "kept.npy")
-    return store, labels[kept], len(paths) - len(kept), digest
+    return store, labels[kept], len(paths) - len(kept)
 
 
 def _splits(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | None, str | None]:
@@ -182,27 +182,23 @@ def _splits(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | 
     return _class_folders(root), None, None
 
 
-def _shape(
-    headers: list[tuple[int, int, int]],
+def store_shape(
+    own: views.Size | None,
+    channels: int,
     image_size: views.Size | None,
     view_sizes: Sequence[views.Size],
+    what: str,
 ) -> tuple[tuple[int, int, int], views.Size | None]:
-    """(the stored image shape, the Dataset's image_size: None when images are kept as they are)."""
-    channels = headers[0][2]
-    sizes = {h[:2] for h in headers}
-    own = next(iter(sizes)) if len(sizes) == 1 else None
-    small = own is not None and max(own) <= views.SMALL_IMAGES
-    if small and image_size is None:
+    """(the stored image shape, the Dataset's image_size: None when images are kept as they
+    are) for images of one size `own` (None: of several or unknown sizes), the size rule of
+    `folder:` and `tfds:`; `what` says, in the log, why the default 224 was taken."""
+    if own is not None and max(own) <= views.SMALL_IMAGES and image_size is None:
         image_size = own
     if own is not None and image_size == own and all(s == own for s in view_sizes):
         return (*own, channels), None
     if image_size is None:
         image_size = views.DEFAULT_SIZE
-        log.warning(
-            "image_size %dx%d: the images %s (give image_size to choose another)",
-            *image_size,
-            f"are {own[0]}x{own[1]}" if own else f"come in {len(sizes)} sizes",
-        )
+        log.warning("image_size %dx%d: %s (give image_size to choose another)", *image_size, what)
     return (*views.stored_size([image_size, *view_sizes]), channels), image_size
 
 
@@ -287,13 +283,18 @@ def load_folder(
     elif not test_paths:
         raise ValueError(f"folder:{path}/{test_name}: no readable images.")
     sizes = [views.parse_size(s, "view_sizes") for s in view_sizes]
-    shape, model_size = _shape(readable, views.parse_size(image_size or size), sizes)
+    own_sizes = {h[:2] for h in readable}
+    own = next(iter(own_sizes)) if len(own_sizes) == 1 else None
+    what = (
+        f"the images are {own[0]}x{own[1]}" if own else f"the images come in {len(own_sizes)} sizes"
+    )
+    shape, model_size = store_shape(
+        own, readable[0][2], views.parse_size(image_size or size), sizes, what
+    )
     cache = cache_root(cache_dir) / "images"
     resize = model_size is not None
-    train, y_train, lost, train_digest = _split_store(
-        root, cache, paths, labels, shape[2], shape, resize
-    )
-    test, y_test, lost_test, test_digest = _split_store(
+    train, y_train, lost = _split_store(root, cache, paths, labels, shape[2], shape, resize)
+    test, y_test, lost_test = _split_store(
         root, cache, test_paths, test_labels, shape[2], shape, resize
     )
     return Dataset(
@@ -307,8 +308,8 @@ def load_folder(
         skipped=unreadable + lost + lost_test,
         pixel_max=EIGHT_BIT,
         image_size=model_size,
-        files_digest=hashlib.sha256(f"{train_digest}{test_digest}".encode()).hexdigest()[:16],
+        files_digest=store_lib.stores_digest(train, test),
     )
 
 
-__all__ = ["CACHE_ENV", "IMAGE_EXTENSIONS", "cache_root", "load_folder"]
+__all__ = ["CACHE_ENV", "IMAGE_EXTENSIONS", "cache_root", "load_folder", "store_shape"]

@@ -55,7 +55,5 @@ def in_store(
         x_train=stores[0],
         x_test=stores[1],
         image_size=image_size,
-        files_digest=hashlib.sha256(
-            f"{stores[0].folder.name}{stores[1].folder.name}".encode()
-        ).hexdigest()[:16],
+        files_digest=store_lib.stores_digest(*stores),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -112,6 +113,11 @@ class ImageStore:
         return tf.ensure_shape(images, [None, *self.image_shape])
 
 
+def stores_digest(*stores: ImageStore) -> str:
+    """A digest of stores by their folders, which are named by their contents' keys."""
+    return hashlib.sha256("".join(s.folder.name for s in stores).encode()).hexdigest()[:16]
+
+
 def write(folder: Path, images: Iterable[np.ndarray], image_shape: tuple[int, int, int]) -> int:
     """Writes uint8 `images` (batches (k, H, W, C) or single (H, W, C)) as a store in `folder`;
     the number written. Readers see it only once complete (`info.json` is written last)."""
@@ -180,4 +186,4 @@ def cached(folder: Path, build: Callable[[Path], Any]) -> ImageStore:
     return ImageStore.open(folder)
 
 
-__all__ = ["ImageStore", "cached", "is_complete", "write"]
+__all__ = ["ImageStore", "cached", "is_complete", "stores_digest", "write"]

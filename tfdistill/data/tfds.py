@@ -18,7 +18,7 @@ import numpy as np
 from tfdistill.data import store as store_lib
 from tfdistill.data import views
 from tfdistill.data.dataset import EIGHT_BIT, Dataset
-from tfdistill.data.folder import STORE_VERSION, cache_root, log
+from tfdistill.data.folder import STORE_VERSION, cache_root, store_shape
 from tfdistill.errors import brief
 
 
@@ -82,21 +82,9 @@ def load_tfds(
     own = tuple(builder.info.features["image"].shape)
     channels = own[-1] or 3
     sizes = [views.parse_size(s, "view_sizes") for s in view_sizes]
-    image_size = views.parse_size(image_size)
-    small = None not in own[:2] and max(own[:2]) <= views.SMALL_IMAGES
-    if small and image_size is None:
-        image_size = own[:2]
-    if image_size == own[:2] and all(s == own[:2] for s in sizes):
-        shape, model_size = (*own[:2], channels), None
-    else:
-        if image_size is None:
-            image_size = views.DEFAULT_SIZE
-            log.warning(
-                "image_size %dx%d for tfds:%s (give image_size to choose another)",
-                *image_size,
-                name,
-            )
-        shape, model_size = (*views.stored_size([image_size, *sizes]), channels), image_size
+    known = None if None in own[:2] else tuple(own[:2])
+    what = f"tfds:{name}'s images are " + (f"{known[0]}x{known[1]}" if known else "of any size")
+    shape, model_size = store_shape(known, channels, views.parse_size(image_size), sizes, what)
     stores, labels = [], []
     for split in ("train", test_split):
         key = json.dumps([STORE_VERSION, name, str(builder.info.version), split, list(shape)])
@@ -119,7 +107,5 @@ def load_tfds(
         class_names=tuple(feature.names),
         pixel_max=EIGHT_BIT,
         image_size=model_size,
-        files_digest=hashlib.sha256(
-            f"{stores[0].folder.name}{stores[1].folder.name}".encode()
-        ).hexdigest()[:16],
+        files_digest=store_lib.stores_digest(*stores),
     )

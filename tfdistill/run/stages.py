@@ -131,11 +131,11 @@ class Data(Stage):
                 f"--out {str(run.out)!r} began; pass a new --out, or delete {str(run.out)!r} to "
                 "start over."
             )
-        return ds, {"digest": digest, "new": earlier is None}
+        return ds, {"digest": digest, "new": earlier is None, "teacher_size": teacher}
 
     def deliver(self, run: Run, ds: data.Dataset, record: dict) -> None:
         run.ds = ds
-        run.teacher_size = feed.teacher_size(run.config)
+        run.teacher_size = record["teacher_size"]
         run.labeled = training.labeled_subset(run.config, ds)
         run.progress.work = stage_work(run.config, ds)
         if record["new"]:
