@@ -280,7 +280,7 @@ def test_bad_attention_arguments_are_named():
     student, teacher = cnn((2, 3), "s", 0), cnn((4, 6), "t", 1)
     with pytest.raises(ValueError, match="no layer named 'nope'; its stage outputs are"):
         Distiller(student, teacher, attention=AttentionTransfer(pairs=[("nope", "c1")]))
-    with pytest.raises(ValueError, match="attention transfer taps \\(B, H, W, C\\)"):
+    with pytest.raises(ValueError, match="attention transfer and hints tap \\(B, H, W, C\\)"):
         Distiller(student, teacher, attention=AttentionTransfer(pairs=[("pool", "c1")]))
     with pytest.raises(ValueError, match="integer factor"):
         Distiller(

@@ -25,6 +25,7 @@ from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer  # 
 from tfdistill.data import cache_teacher_outputs, shuffled_batches  # noqa: E402
 from tfdistill.distiller import Distiller, resolve_jit_compile  # noqa: E402
 from tfdistill.distribute import support_strategy, synchronize_batch_norm  # noqa: E402
+from tfdistill.hints import FeatureHint, HintAdapter  # noqa: E402
 from tfdistill.losses import (  # noqa: E402
     DIST,
     DecoupledKD,
@@ -41,8 +42,10 @@ __all__ = [
     "LogitMethod",
     "AttentionTransfer",
     "Distiller",
+    "FeatureHint",
     "GradientAttentionTransfer",
     "HardTargetLoss",
+    "HintAdapter",
     "Profile",
     "RunConfig",
     "SoftTargetLoss",

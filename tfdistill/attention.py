@@ -42,7 +42,7 @@ class Pair:
     teacher_to_student: bool = False
 
 
-def _check_beta(beta: float, what: str) -> float:
+def check_beta(beta: float, what: str) -> float:
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
         raise ValueError(f"{what} beta must be a number >= 0, got {beta!r}.")
     return float(beta)
@@ -57,7 +57,7 @@ def check_functional(model: keras.Model, role: str, method: str) -> None:
         )
 
 
-def _layer_output(model: keras.Model, name: str, role: str) -> Any:
+def layer_output(model: keras.Model, name: str, role: str) -> Any:
     """The output of layer `name` in this model's graph (a layer shared with another model
     has other outputs too)."""
     calls = [node for node in graph_nodes(functional_graph(model)) if node.operation.name == name]
@@ -74,17 +74,17 @@ def _layer_output(model: keras.Model, name: str, role: str) -> Any:
     return calls[0].outputs[0]
 
 
-def _static_size(tensor: Any, model: keras.Model, name: str) -> tuple[int, int]:
+def static_map_size(tensor: Any, model: keras.Model, name: str) -> tuple[int, int]:
     shape = tuple(tensor.shape)
     if len(shape) != 4:
         raise ValueError(
-            f"Layer {name!r} of {model.name!r} gives {shape}; attention transfer taps "
+            f"Layer {name!r} of {model.name!r} gives {shape}; attention transfer and hints tap "
             "(B, H, W, C) feature maps."
         )
     if shape[1] is None or shape[2] is None:
         raise ValueError(
             f"Layer {name!r} of {model.name!r} has an unknown spatial size {shape[1:3]}; "
-            "attention transfer needs a fixed input size (keras.Input(shape=(H, W, C)))."
+            "tapping features needs a fixed input size (keras.Input(shape=(H, W, C)))."
         )
     return int(shape[1]), int(shape[2])
 
@@ -159,7 +159,7 @@ class AttentionTransfer:
                     f"got {pairs!r}."
                 )
         self.pairs = pairs
-        self.beta = _check_beta(beta, "AttentionTransfer")
+        self.beta = check_beta(beta, "AttentionTransfer")
         self.p = check_p(p)
 
     def resolve(self, student: keras.Model, teacher: keras.Model) -> list[Pair]:
@@ -171,10 +171,10 @@ class AttentionTransfer:
             return self._auto(student, teacher, differ)
         resolved = []
         for s_name, t_name in self.pairs:
-            s_out = _layer_output(student, s_name, "student")
-            t_out = _layer_output(teacher, t_name, "teacher")
-            s_size = _static_size(s_out, student, s_name)
-            t_size = _static_size(t_out, teacher, t_name)
+            s_out = layer_output(student, s_name, "student")
+            t_out = layer_output(teacher, t_name, "teacher")
+            s_size = static_map_size(s_out, student, s_name)
+            t_size = static_map_size(t_out, teacher, t_name)
             if s_size != t_size and not differ:
                 check_resizable(s_size, t_size, f" for the pair ({s_name!r}, {t_name!r})")
                 warnings.warn(
@@ -204,10 +204,10 @@ class AttentionTransfer:
             )
         pairs = []
         for key in shared:
-            s_out = _layer_output(student, s_taps[key], "student")
-            t_out = _layer_output(teacher, t_taps[key], "teacher")
-            s_size = _static_size(s_out, student, s_taps[key])
-            t_size = _static_size(t_out, teacher, t_taps[key])
+            s_out = layer_output(student, s_taps[key], "student")
+            t_out = layer_output(teacher, t_taps[key], "teacher")
+            s_size = static_map_size(s_out, student, s_taps[key])
+            t_size = static_map_size(t_out, teacher, t_taps[key])
             pairs.append(Pair(s_taps[key], t_taps[key], s_size, t_size, s_out, t_out, differ))
         return pairs
 
@@ -250,7 +250,7 @@ class GradientAttentionTransfer:
     """
 
     def __init__(self, beta: float = 0.1):
-        self.beta = _check_beta(beta, "GradientAttentionTransfer")
+        self.beta = check_beta(beta, "GradientAttentionTransfer")
 
     @staticmethod
     def per_example(student_grad: tf.Tensor, teacher_grad: tf.Tensor) -> tf.Tensor:
@@ -269,20 +269,3 @@ class GradientAttentionTransfer:
 
 
 AttentionLike = AttentionTransfer | GradientAttentionTransfer
-
-
-def split_methods(
-    attention: AttentionLike | Sequence[AttentionLike] | None,
-) -> tuple[AttentionTransfer | None, GradientAttentionTransfer | None]:
-    """`Distiller(attention=...)`: None, one method, or a list with at most one of each kind."""
-    if attention is None:
-        return None, None
-    methods = list(attention) if isinstance(attention, (list, tuple)) else [attention]
-    activation = [m for m in methods if isinstance(m, AttentionTransfer)]
-    gradient = [m for m in methods if isinstance(m, GradientAttentionTransfer)]
-    if len(activation) + len(gradient) != len(methods) or len(activation) > 1 or len(gradient) > 1:
-        raise ValueError(
-            "attention must be None, an AttentionTransfer, a GradientAttentionTransfer, or a list "
-            f"with at most one of each; got {attention!r}."
-        )
-    return (activation or [None])[0], (gradient or [None])[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import keras
@@ -11,21 +12,20 @@ import tensorflow as tf
 
 from tfdistill import _keras_internals, distribute, precision, resolution
 from tfdistill import outputs as outputs_lib
-from tfdistill.attention import (
-    AttentionLike,
-    check_functional,
-    split_methods,
-)
+from tfdistill.attention import check_functional
 from tfdistill.batches import INPUTS as INPUTS
 from tfdistill.batches import TEACHER_LOGITS as TEACHER_LOGITS
 from tfdistill.batches import split_cached, split_views
 from tfdistill.folding import folded_forward
+from tfdistill.hints import FeatureHint, FeatureMethod, split_features
 from tfdistill.losses import (
     HardTargetLoss,
     LogitMethod,
     LossLike,
     SoftTargetLoss,
+    check_ensemble_weights,
     check_temperature,
+    ensemble_logits,
     is_one_hot,
     labeled_mask,
 )
@@ -62,6 +62,31 @@ def check_models(student: keras.Model, teacher: keras.Model) -> None:
                 f"{t_shape}. Both must see the same images: images may differ in height and "
                 "width (teacher_input_size), not in channels or rank."
             )
+
+
+def check_ensemble(teachers: Sequence[keras.Model]) -> list[keras.Model]:
+    """The teachers of an ensemble: at least one, each a model with one output, all predicting
+    the same classes from images of one size."""
+    if not teachers:
+        raise ValueError("The teacher ensemble is empty; give a keras.Model or a list of them.")
+    classes, sizes = [], []
+    for i, teacher in enumerate(teachers):
+        if not isinstance(teacher, keras.Model):
+            raise ValueError(f"Teacher {i} must be a keras.Model, not {type(teacher).__name__}.")
+        out = _single_output(teacher, f"teacher {i}")
+        classes.append(None if out is None else out.shape[-1])
+        sizes.append(resolution.static_image_size(teacher))
+    if len(set(classes) - {None}) > 1:
+        raise ValueError(
+            f"The ensemble's teachers predict different numbers of classes {classes}; "
+            "ensembled soft targets need the same classes from every teacher."
+        )
+    if len(set(sizes) - {None}) > 1:
+        raise ValueError(
+            f"The ensemble's teachers take images of different sizes {sizes}; give teachers of "
+            "one input size (resize a teacher inside its own model if needed)."
+        )
+    return list(teachers)
 
 
 def check_class_counts(student_classes: int | None, teacher_classes: int | None) -> None:
@@ -246,8 +271,21 @@ class Distiller(keras.Model):
     detail of its own and warns once. Attention maps and input gradients are compared on the
     student's grid (see `AttentionTransfer`, `resolution.pull_back`).
 
-    `attention`: an `AttentionTransfer`, a `GradientAttentionTransfer`, or a list with one of
-    each; their terms add to the loss above (see `tfdistill.attention`).
+    `features` (older name `attention`): an `AttentionTransfer`, a `GradientAttentionTransfer`,
+    a `FeatureHint`, or a list with at most one of each; their terms add to the loss above (see
+    `tfdistill.attention`, `tfdistill.hints`). The student's tapped layers come from its one
+    forward pass; the hints' adapters are the Distiller's layers, trained with the student and
+    saved with the Distiller, never part of `student`.
+
+    Teacher ensembles: `teacher=[t_1, ..., t_K]` with `ensemble_weights` (K,) (default equal;
+    normalised to sum 1). The soft targets at temperature T are Σ_k w_k · softmax(t_k / T): the
+    soft term is given z = T · log Σ_k w_k softmax(t_k / T) (`losses.ensemble_logits`, at a
+    method's own temperature), whose temperature softmax is exactly that mean.
+    `teacher_logits(x)` gives z at T = 1, the log of the mean probabilities. Attention
+    transfer, gradient attention, hints and the top-class targets of unlabeled examples use the
+    first teacher. The teachers must predict the same classes from images of one size. Cached
+    batches carry every teacher's logits, (B, K, C) (`cache_teacher_outputs(data,
+    distiller.teachers)`).
 
     `teacher_outputs` / `student_outputs`: "logits", "probabilities", or "auto" (a final softmax
     means probabilities, used as log-probabilities).
@@ -273,16 +311,32 @@ class Distiller(keras.Model):
     def __init__(
         self,
         student: keras.Model,
-        teacher: keras.Model,
+        teacher: keras.Model | Sequence[keras.Model],
         *,
-        attention: AttentionLike | list[AttentionLike] | None = None,
+        features: FeatureMethod | list[FeatureMethod] | None = None,
+        attention: FeatureMethod | list[FeatureMethod] | None = None,
+        ensemble_weights: Sequence[float] | None = None,
         teacher_outputs: str = "auto",
         student_outputs: str = "auto",
         teacher_input_size: resolution.TeacherSize = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_models(student, teacher)
+        if features is not None and attention is not None:
+            raise ValueError(
+                "Give features= or its older name attention=, not both: features=[...] takes "
+                "attention transfer and FeatureHint together."
+            )
+        features = attention if features is None else features
+        teachers = check_ensemble(
+            list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+        )
+        for member in teachers:
+            check_models(student, member)
+        teacher = teachers[0]
+        object.__setattr__(
+            self, "ensemble_weights", check_ensemble_weights(ensemble_weights, len(teachers))
+        )
         object.__setattr__(
             self, "teacher_input_size", resolution.deserialize_size(teacher_input_size)
         )
@@ -291,15 +345,55 @@ class Distiller(keras.Model):
             "_teacher_size",
             resolution.resolve_teacher_size(student, teacher, self.teacher_input_size),
         )
-        self._teacher_kind = outputs_lib.resolve_output_kind(
-            teacher, teacher_outputs, "teacher_outputs"
+        object.__setattr__(
+            self,
+            "_teacher_kinds",
+            tuple(
+                outputs_lib.resolve_output_kind(t, teacher_outputs, "teacher_outputs")
+                for t in teachers
+            ),
         )
+        self._teacher_kind = self._teacher_kinds[0]
         self._student_kind = outputs_lib.resolve_output_kind(
             student, student_outputs, "student_outputs"
         )
-        self._activation_at, self._gradient_at = split_methods(attention)
+        self._resolve_features(student, teacher, features)
+        self.features = tuple(features) if isinstance(features, list) else features
+        self.teacher_outputs = teacher_outputs
+        self.student_outputs = student_outputs
+        self.student = student
+        self.teacher = teacher
+        self.other_teachers = list(teachers[1:])
+        for member in teachers:
+            member.trainable = False
+        self.hint_adapters = (
+            FeatureHint.adapters(self.hint_pairs, teacher) if self.hint_pairs else []
+        )
+        self._build_forwards()
+        self._make_trackers()
+        self.alpha = 0.1
+        self.temperature = 3.0
+        if student.built and all(t.built for t in teachers):
+            self.built = True
+        distribute.support_strategy(self, pad_empty=False)
+
+    @property
+    def attention(self) -> Any:
+        """The older name of `features`."""
+        return self.features
+
+    @property
+    def teachers(self) -> tuple[keras.Model, ...]:
+        """The teacher, or the ensemble's teachers, first the one that gives features."""
+        return (self.teacher, *self.other_teachers)
+
+    def _resolve_features(self, student: keras.Model, teacher: keras.Model, features: Any) -> None:
+        """The feature methods and the layer pairs they tap, all on the first teacher."""
+        self._activation_at, self._gradient_at, self._hint = split_features(features)
         pairs = self._activation_at.resolve(student, teacher) if self._activation_at else []
+        hint_pairs = self._hint.resolve(student, teacher) if self._hint else []
         object.__setattr__(self, "pairs", tuple(pairs))
+        object.__setattr__(self, "hint_pairs", tuple(hint_pairs))
         if self._gradient_at is not None:
             check_functional(student, "student", "Gradient attention transfer")
             if len(student.inputs) != 1:
@@ -307,50 +401,51 @@ class Distiller(keras.Model):
                     "Gradient attention transfer needs a model with one image input; the "
                     f"student has {len(student.inputs)} inputs."
                 )
-        self.attention = tuple(attention) if isinstance(attention, list) else attention
-        self.teacher_outputs = teacher_outputs
-        self.student_outputs = student_outputs
-        self.student = student
-        self.teacher = teacher
-        self.teacher.trainable = False
-        self._build_forwards()
+
+    def _make_trackers(self) -> None:
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-        object.__setattr__(self, "_attention_trackers", {})
-        if self._activation_at is not None:
-            self.attention_loss_tracker = keras.metrics.Mean(name="attention_loss")
-            self._attention_trackers["attention_loss"] = self.attention_loss_tracker
-        if self._gradient_at is not None:
-            self.gradient_attention_loss_tracker = keras.metrics.Mean(
-                name="gradient_attention_loss"
-            )
-            self._attention_trackers["gradient_attention_loss"] = (
-                self.gradient_attention_loss_tracker
-            )
-        self.alpha = 0.1
-        self.temperature = 3.0
-        if student.built and teacher.built:
-            self.built = True
-        distribute.support_strategy(self, pad_empty=False)
+        named = {
+            "attention_loss": self._activation_at,
+            "gradient_attention_loss": self._gradient_at,
+            "hint_loss": self._hint,
+        }
+        trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name, method in named.items()
+            if method is not None
+        }
+        for name, tracker in trackers.items():
+            setattr(self, f"{name}_tracker", tracker)
+        object.__setattr__(self, "_attention_trackers", trackers)
 
     def _build_forwards(self) -> None:
-        """The teacher's folded inference pass and, with attention, the student's multi-output
-        pass. Kept off Keras's tracking: they share the student's and teacher's variables."""
+        """The teachers' folded inference passes and, with tapped features, the student's
+        multi-output pass. Kept off Keras's tracking: they share the models' variables."""
         student_forward: Any = self.student
         teacher_graph = self.teacher
-        if self.pairs:
+        taps = [*self.pairs, *self.hint_pairs]
+        if taps:
             student_forward = _tap_model(
-                self.student, [p.student_tensor for p in self.pairs], f"{self.student.name}_taps"
+                self.student, [p.student_tensor for p in taps], f"{self.student.name}_taps"
             )
             teacher_graph = _tap_model(
-                self.teacher, [p.teacher_tensor for p in self.pairs], f"{self.teacher.name}_taps"
+                self.teacher, [p.teacher_tensor for p in taps], f"{self.teacher.name}_taps"
             )
         object.__setattr__(self, "_student_forward", student_forward)
         object.__setattr__(self, "_teacher_forward", folded_forward(teacher_graph))
+        object.__setattr__(
+            self, "_member_forwards", [folded_forward(t) for t in self.other_teachers]
+        )
+
+    def _trained_variables(self) -> list:
+        """The student's trainable variables, then the hint adapters'."""
+        adapters = [v for a in self.hint_adapters for v in a.trainable_variables]
+        return [*self.student.trainable_variables, *adapters]
 
     def build(self, input_shape: Any = None) -> None:
-        for model in (self.student, self.teacher):
+        for model in (self.student, *self.teachers):
             if not model.built and input_shape is not None:
                 model.build(input_shape)
         self.built = True
@@ -423,26 +518,35 @@ class Distiller(keras.Model):
     def compile_from_config(self, config: dict) -> None:
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
-            self.optimizer.build(self.student.trainable_variables)
+            self.optimizer.build(self._trained_variables())
 
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             student=keras.saving.serialize_keras_object(self.student),
-            teacher=keras.saving.serialize_keras_object(self.teacher),
-            attention=keras.saving.serialize_keras_object(self.attention),
+            teacher=keras.saving.serialize_keras_object(
+                list(self.teachers) if self.other_teachers else self.teacher
+            ),
+            features=keras.saving.serialize_keras_object(self.features),
             teacher_outputs=self.teacher_outputs,
             student_outputs=self.student_outputs,
             teacher_input_size=resolution.serialize_size(self.teacher_input_size),
         )
+        if self.other_teachers:
+            config["ensemble_weights"] = list(self.ensemble_weights)
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> Distiller:
         config = dict(config)
         student = keras.saving.deserialize_keras_object(config.pop("student"))
-        teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
-        config["attention"] = keras.saving.deserialize_keras_object(config.get("attention"))
+        teacher = config.pop("teacher")
+        if isinstance(teacher, list):  # an ensemble
+            teacher = [keras.saving.deserialize_keras_object(t) for t in teacher]
+        else:
+            teacher = keras.saving.deserialize_keras_object(teacher)
+        key = "features" if "features" in config else "attention"  # files before `features`
+        config[key] = keras.saving.deserialize_keras_object(config.get(key))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Attention pair")
             return cls(student, teacher, **config)
@@ -466,15 +570,57 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def _teacher_outputs(self, x: Any) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """The first teacher's (B, C) logits and its tapped features."""
         outputs = self._teacher_forward(x)
-        if not self.pairs:
+        if not (self.pairs or self.hint_pairs):
             return outputs_lib.as_logits(outputs, self._teacher_kind), []
         return outputs_lib.as_logits(outputs[0], self._teacher_kind), list(outputs[1:])
 
+    def _members(self, first: tf.Tensor, x: Any) -> tf.Tensor:
+        """(B, K, C): the first teacher's logits `first` and those of the others on `x`."""
+        others = [
+            outputs_lib.as_logits(forward(x), kind)
+            for forward, kind in zip(self._member_forwards, self._teacher_kinds[1:], strict=True)
+        ]
+        return tf.stack([first, *others], axis=1)
+
+    def soft_temperature(self) -> float:
+        """The temperature of the soft term: the method's own, else the Distiller's."""
+        return getattr(getattr(self, "soft_loss", None), "temperature", self.temperature)
+
+    def teacher_members(self, x: Any) -> tf.Tensor:
+        """Every teacher's float32 logits, no gradient: (B, C) for one teacher, (B, K, C) for an
+        ensemble of K; what `tfdistill.data.cache_teacher_outputs` stores."""
+        x = self._teacher_view(x, None)
+        first = self._teacher_outputs(x)[0]
+        return tf.stop_gradient(self._members(first, x) if self.other_teachers else first)
+
     def teacher_logits(self, x: Any) -> tf.Tensor:
         """(B, C) float32 teacher logits, no gradient; the teacher runs in inference mode, with its
-        BatchNorm folded into the preceding layers (`tfdistill.folding`)."""
-        return tf.stop_gradient(self._teacher_outputs(x)[0])
+        BatchNorm folded into the preceding layers (`tfdistill.folding`). An ensemble's are the
+        log of its weighted mean probabilities, `ensemble_logits` at T = 1."""
+        logits = self._teacher_outputs(x)[0]
+        if self.other_teachers:
+            logits = ensemble_logits(self._members(logits, x), self.ensemble_weights)
+        return tf.stop_gradient(logits)
+
+    def _soft_targets(self, logits: tf.Tensor) -> tf.Tensor:
+        """(B, C) or (B, K, C) teacher logits -> the (B, C) logits the soft term is given: an
+        ensemble's combined at the soft term's temperature (`ensemble_logits`)."""
+        if not self.other_teachers:
+            if logits.shape.rank == 3:
+                raise ValueError(
+                    f"The cached teacher logits are {logits.shape} (several teachers) but this "
+                    "Distiller has one teacher; cache with the Distiller's own teacher."
+                )
+            return logits
+        if logits.shape.rank != 3 or logits.shape[1] != len(self.teachers):
+            raise ValueError(
+                f"The ensemble of {len(self.teachers)} teachers needs cached logits (B, "
+                f"{len(self.teachers)}, C) of every teacher, got {logits.shape}; cache them with "
+                "cache_teacher_outputs(data, distiller.teachers)."
+            )
+        return ensemble_logits(logits, self.ensemble_weights, self.soft_temperature())
 
     def _teacher_view(self, x: Any, teacher_x: Any) -> Any:
         """What the teacher sees: its own view `teacher_x` (B, H, W, C) of a two-view batch, else
@@ -513,14 +659,19 @@ class Distiller(keras.Model):
         of a one-view batch, or, of a two-view batch, pulled back from the teacher's view as
         `resolution.pull_back` (Rᵀ J_t, R the student-to-teacher resize) where the sizes differ."""
         if self._gradient_at is None:
-            logits, features = self._teacher_outputs(self._teacher_view(x, teacher_x))
+            view = self._teacher_view(x, teacher_x)
+            logits, features = self._teacher_outputs(view)
             return TeacherPass(
-                tf.stop_gradient(logits), [tf.stop_gradient(f) for f in features], None, None
+                tf.stop_gradient(self._combined(logits, view)),
+                [tf.stop_gradient(f) for f in features],
+                None,
+                None,
             )
         source = x if teacher_x is None else teacher_x
         with tf.GradientTape() as tape:
             tape.watch(source)
-            logits, features = self._teacher_outputs(self._teacher_view(x, teacher_x))
+            view = self._teacher_view(x, teacher_x)
+            logits, features = self._teacher_outputs(view)
             mask = tf.zeros_like(logits[:, 0]) if y is None else labeled_mask(y, logits.shape[-1])
             targets = _gradient_targets(y, mask, logits) * real[:, tf.newaxis]
             cross_entropy = _summed_cross_entropy(targets, logits)
@@ -528,11 +679,15 @@ class Distiller(keras.Model):
         if teacher_x is not None:
             input_grad = resolution.pull_back(input_grad, x)
         return TeacherPass(
-            tf.stop_gradient(logits),
+            tf.stop_gradient(self._combined(logits, view)),
             [tf.stop_gradient(f) for f in features],
             tf.stop_gradient(input_grad),
             targets,
         )
+
+    def _combined(self, first: tf.Tensor, view: Any) -> tf.Tensor:
+        """The soft term's (B, C) teacher logits from the first teacher's `first`."""
+        return self._soft_targets(self._members(first, view)) if self.other_teachers else first
 
     def _student_pass(self, x: Any, training: bool, teacher: TeacherPass) -> StudentPass:
         """Runs the student once; with gradient attention, also takes ∂CE/∂x on an inner tape,
@@ -552,21 +707,32 @@ class Distiller(keras.Model):
     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         outputs = self._student_forward(x, training=training)
         features = []
-        if self.pairs:
+        if self.pairs or self.hint_pairs:
             outputs, features = outputs[0], list(outputs[1:])
         logits = outputs_lib.as_logits(outputs, self._student_kind)
         check_class_counts(logits.shape[-1], num_classes)
         return logits, features
 
     def _attention_terms(
-        self, student: StudentPass, teacher: TeacherPass
+        self, student: StudentPass, teacher: TeacherPass, training: bool
     ) -> dict[str, tuple[float, tf.Tensor]]:
-        """name -> (weight in the loss, (B,) unweighted per-example value)."""
+        """name -> (weight in the loss, (B,) unweighted per-example value). The tapped features
+        are the attention pairs' then the hint pairs'."""
         terms = {}
+        at = len(self.pairs)
         if self._activation_at is not None:
             terms["attention_loss"] = (
                 self._activation_at.beta / 2.0,
-                self._activation_at.per_example(student.features, teacher.features, self.pairs),
+                self._activation_at.per_example(
+                    student.features[:at], teacher.features[:at], self.pairs
+                ),
+            )
+        if self._hint is not None:
+            terms["hint_loss"] = (
+                self._hint.beta,
+                self._hint.per_example(
+                    student.features[at:], teacher.features[at:], self.hint_adapters, training
+                ),
             )
         if self._gradient_at is not None:
             terms["gradient_attention_loss"] = (
@@ -576,7 +742,7 @@ class Distiller(keras.Model):
         return terms
 
     def _loss_terms(
-        self, batch: Batch, student: StudentPass, teacher: TeacherPass
+        self, batch: Batch, student: StudentPass, teacher: TeacherPass, training: bool
     ) -> tuple[tf.Tensor, dict[str, tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """This replica's share of the global loss; (local mean, local weight) per logged term; and
         global batch / local batch, which turns a share into a value a Mean tracker can average."""
@@ -604,7 +770,7 @@ class Distiller(keras.Model):
             "student_loss": (hard_sum / tf.maximum(labeled_local, 1.0), labeled_local),
             "distillation_loss": (soft_sum / tf.maximum(n_local, 1.0), n_local),
         }
-        for name, (weight, values) in self._attention_terms(student, teacher).items():
+        for name, (weight, values) in self._attention_terms(student, teacher, training).items():
             total = tf.reduce_sum(weights * values)
             share = share + weight * total / global_n
             logged[name] = (total / tf.maximum(n_local, 1.0), n_local)
@@ -647,13 +813,14 @@ class Distiller(keras.Model):
         real = tf.cast(tf.range(distribute.batch_rows(x)) < rows, tf.float32)
         if cached is None:
             teacher = self._teacher_pass(x, y, real, teacher_x)
-        elif self.pairs or self._gradient_at is not None:
+        elif self.pairs or self.hint_pairs or self._gradient_at is not None:
             raise ValueError(
                 "Cached teacher outputs hold only the teacher's logits, but attention transfer "
-                "needs its features or input gradients each step; train on the uncached data."
+                "and hints need its features or input gradients each step; train on the "
+                "uncached data."
             )
         else:
-            teacher = TeacherPass(tf.cast(cached, tf.float32), [], None, None)
+            teacher = TeacherPass(self._soft_targets(tf.cast(cached, tf.float32)), [], None, None)
         num_classes = teacher.logits.shape[-1]
         weights = real
         if sample_weight is not None:
@@ -662,13 +829,13 @@ class Distiller(keras.Model):
         return Batch(x, y, sample_weight, weights, mask, rows), teacher
 
     def train_step(self, data: Any) -> dict:
-        variables = self.student.trainable_variables
+        variables = self._trained_variables()
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with distribute.padded_if_empty(data) as (data, rows):
             batch, teacher = self._prepare(data, rows)
             with tf.GradientTape() as tape:
                 student = self._student_pass(batch.x, True, teacher)
-                share, logged, to_mean = self._loss_terms(batch, student, teacher)
+                share, logged, to_mean = self._loss_terms(batch, student, teacher, True)
                 share = share + self._regularization() / replicas
                 scaled = self.optimizer.scale_loss(share)
         logged["loss"] = (share * to_mean, logged["distillation_loss"][1])
@@ -682,7 +849,7 @@ class Distiller(keras.Model):
         with distribute.padded_if_empty(data) as (data, rows):
             batch, teacher = self._prepare(data, rows)
             student = self._student_pass(batch.x, False, teacher)
-        _, logged, _ = self._loss_terms(batch, student, teacher)
+        _, logged, _ = self._loss_terms(batch, student, teacher, False)
         own = logged["student_loss"][0] + self._regularization()
         logged["loss"] = (own, logged["student_loss"][1])
         self._update_trackers(logged)

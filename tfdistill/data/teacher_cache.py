@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 def _logits_function(
     teacher: Any, teacher_outputs: str, teacher_input_size: Any = "auto"
 ) -> Callable[[Any], tf.Tensor]:
-    """x (B, ...) -> the frozen teacher's (B, C) float32 logits, BatchNorm folded. Images
+    """x (B, ...) -> the frozen teacher's (B, C) float32 logits, BatchNorm folded; of a list
+    of K teachers (an ensemble), every teacher's, (B, K, C). Images
     (B, h, w, C) are first resized (``resolution.resize_images``) to ``teacher_input_size``:
     "auto" the teacher's own static (H, W), (H, W) that size, None never."""
     import tensorflow as tf
@@ -32,15 +33,17 @@ def _logits_function(
     from tfdistill import outputs, resolution
     from tfdistill.folding import folded_forward
 
-    kind = outputs.resolve_output_kind(teacher, teacher_outputs, "teacher_outputs")
-    forward = folded_forward(teacher)
-    size = resolution.resolve_teacher_size(None, teacher, teacher_input_size)
+    teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+    kinds = [outputs.resolve_output_kind(t, teacher_outputs, "teacher_outputs") for t in teachers]
+    forwards = [folded_forward(t) for t in teachers]
+    size = resolution.resolve_teacher_size(None, teachers[0], teacher_input_size)
 
     @tf.function(reduce_retracing=True)
     def logits_of(x: tf.Tensor) -> tf.Tensor:
         if size is not None and len(x.shape) == 4:
             x = resolution.resize_images(x, size)
-        return outputs.as_logits(forward(x), kind)
+        logits = [outputs.as_logits(f(x), k) for f, k in zip(forwards, kinds, strict=True)]
+        return logits[0] if len(logits) == 1 else tf.stack(logits, axis=1)
 
     return logits_of
 
@@ -54,7 +57,8 @@ def teacher_logits(
     teacher_input_size: Any = "auto",
     path: str | os.PathLike | None = None,
 ) -> np.ndarray:
-    """The frozen teacher's float32 logits (N, C) of ``images`` (N, ...), in inference mode.
+    """The frozen teacher's float32 logits (N, C) of ``images`` (N, ...), in inference mode;
+    ``teacher`` a list of K models (an ensemble): every teacher's, (N, K, C).
 
     ``images`` are the teacher's own view, or images of another size resized to the teacher's
     (bilinear, antialiased when shrinking; upsampling a small image gives the teacher no
@@ -73,7 +77,7 @@ def teacher_logits(
         )
     first = np.asarray(logits_of(images[:batch_size]))
     stored = np.lib.format.open_memmap(
-        path, mode="w+", dtype=np.float16, shape=(len(images), first.shape[-1])
+        path, mode="w+", dtype=np.float16, shape=(len(images), *first.shape[1:])
     )
     stored[: len(first)] = first
     for start in starts[1:]:
@@ -100,7 +104,8 @@ def cache_teacher_outputs(
 
     ``data``: a batched ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, sample_weight)``, or a tuple
     of arrays ``(x, y[, sample_weight])``. The result yields ``({"inputs": x, "teacher_logits":
-    t}, y[, sample_weight])`` with t float32 (B, C), in the original order and batch size (or
+    t}, y[, sample_weight])`` with t float32 (B, C) (or (B, K, C) of a list of K teachers, an
+    ensemble's, which its Distiller combines), in the original order and batch size (or
     ``batch_size``). For data without random augmentation only: the logits belong to the images
     seen here. Everything is held in memory.
 
