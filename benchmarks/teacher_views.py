@@ -150,7 +150,7 @@ def compiled_distiller(
     """The Distiller `training.distil` builds and compiles, not yet fitted."""
     student = training.classifier(config.student, config.student_kwargs, ds, "student_distilled")
     student.set_weights(init)
-    distiller = Distiller(student, teacher, attention=training.attention_of(config))
+    distiller = Distiller(student, teacher, features=training.features_of(config))
     steps = training.steps_of(config, ds, config.student_epochs)
     distiller.compile(
         optimizer=training.adam(config.student_learning_rate, steps, config.lr_schedule),

@@ -456,32 +456,42 @@ def test_cli_config_file_is_overridden_by_flags(tmp_path, capsys):
 
 def test_attention_methods_distil_with_their_terms():
     from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
+    from tfdistill.hints import FeatureHint
 
     config = run_lib.RunConfig(out="unused", method="kd+at", beta=10.0)
-    assert isinstance(training.attention_of(config), AttentionTransfer)
-    assert training.attention_of(config).beta == 10.0
-    gat = training.attention_of(run_lib.RunConfig(out="unused", method="gat"))
+    assert isinstance(training.features_of(config), AttentionTransfer)
+    assert training.features_of(config).beta == 10.0
+    gat = training.features_of(run_lib.RunConfig(out="unused", method="gat"))
     assert isinstance(gat, GradientAttentionTransfer) and gat.beta == 0.1
-    assert training.attention_of(run_lib.RunConfig(out="unused")) is None
+    assert training.features_of(run_lib.RunConfig(out="unused")) is None
+    hint = training.features_of(
+        run_lib.RunConfig(out="unused", method="fitnet", method_kwargs={"pairs": "all"})
+    )
+    assert isinstance(hint, FeatureHint) and (hint.pairs, hint.beta) == ("all", 100.0)
+    with pytest.raises(ValueError, match=r"method_kwargs \['beta'\] do not apply"):
+        run_lib.RunConfig(out="unused", method="kd+fitnet", method_kwargs={"beta": 1.0})
     with pytest.raises(ValueError, match="Unknown method 'fitnets'; choose from"):
         run_lib.RunConfig(out="unused", method="fitnets")
 
     ds = data.load("digits").raw_pixels()
-    config = run_lib.RunConfig(
-        out="unused",
-        method="at",
-        teacher_kwargs={"widths": (4, 8)},
-        student_kwargs={"widths": (2, 4)},
-        student_epochs=1,
-        batch_size=256,
-    )
     teacher = training.classifier("convnet", {"widths": (4, 8)}, ds, "teacher")
     init = training.classifier("convnet", {"widths": (2, 4)}, ds, "student").get_weights()
     labeled = data.label_subset(ds.y_train, 3, seed=0)
-    images = training.distillation_elements(config, ds, None, labeled)
-    student, history = dataclasses.astuple(training.distil(config, ds, teacher, images, init))
-    assert history["attention_loss"][0] > 0 and history["distillation_loss"][0] > 0
-    assert not np.allclose(student.get_weights()[1], init[1])
+    for method, term in (("at", "attention_loss"), ("kd+fitnet", "hint_loss")):
+        config = run_lib.RunConfig(
+            out="unused",
+            method=method,
+            teacher_kwargs={"widths": (4, 8)},
+            student_kwargs={"widths": (2, 4)},
+            student_epochs=1,
+            batch_size=256,
+        )
+        images = training.distillation_elements(config, ds, None, labeled)
+        trained = training.distil(config, ds, teacher, images, init)
+        student, history = dataclasses.astuple(trained)
+        assert history[term][0] > 0 and history["distillation_loss"][0] > 0
+        assert not np.allclose(student.get_weights()[1], init[1])
+    assert not any("hint" in w.path for w in student.weights)
 
 
 def test_learning_rate_schedules_by_hand():

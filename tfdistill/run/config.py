@@ -21,7 +21,8 @@ from tfdistill.distiller import check_alpha
 from tfdistill.export import QUANTIZATIONS
 from tfdistill.losses import check_temperature
 
-METHODS = ("kd", "at", "kd+at", "gat", "dkd", "dist", "kd+ls", "dkd+ls")
+METHODS = ("kd", "at", "kd+at", "gat", "fitnet", "kd+fitnet", "dkd", "dist", "kd+ls", "dkd+ls")
+LABELS_ONLY = ("at", "gat", "fitnet")  # labels and the feature term alone: alpha 1
 SCHEDULES = ("cosine", "step", "constant")
 XLA = ("auto", "on", "off")
 ALIASES = {"num_runs": "bench_runs"}
@@ -174,20 +175,23 @@ class RunConfig:
     method: str = option(
         "kd",
         "run: kd (soft targets), at (labels + attention transfer), kd+at, gat (labels + "
-        "gradient attention transfer), dkd (decoupled KD), dist (DIST), kd+ls or dkd+ls (with "
-        "logit standardization).",
+        "gradient attention transfer), fitnet (labels + FitNets hints), kd+fitnet, dkd "
+        "(decoupled KD), dist (DIST), kd+ls or dkd+ls (with logit standardization).",
         choices=METHODS,
     )
     method_kwargs: dict = option(
         help="run: the method's own settings, JSON: for dkd and dkd+ls DecoupledKD's alpha, "
         "beta, temperature, warmup_steps (default 1, 8, 4, 0); for dist DIST's beta, gamma, "
         "temperature (default 1, 1, 1); for kd+ls SoftTargetLoss's "
-        "temperature (default --temperature).",
+        "temperature (default --temperature); for fitnet and kd+fitnet FeatureHint's pairs "
+        '("auto": the middle stage, or "all").',
         factory=dict,
         fingerprint=WHEN_SET,
     )
     beta: float | None = option(
-        None, "run: weight β of the attention term (default: AT 1000, GAT 0.1).", minimum=0
+        None,
+        "run: weight β of the feature term (default: AT 1000, GAT 0.1, FitNets hints 100).",
+        minimum=0,
     )
     teacher_weights: str | None = option(
         None,
@@ -303,7 +307,7 @@ class RunConfig:
                 object.__setattr__(self, key, {})
         if models.applications.is_application(self.teacher):
             models.applications.check_kwargs(self.teacher, self.teacher_kwargs)
-            if self.method in ("at", "kd+at"):
+            if self.method in ("at", "kd+at", "fitnet", "kd+fitnet"):
                 raise ValueError(
                     f"method={self.method!r} pairs the student's stages with the teacher's, "
                     f"which {self.teacher} does not expose; use method='kd' or 'gat' with it."
@@ -324,6 +328,8 @@ METHOD_KWARGS = {
     "dkd+ls": ("alpha", "beta", "temperature", "warmup_steps"),
     "dist": ("beta", "gamma", "temperature"),
     "kd+ls": ("temperature",),
+    "fitnet": ("pairs",),
+    "kd+fitnet": ("pairs",),
 }
 
 

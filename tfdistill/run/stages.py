@@ -246,7 +246,7 @@ class Distil(ModelStage):
 
     def train(self, run: Run) -> training.Trained:
         config = run.config
-        if training.attention_of(config) is None:
+        if training.features_of(config) is None:
             elements = run.elements()
         else:
             if run.teacher_views:

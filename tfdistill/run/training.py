@@ -26,10 +26,11 @@ from tfdistill import compress, data, distribute, models, precision, resume
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.batches import INPUTS, TEACHER_LOGITS
 from tfdistill.distiller import Distiller, resolve_jit_compile
+from tfdistill.hints import FeatureHint, FeatureMethod
 from tfdistill.losses import DIST, DecoupledKD, SoftTargetLoss
 from tfdistill.profile import profile, weight_bytes
 from tfdistill.resolution import static_image_size
-from tfdistill.run.config import SCHEDULES, RunConfig
+from tfdistill.run.config import LABELS_ONLY, SCHEDULES, RunConfig
 from tfdistill.run.feed import Stream, augments, epoch_batches, sizes_of, stream_of
 
 __all__ = ["augments", "epoch_batches"]
@@ -377,14 +378,17 @@ def teacher_view_elements(
     return stored.elements(ds.x_train), data.mask_labels(ds.y_train, labeled), seconds
 
 
-def attention_of(config: RunConfig) -> AttentionTransfer | GradientAttentionTransfer | None:
-    """The attention term of `config.method`: AT for "at" and "kd+at", GAT for "gat"
-    (`config.beta`, or the method's default β), none for "kd"."""
+def features_of(config: RunConfig) -> FeatureMethod | None:
+    """The feature term of `config.method`: AT for "at" and "kd+at", GAT for "gat", FitNets
+    hints for "fitnet" and "kd+fitnet" (`config.beta`, or the method's default β; hints also
+    take `config.method_kwargs`), none for the logit methods."""
     beta = {} if config.beta is None else {"beta": config.beta}
     if config.method in ("at", "kd+at"):
         return AttentionTransfer(**beta)
     if config.method == "gat":
         return GradientAttentionTransfer(**beta)
+    if config.method.endswith("fitnet"):
+        return FeatureHint(**beta, **config.method_kwargs)
     return None
 
 
@@ -401,25 +405,25 @@ def distil(
     The teacher takes (H, W) = `size` (default: the student's): two views of each crop.
 
     `config.method`: "kd" (Hinton et al.), "at" (labels + attention transfer, alpha 1),
-    "kd+at", "gat" (labels + gradient attention transfer), "dkd", "dist", "kd+ls" or "dkd+ls" (see
-    `distillation_loss_of`). `elements`: the
-    `distillation_elements`; the attention methods need the teacher's features every step, so
-    they take the images without cached logits.
+    "kd+at", "gat" (labels + gradient attention transfer), "fitnet" (labels + FitNets hints,
+    alpha 1), "kd+fitnet", "dkd", "dist", "kd+ls" or "dkd+ls" (see `distillation_loss_of`).
+    `elements`: the `distillation_elements`; the feature methods need the teacher's features
+    every step, so they take the images without cached logits.
     """
     student = classifier(
         config.student, config.student_kwargs, ds, "student_distilled", config.mixed_precision
     )
     student.set_weights(init)
-    attention = attention_of(config)
+    features = features_of(config)
     inputs, labels = elements
-    if attention is not None and isinstance(inputs, dict):
+    if features is not None and isinstance(inputs, dict):
         elements = (inputs[INPUTS], labels)
-    distiller = Distiller(student, teacher, attention=attention)
+    distiller = Distiller(student, teacher, features=features)
     steps = steps_of(config, ds, config.student_epochs)
     distiller.compile(
         optimizer=adam(config.student_learning_rate, steps, config.lr_schedule),
         metrics=["accuracy"],
-        alpha=1.0 if config.method in ("at", "gat") else config.alpha,
+        alpha=1.0 if config.method in LABELS_ONLY else config.alpha,
         temperature=config.temperature,
         distillation_loss_fn=distillation_loss_of(config),
         jit_compile=use_xla(config, distiller),
