@@ -349,7 +349,7 @@ def check_args(args: argparse.Namespace) -> None:
     unknown = sorted(set(args.method_kwargs) - set(METHODS))
     if unknown or not all(isinstance(v, dict) for v in args.method_kwargs.values()):
         raise ValueError(f"--method_kwargs maps method names to JSON objects, got {unknown}")
-    for method in args.methods:
+    for method in dict.fromkeys([*args.methods, *args.method_kwargs]):
         terms_of(method, args)
     run_lib.RunConfig(
         out="",

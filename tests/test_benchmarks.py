@@ -275,3 +275,59 @@ def test_a_partial_run_keeps_the_sections_it_skipped(inference, tmp_path):
         "zoo": earlier["timestamp"],
     }
     assert f"Kept from earlier runs: peak ({earlier['timestamp']})" in inference.render(later)
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks/ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ablation"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_methods_build_the_runs_terms(ablation, capsys):
+    from tfdistill import DIST, AttentionTransfer, DecoupledKD, FeatureHint, SoftTargetLoss
+
+    args = ablation.parse_args(
+        ["--preset", "cifar_subset", "--methods", ",".join(ablation.METHODS)]
+        + ["--method_kwargs", '{"dist": {"beta": 2.0}}', "--hint_beta", "50"]
+    )
+    assert args.shared_teacher and args.teacher_file.name.endswith("_teacher.keras")
+    terms = {method: ablation.terms_of(method, args) for method in args.methods}
+    assert {m for m, t in terms.items() if t.alpha == 1.0} == {"scratch", "at", "gat", "fitnet"}
+    assert terms["kd"].alpha == args.alpha == 0.1
+    assert isinstance(terms["dkd"].loss, DecoupledKD) and terms["dkd"].loss.beta == 8.0
+    assert isinstance(terms["dist"].loss, DIST) and terms["dist"].loss.beta == 2.0
+    assert isinstance(terms["kd+ls"].loss, SoftTargetLoss) and terms["kd+ls"].loss.standardize
+    assert isinstance(terms["at+kd"].features, AttentionTransfer)
+    for method in ("fitnet", "kd+fitnet"):
+        assert isinstance(terms[method].features, FeatureHint)
+        assert terms[method].features.beta == 50.0 and terms[method].loss is None
+    assert ablation.CACHEABLE == {m for m, t in terms.items() if t.features is None}
+    quick = ablation.parse_args(["--preset", "cifar_subset", "--quick"])
+    assert quick.out.name == "ablation_cifar10_subset_quick.json"
+    for bad in (["--methods", "kd,hint"], ["--method_kwargs", '{"dist": {"tau": 1}}']):
+        with pytest.raises(SystemExit):
+            ablation.parse_args(bad)
+    assert "unknown method(s) ['hint']" in capsys.readouterr().err
+
+
+def test_ablation_pairs_with_scratch_and_merges_other_methods(ablation):
+    args = ablation.parse_args(["--methods", "scratch,kd", "--settings", "full", "--seeds", "0,1"])
+    runs = [
+        {"setting": "full", "method": m, "seed": s, "accuracy": a, "train_seconds": 1.0}
+        for m, s, a in [("scratch", 0, 0.5), ("scratch", 1, 0.6), ("kd", 0, 0.6), ("kd", 1, 0.8)]
+    ]
+    teachers = [{"accuracy": 0.9, "weights_sha256": "a"}]
+    cell = ablation.summarize(runs, teachers, args)["accuracy"]["full"]["kd"]
+    assert cell["vs_scratch_mean"] == pytest.approx(15.0)
+    assert cell["vs_scratch_std"] == pytest.approx(7.0710678)
+    fit = [{**runs[2], "method": "fitnet", "accuracy": 0.7}]
+    previous = {"runs": runs, "teachers": teachers, "invocations": [{"methods": ["kd"]}]}
+    args.methods = ["kd", "fitnet"]  # kd rerun: its earlier runs go
+    kept, kept_teachers, invocations = ablation.merged(previous, args, fit, teachers)
+    assert [r["method"] for r in kept] == ["scratch", "scratch", "fitnet"]
+    assert kept_teachers is teachers and invocations == previous["invocations"]
+    with pytest.raises(SystemExit, match="teachers"):
+        ablation.merged(previous, args, fit, [{"weights_sha256": "b"}])
