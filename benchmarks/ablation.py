@@ -64,18 +64,29 @@ the repository) on 2 CPU cores in about an hour. Teacher ResNet-20 (`resnet` dep
 parameters, 41 M MACs), trained once (seed 0, 10 epochs, augmented with crops and flips as
 `tfdistill run` does on CIFAR) and kept in benchmarks/results/ablation_cifar10_subset_teacher.keras
 (git-ignored); student MobileNet v1 at alpha 0.25 with the CIFAR stem (0.22 M parameters but
-about 12× fewer MACs than the teacher; stage outputs at 32, 16, 8 px with 16, 32, 64 channels,
-the teacher's); setting full; methods scratch, kd, at, dkd, dist, kd+ls, fitnet, kd+fitnet;
+about 12× fewer MACs than the teacher; its first three stage outputs, 32, 16, 8 px with 16, 32,
+64 channels, match the teacher's three: AT pairs all three, the FitNets hint the middle one,
+16 px); setting full; methods scratch, kd, at, dkd, dist, kd+ls, fitnet, kd+fitnet;
 seeds 0, 1, 2; 5 student epochs over all 10,000 images (785 steps of 64), not augmented, so the
-logit methods train on cached logits. Budget, from one timed epoch of each kind on this machine
-(shared, so ±20 %): teacher 45 s per augmented epoch; student with cached logits 15 s per epoch
-plus 16-21 s of labelling and ~20 s of tracing per run; student with the teacher online (at,
-fitnet) 28 s per epoch. 10 teacher epochs (~8 min) + 15 cached runs (~2 min each) + 9 online
-runs (~2.7 min each) ≈ 58 min. More epochs or a class-balanced half of the images at twice the
-epochs would cost the same steps; all images at 5 epochs sees each image fewest times, which
-matters without augmentation. Results in benchmarks/results/ablation_cifar10_subset.json (and
-.md), committed. `--merge` keeps the runs of the other methods already in --out (same config,
-seeds and teacher, checked) and tabulates them all: a method can be added or rerun alone.
+logit methods train on cached logits. Budget, from one timed epoch of each kind before the run
+(this machine, 2 cores): teacher 45 s per augmented epoch; student 15 s per epoch on cached
+logits, plus 16-21 s of labelling and ~20 s of tracing per run; 28 s per epoch with the teacher
+online (at, fitnet). So 10 teacher epochs (~8 min) + 15 cached runs (~2 min each) + 9 online
+runs (~2.7 min each) ≈ 58 min. Measured (2026-12-03, the cores shared with another engineer's
+jobs, load average 4-10): 69 min in all, teacher 325 s, one student run 92-216 s. Half the
+images (a class-balanced 5,000) at 10 epochs would cost the same steps; all 10,000 at 5 epochs
+sees each image fewest times, which matters without augmentation. MobileNet v1 at alpha 0.125
+(61 k parameters) was hardly faster (12 against 15 s per cached epoch); ShuffleNet v1 ×0.25
+took 165 s per epoch. The students are still under-trained after 5 epochs (training accuracy
+~55 % for scratch): the table measures what each method does in a short schedule.
+
+    python benchmarks/ablation.py --preset cifar_subset --methods scratch,kd,at,dkd,dist,kd+ls
+    python benchmarks/ablation.py --preset cifar_subset --methods fitnet,kd+fitnet --merge
+
+(or the preset alone, every method in one invocation). Results in
+benchmarks/results/ablation_cifar10_subset.json (and .md), committed. `--merge` keeps the runs
+of the other methods already in --out (same config, seeds and teacher, checked) and tabulates
+them all: a method can be added or rerun alone.
 
 `--preset cifar_wrn`: Table 1 of Zagoruyko & Komodakis (2017), "Paying More Attention to
 Attention", row WRN-16-1 student / WRN-16-2 teacher on CIFAR-10, with the recipe of the authors'
