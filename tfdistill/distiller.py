@@ -16,6 +16,7 @@ from tfdistill.attention import check_functional
 from tfdistill.batches import INPUTS as INPUTS
 from tfdistill.batches import TEACHER_LOGITS as TEACHER_LOGITS
 from tfdistill.batches import split_cached, split_views
+from tfdistill.ensemble import members_of
 from tfdistill.folding import folded_forward
 from tfdistill.hints import FeatureHint, FeatureMethod, split_features
 from tfdistill.losses import (
@@ -283,7 +284,9 @@ class Distiller(keras.Model):
     method's own temperature), whose temperature softmax is exactly that mean.
     `teacher_logits(x)` gives z at T = 1, the log of the mean probabilities. Attention
     transfer, gradient attention, hints and the top-class targets of unlabeled examples use the
-    first teacher. The teachers must predict the same classes from images of one size. Cached
+    first teacher. A `tfdistill.ensemble.teacher_ensemble` model given as `teacher` is taken
+    apart into its teachers and weights. The teachers must predict the same classes from
+    images of one size. Cached
     batches carry every teacher's logits, (B, K, C) (`cache_teacher_outputs(data,
     distiller.teachers)`).
 
@@ -328,6 +331,10 @@ class Distiller(keras.Model):
                 "attention transfer and FeatureHint together."
             )
         features = attention if features is None else features
+        unpacked = None if isinstance(teacher, (list, tuple)) else members_of(teacher)
+        if unpacked is not None:  # a `teacher_ensemble` model: distil from its teachers
+            teacher = unpacked[0]
+            ensemble_weights = unpacked[1] if ensemble_weights is None else ensemble_weights
         teachers = check_ensemble(
             list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
         )

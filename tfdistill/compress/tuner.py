@@ -17,13 +17,14 @@ import tf_keras
 
 from tfdistill import outputs as outputs_lib
 from tfdistill.batches import INPUTS, TEACHER_LOGITS, split_views
+from tfdistill.data.teacher_cache import logits_function
 from tfdistill.distiller import (
     check_alpha,
     check_class_counts,
     check_models,
     loss_share,
 )
-from tfdistill.folding import folded_forward
+from tfdistill.ensemble import ensemble_logits, members_of
 from tfdistill.losses import (
     HardTargetLoss,
     SoftTargetLoss,
@@ -37,7 +38,9 @@ class FineTuner(tf_keras.Model):
     """Trains `student` (a tf_keras model, TFMOT wrappers allowed) on (x, y) batches; labels of
     -1 mark unlabeled examples. `student_outputs` is "logits" or "probabilities" (a final
     softmax; its log is used as logits). Batches from `tfdistill.data.cache_teacher_outputs`
-    bring the teacher's (B, C) logits; otherwise a Keras 3 `teacher` runs in inference mode."""
+    bring the teacher's (B, C) logits; otherwise a Keras 3 `teacher` runs in inference mode.
+    A `teacher_ensemble` model, or cached (B, K, C) logits of K teachers, give the mean of the
+    teachers' probabilities at the temperature, as in the Distiller."""
 
     def __init__(
         self,
@@ -55,11 +58,9 @@ class FineTuner(tf_keras.Model):
         self.alpha = alpha
         self.hard_loss = HardTargetLoss()
         self.soft_loss = SoftTargetLoss(temperature)
-        self._teacher = None
-        if teacher is not None:
-            kind = outputs_lib.resolve_output_kind(teacher, "auto", "teacher_outputs")
-            forward = folded_forward(teacher)
-            self._teacher = lambda x: outputs_lib.as_logits(forward(x), kind)
+        members = None if teacher is None else members_of(teacher)
+        self._weights = None if members is None else members[1]
+        self._teacher = None if teacher is None else logits_function(teacher, "auto", None)
         self.loss_tracker = tf_keras.metrics.Mean(name="loss")
         self.accuracy_tracker = tf_keras.metrics.Mean(name="accuracy")
         if getattr(student, "built", False):
@@ -73,11 +74,19 @@ class FineTuner(tf_keras.Model):
         return [self.loss_tracker, self.accuracy_tracker]
 
     def _teacher_logits(self, x: Any, cached: Any) -> tf.Tensor | None:
+        """(B, C); an ensemble's (B, K, C) combined at the temperature, as the Distiller does
+        (cached ones with `teacher`'s weights, equal without it)."""
         if cached is not None:
-            return tf.cast(cached, tf.float32)
-        if self._teacher is None:
+            logits = tf.cast(cached, tf.float32)
+        elif self._teacher is None:
             return None
-        return tf.stop_gradient(tf.cast(self._teacher(x), tf.float32))
+        else:
+            logits = tf.stop_gradient(tf.cast(self._teacher(x), tf.float32))
+        if logits.shape.rank == 3:
+            count = logits.shape[1]
+            weights = self._weights or [1.0 / count] * count
+            logits = ensemble_logits(logits, weights, self.soft_loss.temperature)
+        return logits
 
     def train_step(self, data: Any) -> dict:
         x, y, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)

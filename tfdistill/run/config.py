@@ -196,7 +196,9 @@ class RunConfig:
     teacher_weights: str | None = option(
         None,
         "run: a trained teacher .keras file (e.g. teacher.keras of an earlier run) used instead "
-        "of training one; it takes raw pixels and the dataset's image shape and classes.",
+        "of training one; it takes raw pixels and the dataset's image shape and classes. "
+        "Several, comma-separated (a.keras,b.keras): the students distil from their ensemble, "
+        "the mean of the teachers' probabilities.",
         fingerprint=NEVER,
     )
     lr_schedule: str = option(
@@ -278,6 +280,13 @@ class RunConfig:
         fingerprint=WHEN_SET,
     )
 
+    @property
+    def teacher_files(self) -> list[str]:
+        """The `.keras` files of `teacher_weights`: one teacher, or several (an ensemble)."""
+        if not self.teacher_weights:
+            return []
+        return [path.strip() for path in self.teacher_weights.split(",") if path.strip()]
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             _check_field(field, getattr(self, field.name))
@@ -286,8 +295,15 @@ class RunConfig:
                 "xla='on' and deterministic cannot go together: TensorFlow's deterministic ops "
                 "have no XLA kernels. Use xla='auto' or 'off' with deterministic."
             )
-        if self.teacher_weights is not None and not Path(self.teacher_weights).is_file():
-            raise FileNotFoundError(f"teacher_weights {self.teacher_weights!r} is not a file.")
+        for path in self.teacher_files:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"teacher_weights {path!r} is not a file.")
+        if len(self.teacher_files) > 1 and self.teacher_views:
+            raise ValueError(
+                "teacher_views stores one teacher's logits of each view, but teacher_weights "
+                f"names {len(self.teacher_files)} teachers (an ensemble); drop teacher_views, or "
+                "give one teacher."
+            )
         if self.android and not self.benchmark_binary:
             raise ValueError("android needs benchmark_binary, the phone's benchmark_model.")
         check_alpha(self.alpha)
@@ -395,7 +411,7 @@ def fingerprinted(config: RunConfig) -> dict:
     """The settings that decide a run's trained models: the fields whose `fingerprint` is
     `ALWAYS`, those that are `WHEN_SET` and differ from their defaults (XLA changes the order
     of floating-point operations, so a stage trained with it is not resumed without it), plus
-    the digest of the `teacher_weights` file's contents. The export and bench stages keep
+    the digest of the `teacher_weights` files' contents. The export and bench stages keep
     their own settings and run again when those change."""
     values = settings(config)
     kept = {}
@@ -403,9 +419,12 @@ def fingerprinted(config: RunConfig) -> dict:
         rule = field.metadata["fingerprint"]
         if rule == ALWAYS or (rule == WHEN_SET and values[name] != default(field)):
             kept[name] = values[name]
-    if config.teacher_weights:
-        digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
-        kept["teacher_weights_sha256"] = digest
+    digests = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in config.teacher_files]
+    if digests:
+        joined = ",".join(digests).encode()
+        kept["teacher_weights_sha256"] = (
+            digests[0] if len(digests) == 1 else hashlib.sha256(joined).hexdigest()
+        )
     return kept
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from tfdistill import artifacts, compress, data
+from tfdistill import artifacts, compress, data, ensemble
 from tfdistill.run import config as config_lib
 from tfdistill.run import delivery, feed, training
 from tfdistill.run.config import RunConfig
@@ -184,18 +184,21 @@ class Teacher(ModelStage):
 
     def detail(self, run: Run) -> str:
         config = run.config
-        if config.teacher_weights:
-            return f"{config.teacher}, from {config.teacher_weights}"
+        files = config.teacher_files
+        if len(files) > 1:
+            return f"the ensemble of {len(files)} teachers from {', '.join(files)}"
+        if files:
+            return f"{config.teacher}, from {files[0]}"
         return f"{config.teacher}, {epochs_text(config.teacher_epochs)} on every label"
 
     def train(self, run: Run) -> training.Trained:
-        if not run.config.teacher_weights:
+        if not run.config.teacher_files:
             fitting = run.fitting(self.name)
             return training.train_teacher(run.config, run.ds, fitting, run.teacher_size)
-        teacher, warning = training.load_teacher(
-            run.config.teacher_weights, run.ds, run.teacher_size
+        teacher, warnings = training.load_teachers(
+            run.config.teacher_files, run.ds, run.teacher_size
         )
-        if warning:
+        for warning in warnings:
             run.progress.log(f"   teacher: {warning}")
         return training.Trained(teacher, {})
 
@@ -392,7 +395,15 @@ class Export(Stage):
     name = "export"
 
     def plan(self, run: Run) -> list[delivery.Export]:
-        return [*run.plan, delivery.Export("teacher", run.float32("teacher"), ("none",))]
+        """The students' files, the teacher's and, of an ensemble, each of its teachers'."""
+        teacher = run.float32("teacher")
+        members = ensemble.members_of(teacher)
+        each = [] if members is None else members[0]
+        return [
+            *run.plan,
+            delivery.Export("teacher", teacher, ("none",)),
+            *(delivery.Export(f"teacher_{i}", m, ("none",)) for i, m in enumerate(each)),
+        ]
 
     def detail(self, run: Run) -> str:
         return f"{sum(len(item.quantizations) for item in self.plan(run))} .tflite files"
@@ -491,15 +502,7 @@ def report_of(run: Run) -> dict:
     timings = {**run.timings, "total": round(sum(run.timings.values()), 2)}
     if run.views_labelling_s is not None:  # inside the time of the stage that first distilled
         timings["teacher_views_labelling"] = run.views_labelling_s
-    teacher32 = run.float32("teacher")
-    teacher = training.entry(
-        teacher32,
-        ds,
-        config,
-        model=config.teacher,
-        file="teacher.keras",
-        input_shape=list(teacher32.inputs[0].shape[1:]),
-    )
+    teacher = teacher_entry(run)
     students = {
         key: training.entry(run.float32(model), ds, config, **extra)
         for key, (model, extra) in run.students.items()
@@ -514,6 +517,29 @@ def report_of(run: Run) -> dict:
         "loaded_stages": list(run.loaded),
         "history": dict(run.histories),
     }
+
+
+def teacher_entry(run: Run) -> dict:
+    """The teacher's report entry; an ensemble's lists each of its teachers under `members`
+    (accuracy, size, the file it came from; its `.tflite` rows are `teacher_<i>`)."""
+    config, ds = run.config, run.ds
+    teacher32 = run.float32("teacher")
+    shape = list(teacher32.inputs[0].shape[1:])
+    members = ensemble.members_of(teacher32)
+    if members is None:
+        return training.entry(
+            teacher32, ds, config, model=config.teacher, file="teacher.keras", input_shape=shape
+        )
+    teachers, weights = members
+    rows = [
+        training.entry(member, ds, config, model=f"teacher_{i}", file=path, weight=weight)
+        for i, (member, path, weight) in enumerate(
+            zip(teachers, config.teacher_files, weights, strict=True)
+        )
+    ]
+    return training.entry(
+        teacher32, ds, config, model="ensemble", file="teacher.keras", input_shape=shape
+    ) | {"members": rows}
 
 
 def dataset_entry(run: Run) -> dict:

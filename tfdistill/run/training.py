@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import compress, data, distribute, models, precision, resume
+from tfdistill import compress, data, distribute, ensemble, models, precision, resume
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.batches import INPUTS, TEACHER_LOGITS
 from tfdistill.distiller import Distiller, resolve_jit_compile
@@ -291,6 +291,24 @@ def load_teacher(
             f"feeds it raw pixels in [0, {ds.pixel_max:g}]"
         )
     return teacher, warning
+
+
+def load_teachers(
+    paths: list[str], ds: data.Dataset, size: Any = None
+) -> tuple[keras.Model, list[str]]:
+    """The teacher of `paths`: one `.keras` file's model, or of several the
+    `ensemble.teacher_ensemble` of their models (equal weights), each checked as
+    `load_teacher` does; and the warnings."""
+    loaded = [load_teacher(path, ds, size) for path in paths]
+    warnings = [warning for _, warning in loaded if warning]
+    if len(loaded) == 1:
+        return loaded[0][0], warnings
+    # Renamed copies (the same layers): two runs' teacher.keras are both called "teacher".
+    members = [
+        keras.Model(model.inputs, model.outputs[0], name=f"teacher_{i}")
+        for i, (model, _) in enumerate(loaded)
+    ]
+    return ensemble.teacher_ensemble(members, name="teacher"), warnings
 
 
 def train_scratch(
