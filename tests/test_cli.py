@@ -70,7 +70,7 @@ def test_usage_errors_are_one_line(args, expected):
 def test_help_still_prints_every_flag(help_flag):
     result = cli_file(help_flag)
     assert result.returncode == 0, result.stderr
-    assert "--method: <kd|at|kd+at|gat|dkd|dist|kd+ls|dkd+ls>" in result.stdout
+    assert "--method: <kd|at|kd+at|gat|fitnet|kd+fitnet|dkd|dist|kd+ls|dkd+ls>" in result.stdout
     assert "tfdistill run [--flags]" in result.stdout
 
 
