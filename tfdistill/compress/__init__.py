@@ -1,6 +1,7 @@
 """Compression that combines with distillation.
 
-- `prune_channels`: structured L1 filter pruning into a smaller dense Keras 3 model.
+- `prune_channels`: structured filter pruning (L1, BatchNorm γ or Taylor importance) into a
+  smaller dense Keras 3 model; `prunable_groups`, `kept_channels`.
 - `prune`: magnitude pruning to a target sparsity with TFMOT, fine-tuned with distillation.
 - `quantize_aware`: quantization-aware training with TFMOT, for int8 `.tflite` export.
 - `to_tf_keras` / `to_keras`: the tf_keras twin TFMOT works on, and back.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from tfdistill.compress._tfmot import INSTALL_HINT, require_tfmot
 from tfdistill.compress.bridge import register_tf_keras_twin, to_keras, to_tf_keras
-from tfdistill.compress.channels import CRITERIA, kept_channels, prune_channels
+from tfdistill.compress.channels import CRITERIA, kept_channels, prunable_groups, prune_channels
 from tfdistill.compress.qat import quantize_aware, quantize_model
 from tfdistill.compress.sparsity import (
     expected_sparsity,
@@ -31,6 +32,7 @@ __all__ = [
     "kernel_sparsity",
     "overall_sparsity",
     "prune",
+    "prunable_groups",
     "prune_channels",
     "pruning_end_step",
     "quantize_aware",
