@@ -82,3 +82,92 @@ def test_budgets_parse():
     assert budget.parse_budget("0.6x") == ("share", 0.6)
     assert budget.parse_budget(" 350us ") == ("us", 350.0)
     assert budget.budget_us("350us", 900.0) == 350.0
+
+
+def test_the_run_options_of_the_search(tmp_path):
+    from tfdistill import run as run_lib
+
+    config = run_lib.RunConfig(out="unused", latency_budget="0.6x", search_steps=5)
+    assert run_lib.stage_names(config).count("prune_channels") == 1
+    with pytest.raises(ValueError, match="give one: a latency"):
+        run_lib.RunConfig(out="unused", latency_budget="0.6x", prune_channels=0.5)
+    with pytest.raises(ValueError, match="latency budget 'half' is not understood"):
+        run_lib.RunConfig(out="unused", latency_budget="half")
+    with pytest.raises(ValueError, match="Unknown prune_criterion 'l2'"):
+        run_lib.RunConfig(out="unused", prune_criterion="l2")
+    assert run_lib.fingerprinted(config)["latency_budget"] == "0.6x"
+
+
+def test_a_search_state_round_trips_and_reports(tmp_path):
+    from tfdistill import plots, report
+    from tfdistill.run import shrink
+
+    model = two_groups()
+    state = budget.SearchState(model, table(model), table(model))
+    steps = (table, lambda m: m, lambda m: 0.5 + 0.05 * m.get_layer("a").filters)
+    budget.search(state, 52.0, steps, step_share=0.1)
+    shrink._save(tmp_path, state)
+    again = shrink._saved(tmp_path)
+    assert again.rounds == state.rounds and again.latency_us == state.latency_us
+    assert again.model.get_layer("b").filters == state.model.get_layer("b").filters
+    search = {
+        "budget": "52us",
+        "budget_us": 52.0,
+        "start_us": 58.0,
+        "searched_us": state.latency_us,
+        "final_us": state.latency_us,
+        "met": True,
+        "selected_by": "the table",
+        "rounds": state.rounds,
+    }
+    lines = report._search_lines(search)
+    assert lines[0].startswith("Latency budget 52us: 52.0 µs from 58.0 µs;") and "(met)" in lines[0]
+    assert lines[4].startswith("| 1 | b | 1 / 7 | 55.0 | 90.00% |")
+    assert plots.search_path(search, tmp_path / "search.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_run_searches_to_a_latency_budget_and_resumes_per_round(tmp_path, monkeypatch):
+    """`tfdistill run --latency_budget` on digits: interrupted after its first round, the same
+    command resumes at the second; the report has the search, its table and its plot."""
+    import json
+
+    from tfdistill import run as run_lib
+
+    out = tmp_path / "run"
+    config = run_lib.RunConfig(
+        out=str(out),
+        teacher_kwargs={"widths": (4, 8)},
+        student_kwargs={"widths": (8, 16)},
+        labels_per_class=3,
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=128,
+        bench_runs=10,
+        compress_epochs=1,
+        latency_budget="0.6x",
+        search_steps=2,
+        quantize=("none",),
+    )
+    original = budget.search_round
+
+    def interrupted(state, *args, **kwargs):
+        if state.rounds:
+            raise KeyboardInterrupt
+        return original(state, *args, **kwargs)
+
+    monkeypatch.setattr(budget, "search_round", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_lib.run(config, log=lambda _: None)
+    saved = json.loads((out / ".backup" / "prune_channels" / "search" / "search.json").read_text())
+    assert len(saved["rounds"]) == 1
+    monkeypatch.setattr(budget, "search_round", original)
+    logs = []
+    result = run_lib.run(config, log=logs.append)
+    search = result["search"]
+    assert search["rounds"][0] == saved["rounds"][0] and search["start_us"] == saved["initial_us"]
+    assert search["searched_us"] <= search["budget_us"] or len(search["rounds"]) > 1
+    assert "pruned_channels" in result["students"]
+    assert any(row["model"] == "student_pruned_channels" for row in result["tflite"])
+    assert "| 1 | " in (out / "report.md").read_text() and (out / "search.png").is_file()
+    assert not (out / ".backup").exists()

@@ -84,12 +84,34 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
                 f"{row['agreement']:.2%} | {row['latency_us']:.1f} |"
                 + (f" {row['android_latency_us']:.1f} |" if phone else "")
             )
+    if report.get("search"):
+        lines += ["", *_search_lines(report["search"])]
     for title, file in (plots or {}).items():
         lines += ["", f"![{title}]({file})"]
     timings = report.get("timings_s", {})
     if timings:
         lines += ["", "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]
     return "\n".join(lines) + "\n"
+
+
+def _search_lines(search: dict) -> list[str]:
+    """The `--latency_budget` search as Markdown: the budget, then one row per round."""
+    met = "met" if search["met"] else "not met"
+    lines = [
+        f"Latency budget {search['budget']}: {search['budget_us']:.1f} µs from "
+        f"{search['start_us']:.1f} µs; after the search {search['searched_us']:.1f} µs, after "
+        f"fine-tuning {search['final_us']:.1f} µs ({met}). Proposals ranked by "
+        f"{search['selected_by']}.",
+        "",
+        "| round | group cut | channels removed / kept | latency µs | agreement | MACs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, chosen in enumerate((r["chosen"] for r in search["rounds"]), 1):
+        lines.append(
+            f"| {i} | {chosen['group']} | {chosen['removed']} / {chosen['channels']} | "
+            f"{chosen['latency_us']:.1f} | {chosen['accuracy']:.2%} | {chosen['macs']:,} |"
+        )
+    return lines
 
 
 def write_markdown(

@@ -2,6 +2,7 @@
 
 - `prune_channels`: structured filter pruning (L1, BatchNorm γ or Taylor importance) into a
   smaller dense Keras 3 model; `prunable_groups`, `kept_channels`.
+- `budget`: a NetAdapt search that shrinks a model's channel groups to a latency budget.
 - `prune`: magnitude pruning to a target sparsity with TFMOT, fine-tuned with distillation.
 - `quantize_aware`: quantization-aware training with TFMOT, for int8 `.tflite` export.
 - `to_tf_keras` / `to_keras`: the tf_keras twin TFMOT works on, and back.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+from tfdistill.compress import budget
 from tfdistill.compress._tfmot import INSTALL_HINT, require_tfmot
 from tfdistill.compress.bridge import register_tf_keras_twin, to_keras, to_tf_keras
 from tfdistill.compress.channels import CRITERIA, kept_channels, prunable_groups, prune_channels
@@ -27,6 +29,7 @@ from tfdistill.compress.sparsity import (
 __all__ = [
     "CRITERIA",
     "INSTALL_HINT",
+    "budget",
     "expected_sparsity",
     "kept_channels",
     "kernel_sparsity",

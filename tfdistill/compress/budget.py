@@ -110,12 +110,12 @@ def _try(
     model: keras.Model,
     group: str,
     removed: int,
-    criterion: str,
+    criterion: tuple[str, Any],
     steps: tuple[Callable, Callable, Callable],
 ) -> tuple[keras.Model, Proposal]:
     measure, fine_tune, evaluate = steps
     channels = model.get_layer(group).output.shape[-1]
-    cut = prune_channels(model, {group: removed / channels}, criterion)
+    cut = prune_channels(model, {group: removed / channels}, *criterion)
     tuned = fine_tune(cut)
     cost = profile(tuned)
     proposal = Proposal(
@@ -128,12 +128,13 @@ def search_round(
     state: SearchState,
     step_share: float,
     steps: tuple[Callable, Callable, Callable],
-    criterion: str = "l1",
+    criterion: tuple[str, Any] = ("l1", None),
     min_channels: int = 1,
 ) -> bool:
     """One NetAdapt round on `state` (updated in place): propose, measure, fine-tune, keep the
     most accurate proposal among those that saved at least half the round's target (else the
-    fastest). False when no group can shrink further."""
+    fastest). `criterion`: (`prune_channels`' criterion, its data). False when no group can
+    shrink further."""
     target = step_share * state.initial_us
     cuts = proposals(state.model, target, state.latency_us, min_channels)
     if not cuts:
@@ -157,15 +158,17 @@ def search(
     step_share: float = 0.1,
     max_rounds: int = 30,
     criterion: str = "l1",
+    data: Any = None,
     min_channels: int = 1,
     on_round: Callable[[SearchState], Any] | None = None,
 ) -> SearchState:
     """Rounds of `search_round` until `state.latency_us` <= `budget` (µs), no group can
     shrink, or `max_rounds` rounds are in `state.rounds` (a resumed state keeps its rounds).
     `steps` = (measure: model -> µs, fine_tune: model -> model, evaluate: model -> accuracy);
-    `on_round(state)` runs after each round (to save it for resuming)."""
+    `criterion` and `data`: which channels a cut removes (see `prune_channels`); `on_round(state)`
+    runs after each round (to save it for resuming)."""
     while state.latency_us > budget and len(state.rounds) < max_rounds:
-        if not search_round(state, step_share, steps, criterion, min_channels):
+        if not search_round(state, step_share, steps, (criterion, data), min_channels):
             break
         if on_round is not None:
             on_round(state)

@@ -279,6 +279,28 @@ class RunConfig:
         fraction=True,
         fingerprint=WHEN_SET,
     )
+    latency_budget: str | None = option(
+        None,
+        "run: shrink the distilled student to this float32 LiteRT latency (on the phone with "
+        '--android; --threads threads): a share of its own ("0.6x") or microseconds ("350us"). '
+        "A NetAdapt search over channel groups replaces --prune_channels' fixed share; the "
+        "winner is fine-tuned for --compress_epochs and exported like it (docs/compression.md).",
+        fingerprint=WHEN_SET,
+    )
+    search_steps: int = option(
+        30,
+        "run: steps of distillation each --latency_budget proposal is fine-tuned for.",
+        minimum=1,
+        fingerprint=WHEN_SET,
+    )
+    prune_criterion: str = option(
+        "l1",
+        "run: which channels --prune_channels and --latency_budget remove first: l1 (smallest "
+        "filter norms), bn_gamma (smallest BatchNorm scales), taylor (least first-order "
+        "change of the loss, on the teacher's labels of 1,000 training images).",
+        choices=compress.CRITERIA,
+        fingerprint=WHEN_SET,
+    )
 
     @property
     def teacher_files(self) -> list[str]:
@@ -308,6 +330,13 @@ class RunConfig:
             raise ValueError("android needs benchmark_binary, the phone's benchmark_model.")
         check_alpha(self.alpha)
         check_temperature(self.temperature)
+        if self.latency_budget is not None:
+            compress.budget.parse_budget(self.latency_budget)
+            if self.prune_channels is not None:
+                raise ValueError(
+                    "latency_budget and prune_channels both set how many channels to remove; "
+                    "give one: a latency (latency_budget) or a share of channels (prune_channels)."
+                )
         if self.prune is not None or self.qat:
             compress.require_tfmot()
         data.check_name(self.dataset)

@@ -21,7 +21,7 @@ import numpy as np
 
 from tfdistill import artifacts, compress, data, ensemble
 from tfdistill.run import config as config_lib
-from tfdistill.run import delivery, feed, training
+from tfdistill.run import delivery, feed, shrink, training
 from tfdistill.run.config import RunConfig
 from tfdistill.run.state import Run
 
@@ -275,22 +275,41 @@ class Distil(ModelStage):
 
 
 class PruneChannels(ModelStage):
-    """The distilled student with a share of its channels removed, fine-tuned with
+    """The distilled student with a share of its channels removed (`--prune_channels`), or
+    shrunk to a latency by a NetAdapt search (`--latency_budget`), fine-tuned with
     distillation (a smaller dense model: fewer MACs on any runtime)."""
 
     name, kind = "prune_channels", "student"
     model, history = "student_pruned_channels", "student (pruned channels)"
 
     def enabled(self, config: RunConfig) -> bool:
-        return config.prune_channels is not None
+        return config.prune_channels is not None or config.latency_budget is not None
 
     def epochs(self, config: RunConfig) -> int:
         return config.compress_epochs
 
     def detail(self, run: Run) -> str:
         config = run.config
-        share = f"{config.prune_channels:.0%} of the channels"
-        return f"removing {share}, {epochs_text(config.compress_epochs)} of distillation"
+        tuning = f"{epochs_text(config.compress_epochs)} of distillation"
+        if config.latency_budget is not None:
+            return f"searching for a {config.latency_budget} latency budget, then {tuning}"
+        return f"removing {config.prune_channels:.0%} of the channels, {tuning}"
+
+    def work(self, run: Run) -> tuple[keras.Model, dict]:
+        if run.config.latency_budget is None:
+            return super().work(run)
+        with run.scope(self.distributed):
+            trained, search = shrink.shrink(
+                run.config,
+                run.ds,
+                run.float32("student_distilled"),
+                run.float32("teacher"),
+                run.elements(),
+                run.fitting(self.name),
+                run.teacher_size,
+            )
+        artifacts.save_model(trained.model, run.keep / f"{self.model}.keras")
+        return trained.model, {"history": trained.history, "search": search}
 
     def train(self, run: Run) -> training.Trained:
         return training.prune_channels(
@@ -307,6 +326,7 @@ class PruneChannels(ModelStage):
         super().deliver(run, model, record)
         extra = {"model": run.config.student, "file": f"{self.model}.keras"}
         run.students["pruned_channels"] = (self.model, extra)
+        run.search = record.get("search")
         run.plan.append(delivery.Export(self.model, model, run.config.quantize))
 
 
@@ -515,6 +535,7 @@ def report_of(run: Run) -> dict:
         "config": config_lib.settings(config),
         "timings_s": timings,
         "loaded_stages": list(run.loaded),
+        "search": run.search,
         "history": dict(run.histories),
     }
 

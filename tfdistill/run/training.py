@@ -537,6 +537,49 @@ def tf_keras_backup(folder: Path) -> list:
     return [Backup(str(folder), delete_checkpoint=False)]
 
 
+def criterion_data(config: RunConfig, ds: data.Dataset, teacher: keras.Model, size: Any) -> Any:
+    """For `prune_criterion="taylor"`: batches (x (B, h, w, C), y (B,)) of the first 1,000
+    training images, labelled by the teacher's top class (the run's labels may be few); None
+    for the other criteria."""
+    if config.prune_criterion != "taylor":
+        return None
+    count = min(len(ds.x_train), 1000)
+    images = np.asarray(ds.inputs("train", sizes_of(ds, size, "student")[0])[:count])
+    teacher_view = np.asarray(ds.inputs("train", sizes_of(ds, size, "teacher")[0])[:count])
+    labels = np.argmax(data.teacher_logits(teacher_view, teacher), axis=-1)
+    return [
+        (images[i : i + config.batch_size], labels[i : i + config.batch_size])
+        for i in range(0, count, config.batch_size)
+    ]
+
+
+def distil_pruned(
+    config: RunConfig,
+    ds: data.Dataset,
+    student: keras.Model,
+    teacher: keras.Model,
+    elements: tuple,
+    steps: tuple[int, int],
+    fitting: Fitting = Fitting(),
+    size: Any = None,
+) -> dict:
+    """Fine-tunes a pruned `student` in place with the Distiller's loss from `teacher` for
+    `steps` = (epochs, steps per epoch) on `elements`; Adam at the students' rate on
+    `config.lr_schedule`. The history."""
+    epochs, per_epoch = steps
+    distiller = Distiller(student, teacher)
+    distiller.compile(
+        optimizer=adam(config.student_learning_rate, per_epoch * epochs, config.lr_schedule),
+        metrics=["accuracy"],
+        alpha=config.alpha,
+        temperature=config.temperature,
+        distillation_loss_fn=distillation_loss_of(config),
+        jit_compile=use_xla(config, distiller),
+    )
+    stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
+    return fit(distiller, stream, epochs, per_epoch, fitting)
+
+
 def prune_channels(
     config: RunConfig,
     ds: data.Dataset,
@@ -547,23 +590,14 @@ def prune_channels(
     size: Any = None,
 ) -> Trained:
     """The distilled student with the `config.prune_channels` share of its channels removed
-    (`compress.prune_channels`, smallest L1 norms first), then fine-tuned with the Distiller's
-    loss from `teacher` for `config.compress_epochs` on `elements` (see
-    `distillation_elements`); Adam at the students' rate on `config.lr_schedule` (at the
-    TFMOT stages' 1e-3 the student pruned to half its channels stayed at chance for six
-    epochs on the embedded digits; at 1e-2 it reached 63%)."""
-    student = compress.prune_channels(distilled, config.prune_channels)
-    distiller = Distiller(student, teacher)
-    per_epoch = steps_of(config, ds, 1)
-    distiller.compile(
-        optimizer=adam(
-            config.student_learning_rate, per_epoch * config.compress_epochs, config.lr_schedule
-        ),
-        metrics=["accuracy"],
-        alpha=config.alpha,
-        temperature=config.temperature,
-        distillation_loss_fn=distillation_loss_of(config),
-        jit_compile=use_xla(config, distiller),
+    (`compress.prune_channels` by `config.prune_criterion`), then fine-tuned by
+    `distil_pruned` for `config.compress_epochs` on `elements` (see `distillation_elements`)
+    (at the TFMOT stages' rate 1e-3 the student pruned to half its channels stayed at chance
+    for six epochs on the embedded digits; at the students' 1e-2 it reached 63%)."""
+    data_ = criterion_data(config, ds, teacher, size)
+    student = compress.prune_channels(
+        distilled, config.prune_channels, config.prune_criterion, data_
     )
-    stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
-    return Trained(student, fit(distiller, stream, config.compress_epochs, per_epoch, fitting))
+    steps = (config.compress_epochs, steps_of(config, ds, 1))
+    history = distil_pruned(config, ds, student, teacher, elements, steps, fitting, size)
+    return Trained(student, history)
