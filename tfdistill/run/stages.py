@@ -299,28 +299,19 @@ class PruneChannels(ModelStage):
         if run.config.latency_budget is None:
             return super().work(run)
         with run.scope(self.distributed):
-            trained, search = shrink.shrink(
-                run.config,
-                run.ds,
-                run.float32("student_distilled"),
-                run.float32("teacher"),
-                run.elements(),
-                run.fitting(self.name),
-                run.teacher_size,
-            )
+            trained, search = shrink.shrink(*self._arguments(run))
         artifacts.save_model(trained.model, run.keep / f"{self.model}.keras")
         return trained.model, {"history": trained.history, "search": search}
 
+    def _arguments(self, run: Run) -> tuple:
+        """What pruning and the search start from: the float32 distilled student and teacher,
+        the training elements, the stage's backups, the teacher's size."""
+        distilled, teacher = run.float32("student_distilled"), run.float32("teacher")
+        elements, fitting = run.elements(), run.fitting(self.name)
+        return run.config, run.ds, distilled, teacher, elements, fitting, run.teacher_size
+
     def train(self, run: Run) -> training.Trained:
-        return training.prune_channels(
-            run.config,
-            run.ds,
-            run.float32("student_distilled"),
-            run.float32("teacher"),
-            run.elements(),
-            run.fitting(self.name),
-            run.teacher_size,
-        )
+        return training.prune_channels(*self._arguments(run))
 
     def deliver(self, run: Run, model: keras.Model, record: dict) -> None:
         super().deliver(run, model, record)
