@@ -819,6 +819,7 @@ def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
     assert keras.config.dtype_policy().name == "float32"
 
 
+@pytest.mark.slow  # a whole run (about 30 s); the README's test command is near its budget
 def test_a_run_distils_from_an_ensemble_of_teacher_files(tiny_run, tmp_path):
     """Two `.keras` teachers (the tiny run's and an untrained one): the students distil from
     the mean of their probabilities (cached as (N, 2, C)), and the report lists each teacher
