@@ -171,7 +171,7 @@ def test_l1_keeps_the_largest_filters_in_order(ratio, keep):
         np.testing.assert_array_equal(kept_channels(model, ratio)["c"], keep)
 
 
-def test_add_groups_are_chosen_jointly_and_unknown_layers_stay_whole():
+def test_add_groups_are_chosen_jointly_and_concatenations_laid_end_to_end():
     inputs = keras.Input((4, 4, 2), name="x")
     a = keras.layers.Conv2D(4, 1, use_bias=False, name="a")(inputs)
     b = keras.layers.Conv2D(4, 1, use_bias=False, name="b")(a)
@@ -190,12 +190,16 @@ def test_add_groups_are_chosen_jointly_and_unknown_layers_stay_whole():
         model.get_layer(name).set_weights([kernel])
 
     kept = kept_channels(model, ratio=0.5)
-    assert sorted(kept) == ["a", "add", "b"]
+    assert sorted(kept) == ["a", "add", "b", "c", "cat", "d"]
     np.testing.assert_array_equal(kept["add"], [1, 3])
+    np.testing.assert_array_equal(kept["cat"], np.concatenate([kept["c"], 4 + kept["d"]]))
     pruned = prune_channels(model, ratio=0.5)
-    assert [pruned.get_layer(n).filters for n in "abcde"] == [2, 2, 4, 4, 2]
+    assert [pruned.get_layer(n).filters for n in "abcde"] == [2, 2, 2, 2, 2]
+    assert pruned.get_layer("e").kernel.shape == (1, 1, 4, 2)  # sliced by both groups
     x = np.random.default_rng(5).normal(size=(2, 4, 4, 2)).astype("float32")
-    assert pruned(x).shape == (2, 3)
+    expected = pruned(x)
+    zero_removed(model, kept)
+    np.testing.assert_allclose(expected, model(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("ratio", [-0.1, 1, 1.5, True, "0.5", None])

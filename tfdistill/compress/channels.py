@@ -2,14 +2,15 @@
 
 The functional graph is split into channel groups: a Conv/Dense output starts a group, layers
 that act on each channel alone (BatchNorm, activations, dropout, depthwise convolutions with
-depth_multiplier 1, pooling, padding, Identity) carry their input's group forward, and the inputs
-of an element-wise merge (Add, Subtract, Multiply, ...) join one group, residual shortcuts
-included. Each group keeps the filters most important by a criterion, summed over its
-producers: "l1" (Li et al. 2017), "bn_gamma" (|γ| of the BatchNorms on the group's channels,
-network slimming, Liu et al. 2017) or "taylor" (first-order Taylor importance, Molchanov et al.
-2019). A group touched by anything else (model inputs and outputs, Concatenate, grouped
-convolutions, custom layers such as ChannelShuffle or SubsampleZeroPad) keeps all of its
-channels.
+depth_multiplier 1, pooling, padding, Identity) carry their input's group forward, and the
+inputs of an element-wise merge (Add, Subtract, Multiply, ...) join one group, residual
+shortcuts included; a channel-axis `Concatenate` lays its inputs' groups end to end, so what
+follows it is sliced by every group's choice. Each group keeps the filters most important by a
+criterion, summed over its producers: "l1" (Li et al. 2017), "bn_gamma" (|γ| of the
+BatchNorms on the group's channels, network slimming, Liu et al. 2017) or "taylor"
+(first-order Taylor importance, Molchanov et al. 2019). A group touched by anything else
+(model inputs and outputs, grouped convolutions, custom layers such as ChannelShuffle,
+ChannelSplit or SubsampleZeroPad) keeps all of its channels.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def _channels_last(layer: Any) -> bool:
 
 def _kind(layer: Any, rank: int | None) -> str:
     """How `layer` treats channels: "linear" (prunable outputs), "channelwise" (carries its input
-    group), "merge" (joins its inputs' groups) or "unknown"."""
+    group), "merge" (joins its inputs' groups), "concat" (lays its inputs' channels end to
+    end) or "unknown"."""
     if not _channels_last(layer):
         return "unknown"
     if isinstance(layer, _LINEAR):
@@ -149,6 +151,8 @@ def _kind(layer: Any, rank: int | None) -> str:
         return "channelwise"
     if isinstance(layer, _MERGE):
         return "merge"
+    if isinstance(layer, keras.layers.Concatenate) and rank is not None:
+        return "concat" if layer.axis in (-1, rank - 1) else "unknown"
     return "unknown"
 
 
@@ -158,16 +162,20 @@ def _l1(layer: Any) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
+Segments = tuple[int, ...]  # a tensor's channels: groups laid end to end (a concatenation)
+
+
 class _Plan:
-    """The channel groups of `graph` and which channels every tensor keeps (`choose`)."""
+    """The channel groups of `graph` and which channels every tensor keeps (`choose`). A
+    tensor's channels are a tuple of groups: one, or several after a `Concatenate`."""
 
     def __init__(self, graph: Any) -> None:
         self.groups = _Groups()
-        self.space: dict[int, int] = {}
-        self.layer_in: dict[int, int] = {}
-        self.layer_out: dict[int, int] = {}
+        self.space: dict[int, Segments] = {}
+        self.layer_in: dict[int, Segments] = {}
+        self.layer_out: dict[int, Segments] = {}
         self.producers: list[tuple[Any, int]] = []
-        self.norms: list[tuple[Any, int]] = []  # BatchNorms and the space they scale
+        self.norms: list[tuple[Any, Segments]] = []  # BatchNorms and the channels they scale
         nodes = graph_nodes(graph)
         uses: dict[int, int] = {}
         for node in nodes:
@@ -175,40 +183,58 @@ class _Plan:
         for node in nodes:
             self._visit(node, uses[id(node.operation)])
         for t in tree.flatten(graph.outputs):
-            self.groups.freeze(self.space[id(t)])
+            self._freeze(self.space[id(t)])
         self.keep: dict[int, np.ndarray] = {}
+
+    def _freeze(self, segments: Segments) -> None:
+        for group in segments:
+            self.groups.freeze(group)
+
+    def _joined(self, inputs: list[Segments]) -> Segments | None:
+        """The inputs of an element-wise merge, segment by segment joined; None when they are
+        laid out differently."""
+        first = inputs[0]
+        sizes = [self.groups.channels[g] for g in first]
+        for other in inputs[1:]:
+            if [self.groups.channels[g] for g in other] != sizes:
+                return None
+            for a, b in zip(first, other, strict=True):
+                self.groups.union(a, b)
+        return first
 
     def _visit(self, node: Any, uses: int) -> None:
         op = node.operation
         inputs = [self.space[id(t)] for t in node.input_tensors if id(t) in self.space]
         if node.is_input or not inputs:
             for t in node.outputs:
-                self.space[id(t)] = self.groups.new(t.shape[-1], frozen=True)
+                self.space[id(t)] = (self.groups.new(t.shape[-1], frozen=True),)
             return
         rank = len(node.input_tensors[0].shape)
         kind = _kind(op, rank) if uses == 1 else "unknown"
-        if kind in ("channelwise", "merge") and len(node.outputs) != 1:
+        if kind != "linear" and len(node.outputs) != 1:
             kind = "unknown"
         if kind == "linear" and (len(inputs) != 1 or len(node.outputs) != 1):
             kind = "unknown"
-        self.layer_in[id(op)] = inputs[0]
+        out: Segments | None = None
         if kind == "linear":
-            out = self.groups.new(node.outputs[0].shape[-1])
-            self.producers.append((op, out))
+            group = self.groups.new(node.outputs[0].shape[-1])
+            self.producers.append((op, group))
+            out = (group,)
         elif kind == "channelwise":
             out = inputs[0]
             if isinstance(op, keras.layers.BatchNormalization) and op.scale:
                 self.norms.append((op, out))
         elif kind == "merge":
-            out = inputs[0]
-            for other in inputs[1:]:
-                out = self.groups.union(out, other)
-        else:
-            for space in inputs:
-                self.groups.freeze(space)
+            out = self._joined(inputs)
+        elif kind == "concat" and len(inputs) == len(node.input_tensors):
+            out = tuple(g for segments in inputs for g in segments)
+        if out is None:
+            for segments in inputs:
+                self._freeze(segments)
             for t in node.outputs:
-                self.space[id(t)] = self.groups.new(t.shape[-1], frozen=True)
+                self.space[id(t)] = (self.groups.new(t.shape[-1], frozen=True),)
             return
+        self.layer_in[id(op)] = inputs[0]
         self.space[id(node.outputs[0])] = out
         self.layer_out[id(op)] = out
 
@@ -232,9 +258,18 @@ class _Plan:
             order = np.argsort(-score, kind="stable")
             self.keep[root] = np.sort(order[:count])
 
-    def kept(self, space: int | None) -> np.ndarray | None:
-        """Kept channel indices of `space`, or None when it keeps all of them."""
-        return None if space is None else self.keep.get(self.groups.find(space))
+    def kept(self, segments: Segments | None) -> np.ndarray | None:
+        """Kept channel indices of a tensor's `segments`, or None when it keeps them all."""
+        if segments is None:
+            return None
+        parts, offset, changed = [], 0, False
+        for group in segments:
+            keep = self.keep.get(self.groups.find(group))
+            size = self.groups.channels[group]
+            changed = changed or keep is not None
+            parts.append(offset + (np.arange(size) if keep is None else keep))
+            offset += size
+        return np.concatenate(parts) if changed else None
 
     def inputs_of(self, layer: Any) -> np.ndarray | None:
         return self.kept(self.layer_in.get(id(layer)))
@@ -254,13 +289,17 @@ def _graph(model: keras.Model) -> Any:
 
 
 def _bn_gamma(plan: _Plan, root: int, producers: list[Any]) -> np.ndarray:
-    """(C,) Σ |γ| over the BatchNorms scaling the group's channels; the L1 norms of its
-    filters where no BatchNorm scales them."""
-    found = [
-        np.abs(keras.ops.convert_to_numpy(layer.gamma))
-        for layer, space in plan.norms
-        if plan.groups.find(space) == root
-    ]
+    """(C,) Σ |γ| over the BatchNorms scaling the group's channels (its slice of each); the L1
+    norms of its filters where no BatchNorm scales them."""
+    found = []
+    for layer, segments in plan.norms:
+        gamma = np.abs(keras.ops.convert_to_numpy(layer.gamma))
+        offset = 0
+        for group in segments:
+            size = plan.groups.channels[group]
+            if plan.groups.find(group) == root:
+                found.append(gamma[offset : offset + size])
+            offset += size
     return np.sum(found, axis=0) if found else sum(_l1(layer) for layer in producers)
 
 
