@@ -21,6 +21,7 @@ from tfdistill.compress.sparsity import (
     overall_sparsity,
     prune,
     pruning_end_step,
+    pruning_frequency,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "prune",
     "prune_channels",
     "pruning_end_step",
+    "pruning_frequency",
     "quantize_aware",
     "quantize_model",
     "register_tf_keras_twin",

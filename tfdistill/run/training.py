@@ -476,14 +476,13 @@ def prune(
 ) -> keras.Model:
     """The distilled student pruned to `config.prune` sparsity, still distilling (from cached
     teacher logits in `train`, or from `teacher` online): sparsity rises over all but the last
-    epoch (about ten mask updates), and the last epoch recovers at the target."""
-    per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
-    horizon = per_epoch * max(config.compress_epochs - 1, 1)
+    epoch (about ten mask updates, `compress.pruning_frequency`), and the last epoch recovers
+    at the target."""
+    del ds  # the schedule comes from `train`'s length
     return compress.prune(
         distilled,
         train,
         target_sparsity=config.prune,
-        frequency=max(horizon // 10, 1),
         **tfmot_fitting(config, teacher, callbacks),
     )
 
