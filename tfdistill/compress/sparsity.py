@@ -16,6 +16,7 @@ import numpy as np
 
 from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.compress.bridge import to_keras, to_tf_keras
+from tfdistill.compress.slimming import StructuredSparsity
 
 _KERNELS = {
     "Conv1D": "kernel",
@@ -148,6 +149,7 @@ def prune(
     seed: int | None = None,
     verbose: int = 0,
     callbacks: list | None = None,
+    sparsity: StructuredSparsity | None = None,
 ) -> keras.Model:
     """A copy of `student` whose prunable kernels hold `target_sparsity` zeros.
 
@@ -159,6 +161,8 @@ def prune(
     the target at `end_step` (see `pruning_end_step`), updated every `frequency` steps (by
     default about ten updates, every 100 steps at most: `pruning_frequency`).
     `callbacks` (tf_keras) join the fit, e.g. `tf_keras.callbacks.BackupAndRestore`.
+    `sparsity`: a `StructuredSparsity` penalty of the student's weights added to the loss
+    while it fine-tunes (network slimming, group lasso; see `compress.slimming`).
     The returned Keras 3 model is stripped of the wrappers; `student` is unchanged.
     """
     tfmot, tf_keras = require_tfmot()
@@ -180,6 +184,7 @@ def prune(
         optimizer=optimizer,
         epochs=epochs,
         verbose=verbose,
+        sparsity=sparsity,
     )
     if frequency is None:
         frequency = pruning_frequency(tuning.steps_per_epoch, epochs, begin_step, end_step)
