@@ -3,13 +3,17 @@ BatchNorm scales and group lasso on filters, by hand in float64, through the Dis
 (one device and MirroredStrategy), its effect on unimportant channels, the tf_keras fine-tuner,
 a `.keras` round trip, bad values, and `tfdistill run --sparsity_l1` reaching the stages."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfdistill import Distiller, compress, data
+from tfdistill import run as run_lib
 from tfdistill.compress import slimming
+from tfdistill.run import training
 
 pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
 
@@ -137,6 +141,10 @@ def test_bad_strengths_are_one_clear_error(kwargs, message):
 
 
 def test_bad_run_values_and_models_are_refused():
+    with pytest.raises(ValueError, match="sparsity_l1 must be >= 0, got -0.001"):
+        run_lib.RunConfig(out="unused", sparsity_l1=-1e-3)
+    with pytest.raises(ValueError, match="sparsity_group_lasso must be >= 0"):
+        run_lib.RunConfig(out="unused", sparsity_group_lasso=-1.0)
     with pytest.raises(ValueError, match="apply needs a Keras 3 model, got str"):
         compress.StructuredSparsity(bn_l1=1.0).apply("model")
 
@@ -293,3 +301,36 @@ def test_prune_and_quantize_aware_hand_the_penalty_to_the_fine_tuner(monkeypatch
         ValueError, match="sparsity must be a StructuredSparsity or None, not float"
     ):
         compress.prune(student, (X, Y), epochs=2, batch_size=4, sparsity=1e-4)
+
+
+def test_run_sparsity_reaches_the_distil_and_fine_tuning_stages(monkeypatch):
+    config = run_lib.RunConfig(
+        out="unused",
+        sparsity_l1=1e-3,
+        sparsity_group_lasso=1e-4,
+        teacher_kwargs={"widths": (2,)},
+        student_kwargs={"widths": (2, 4)},
+        student_epochs=1,
+        prune_channels=0.5,
+    )
+    assert run_lib.fingerprinted(config)["sparsity_l1"] == 1e-3
+    assert run_lib.fingerprinted(config)["sparsity_group_lasso"] == 1e-4
+    default = run_lib.fingerprinted(run_lib.RunConfig(out="unused"))
+    assert "sparsity_l1" not in default and "sparsity_group_lasso" not in default
+    expected = compress.StructuredSparsity(bn_l1=1e-3, group_lasso=1e-4)
+    assert training.sparsity_of(config) == expected
+    assert training.tfmot_fitting(config, None, None)["sparsity"] == expected
+
+    fitted = []
+    monkeypatch.setattr(training, "fit", lambda model, *args: fitted.append(model) or {})
+    ds = data.load("digits").raw_pixels()
+    ds = dataclasses.replace(ds, x_train=ds.x_train[:64], y_train=ds.y_train[:64])
+    teacher = training.classifier("convnet", {"widths": (2,)}, ds, "teacher")
+    init = training.classifier("convnet", {"widths": (2, 4)}, ds, "student").get_weights()
+    elements = training.distillation_elements(config, ds, None, np.arange(8))
+    distilled = training.distil(config, ds, teacher, elements, init).model
+    channels = training.prune_channels(config, ds, distilled, teacher, elements).model
+    for distiller, student in zip(fitted, (distilled, channels), strict=True):
+        assert distiller.student is student
+        penalty = float(expected.penalty(student))
+        assert penalty > 0 and float(distiller._regularization()) == pytest.approx(penalty)

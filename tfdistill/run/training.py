@@ -432,6 +432,7 @@ def distil(
         config.student, config.student_kwargs, ds, "student_distilled", config.mixed_precision
     )
     student.set_weights(init)
+    sparsity_of(config).apply(student)
     features = features_of(config)
     inputs, labels = elements
     if features is not None and isinstance(inputs, dict):
@@ -449,6 +450,14 @@ def distil(
     per_epoch = steps_of(config, ds, 1)
     stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
     return Trained(student, fit(distiller, stream, config.student_epochs, per_epoch, fitting))
+
+
+def sparsity_of(config: RunConfig) -> compress.StructuredSparsity:
+    """The structured-sparsity penalty of the distil and fine-tuning stages: network slimming
+    at `config.sparsity_l1`, group lasso at `config.sparsity_group_lasso` (off at 0)."""
+    return compress.StructuredSparsity(
+        bn_l1=config.sparsity_l1, group_lasso=config.sparsity_group_lasso
+    )
 
 
 def distillation_loss_of(config: RunConfig) -> Any:
@@ -508,8 +517,10 @@ def tfmot_fitting(
     config: RunConfig, teacher: keras.Model | None, callbacks: list | None
 ) -> dict[str, Any]:
     """The arguments the TFMOT stages share: `config.compress_epochs` of distillation with the
-    run's `alpha`, `temperature` and seed, from `teacher` online or from cached logits."""
+    run's `alpha`, `temperature`, seed and structured sparsity, from `teacher` online or from
+    cached logits."""
     return {
+        "sparsity": sparsity_of(config),
         "teacher": teacher,
         "epochs": config.compress_epochs,
         "alpha": config.alpha,
@@ -553,6 +564,7 @@ def prune_channels(
     epochs on the embedded digits; at 1e-2 it reached 63%)."""
     student = compress.prune_channels(distilled, config.prune_channels)
     distiller = Distiller(student, teacher)
+    sparsity_of(config).apply(student)
     per_epoch = steps_of(config, ds, 1)
     distiller.compile(
         optimizer=adam(
