@@ -172,6 +172,23 @@ class RunConfig:
     compress_epochs: int = option(
         6, "run: fine-tuning epochs of --prune, --prune_channels and --qat, each.", minimum=1
     )
+    sparsity_l1: float = option(
+        0.0,
+        "run: network slimming: an L1 penalty λ·Σ|γ| on the scale γ of every BatchNorm of the "
+        "student while it distils and in the --prune_channels, --prune and --qat fine-tuning, "
+        "so unimportant channels approach zero before they are cut (0: off; Liu et al. used "
+        "1e-4 to 1e-5). See docs/compression.md.",
+        minimum=0,
+        fingerprint=WHEN_SET,
+    )
+    sparsity_group_lasso: float = option(
+        0.0,
+        "run: group lasso: a penalty μ·Σ‖W_f‖₂ over the output filters of the student's "
+        "convolutions and dense layers (the classifier's excepted), in the same stages as "
+        "--sparsity_l1 (0: off).",
+        minimum=0,
+        fingerprint=WHEN_SET,
+    )
     method: str = option(
         "kd",
         "run: kd (soft targets), at (labels + attention transfer), kd+at, gat (labels + "

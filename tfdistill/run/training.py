@@ -432,6 +432,7 @@ def distil(
         config.student, config.student_kwargs, ds, "student_distilled", config.mixed_precision
     )
     student.set_weights(init)
+    sparsity_of(config).apply(student)
     features = features_of(config)
     inputs, labels = elements
     if features is not None and isinstance(inputs, dict):
@@ -449,6 +450,14 @@ def distil(
     per_epoch = steps_of(config, ds, 1)
     stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
     return Trained(student, fit(distiller, stream, config.student_epochs, per_epoch, fitting))
+
+
+def sparsity_of(config: RunConfig) -> compress.StructuredSparsity:
+    """The structured-sparsity penalty of the distil and fine-tuning stages: network slimming
+    at `config.sparsity_l1`, group lasso at `config.sparsity_group_lasso` (off at 0)."""
+    return compress.StructuredSparsity(
+        bn_l1=config.sparsity_l1, group_lasso=config.sparsity_group_lasso
+    )
 
 
 def distillation_loss_of(config: RunConfig) -> Any:
@@ -476,14 +485,13 @@ def prune(
 ) -> keras.Model:
     """The distilled student pruned to `config.prune` sparsity, still distilling (from cached
     teacher logits in `train`, or from `teacher` online): sparsity rises over all but the last
-    epoch (about ten mask updates), and the last epoch recovers at the target."""
-    per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
-    horizon = per_epoch * max(config.compress_epochs - 1, 1)
+    epoch (about ten mask updates, `compress.pruning_frequency`), and the last epoch recovers
+    at the target."""
+    del ds  # the schedule comes from `train`'s length
     return compress.prune(
         distilled,
         train,
         target_sparsity=config.prune,
-        frequency=max(horizon // 10, 1),
         **tfmot_fitting(config, teacher, callbacks),
     )
 
@@ -509,8 +517,10 @@ def tfmot_fitting(
     config: RunConfig, teacher: keras.Model | None, callbacks: list | None
 ) -> dict[str, Any]:
     """The arguments the TFMOT stages share: `config.compress_epochs` of distillation with the
-    run's `alpha`, `temperature` and seed, from `teacher` online or from cached logits."""
+    run's `alpha`, `temperature`, seed and structured sparsity, from `teacher` online or from
+    cached logits."""
     return {
+        "sparsity": sparsity_of(config),
         "teacher": teacher,
         "epochs": config.compress_epochs,
         "alpha": config.alpha,
@@ -564,10 +574,12 @@ def distil_pruned(
     size: Any = None,
 ) -> dict:
     """Fine-tunes a pruned `student` in place with the Distiller's loss from `teacher` for
-    `steps` = (epochs, steps per epoch) on `elements`; Adam at the students' rate on
-    `config.lr_schedule`. The history."""
+    `steps` = (epochs, steps per epoch) on `elements`, with the run's structured-sparsity
+    penalty (`sparsity_of`); Adam at the students' rate on `config.lr_schedule`. The
+    history."""
     epochs, per_epoch = steps
     distiller = Distiller(student, teacher)
+    sparsity_of(config).apply(student)
     distiller.compile(
         optimizer=adam(config.student_learning_rate, per_epoch * epochs, config.lr_schedule),
         metrics=["accuracy"],
