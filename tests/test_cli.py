@@ -239,6 +239,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--use_nnapi",
         "--taskset=f0",
         "--prune_channels=0.5",
+        "--prune_criterion=bn_gamma",
+        "--search_steps=7",
         "--image_size=40,48",
         "--teacher_views=3",
         '--method_kwargs={"temperature": 2.0}',
@@ -293,6 +295,9 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "use_nnapi": True,
         "taskset": "f0",
         "prune_channels": 0.5,
+        "latency_budget": None,
+        "search_steps": 7,
+        "prune_criterion": "bn_gamma",
     }
     file = tmp_path / "run.json"
     file.write_text('{"bench_runs": 7, "threads": 2}')
