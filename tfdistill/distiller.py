@@ -595,13 +595,6 @@ class Distiller(keras.Model):
         """The temperature of the soft term: the method's own, else the Distiller's."""
         return getattr(getattr(self, "soft_loss", None), "temperature", self.temperature)
 
-    def teacher_members(self, x: Any) -> tf.Tensor:
-        """Every teacher's float32 logits, no gradient: (B, C) for one teacher, (B, K, C) for an
-        ensemble of K; what `tfdistill.data.cache_teacher_outputs` stores."""
-        x = self._teacher_view(x, None)
-        first = self._teacher_outputs(x)[0]
-        return tf.stop_gradient(self._members(first, x) if self.other_teachers else first)
-
     def teacher_logits(self, x: Any) -> tf.Tensor:
         """(B, C) float32 teacher logits, no gradient; the teacher runs in inference mode, with its
         BatchNorm folded into the preceding layers (`tfdistill.folding`). An ensemble's are the
