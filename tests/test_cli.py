@@ -70,7 +70,7 @@ def test_usage_errors_are_one_line(args, expected):
 def test_help_still_prints_every_flag(help_flag):
     result = cli_file(help_flag)
     assert result.returncode == 0, result.stderr
-    assert "--method: <kd|at|kd+at|gat|dkd|dist|kd+ls|dkd+ls>" in result.stdout
+    assert "--method: <kd|at|kd+at|gat|fitnet|kd+fitnet|dkd|dist|kd+ls|dkd+ls>" in result.stdout
     assert "tfdistill run [--flags]" in result.stdout
 
 
@@ -220,6 +220,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--prune=0.3",
         "--qat",
         "--compress_epochs=2",
+        "--sparsity_l1=1e-4",
+        "--sparsity_group_lasso=2e-5",
         "--method=kd+ls",
         "--beta=50",
         "--lr_schedule=constant",
@@ -237,6 +239,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--use_nnapi",
         "--taskset=f0",
         "--prune_channels=0.5",
+        "--prune_criterion=bn_gamma",
+        "--search_steps=7",
         "--image_size=40,48",
         "--teacher_views=3",
         '--method_kwargs={"temperature": 2.0}',
@@ -271,6 +275,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "prune": 0.3,
         "qat": True,
         "compress_epochs": 2,
+        "sparsity_l1": 1e-4,
+        "sparsity_group_lasso": 2e-5,
         "method": "kd+ls",
         "beta": 50.0,
         "teacher_weights": str(weights),
@@ -289,6 +295,9 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "use_nnapi": True,
         "taskset": "f0",
         "prune_channels": 0.5,
+        "latency_budget": None,
+        "search_steps": 7,
+        "prune_criterion": "bn_gamma",
     }
     file = tmp_path / "run.json"
     file.write_text('{"bench_runs": 7, "threads": 2}')

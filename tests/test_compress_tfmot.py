@@ -175,6 +175,32 @@ def test_pruning_end_step_lands_on_a_mask_update():
     assert compress.expected_sparsity(0.99, 10) == pytest.approx(0.9)
 
 
+def test_the_default_frequency_comes_from_the_schedule():
+    # About ten mask updates over the span, every step on short ones, every 100 at most.
+    assert compress.pruning_frequency(8, 2) == 1  # 256 images, batch 32: 8 steps to prune in
+    assert compress.pruning_frequency(45, 3) == 9
+    assert compress.pruning_frequency(45, 3, begin_step=40) == 5
+    assert compress.pruning_frequency(782, 6) == 100  # CIFAR-10 at batch 64
+    assert compress.pruning_frequency(45, 2, 0, 45) == 3  # divides the span: lands on end_step
+    assert compress.pruning_frequency(45, 2, 0, 41) == 1
+    assert compress.pruning_frequency(45, 2, begin_step=50) == 1  # pruning_end_step refuses it
+    for steps, epochs in ((8, 2), (45, 3), (782, 6), (3, 1)):
+        frequency = compress.pruning_frequency(steps, epochs)
+        end = compress.pruning_end_step(steps, epochs, 0, None, frequency)
+        assert end // frequency >= min(10, end), (steps, epochs)
+
+
+def test_prune_on_a_short_schedule_picks_its_own_frequency(trained, digits):
+    """256 images, 2 epochs of batch 32 (16 steps): TFMOT's fixed frequency of 100 left no
+    mask update; the default now updates every step of the first epoch."""
+    student, _ = trained
+    x, y, _, _ = digits
+    pruned = compress.prune(student, (x[:256], y[:256]), epochs=2, batch_size=32, seed=0)
+    assert compress.overall_sparsity(pruned) == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match=r"frequency=100 leaves no mask update.*at most 2"):
+        compress.prune(student, (x[:256], y[:256]), epochs=2, batch_size=32, frequency=100)
+
+
 def test_fine_tuner_loss_is_the_distillers(trained, digits):
     student, teacher = trained
     x, y, _, _ = digits
@@ -290,7 +316,9 @@ def test_prune_refuses_bad_arguments(trained, digits):
     with pytest.raises(ValueError, match=r"target_sparsity must be in \[0, 1\)"):
         compress.prune(student, (x, y), target_sparsity=1.0)
     with pytest.raises(ValueError, match="no mask update"):
-        compress.prune(student, (x, y))
+        compress.prune(student, (x, y), frequency=100)
+    with pytest.raises(ValueError, match=r"frequency must be an integer >= 1, got 0"):
+        compress.prune(student, (x, y), frequency=0)
     with pytest.raises(ValueError, match="tuple of arrays"):
         compress.prune(student, x, frequency=2)
 

@@ -58,7 +58,7 @@ def ensemble(weights=None, alpha=0.4, temperature=3.0, loss=None):
 
 def first_logs(distiller, data=None):
     data = data if data is not None else tf.data.Dataset.from_tensor_slices((X, Y)).batch(8)
-    history = distiller.fit(data, epochs=1, verbose=0)
+    history = distiller.fit(data, epochs=1, verbose=0, shuffle=False)
     return {k: v[0] for k, v in history.history.items()}
 
 
@@ -136,3 +136,52 @@ def test_bad_ensembles_are_named():
             cnn((2, 3), "s", 0),
             [cnn((4, 6), "t0", 1), cnn((4, 6), "t1", 1, input_shape=(16, 16, 2))],
         )
+
+
+def test_an_ensemble_model_is_one_teacher_and_comes_apart_again(tmp_path):
+    from tfdistill.ensemble import members_of, teacher_ensemble
+
+    teachers = [cnn((4, 6), "t0", 1), cnn((5, 7), "t1", 2)]
+    model = teacher_ensemble(teachers, [1.0, 3.0])
+    x = np.random.default_rng(0).random((5, 8, 8, 2)).astype("float32")
+    members = np.stack([np.asarray(t(x)) for t in teachers], axis=1)
+    expected = np.log(np_mean_probs(members, [1.0, 3.0], 1.0))
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "e.keras")
+    loaded = keras.models.load_model(tmp_path / "e.keras")
+    np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-6)
+    found, weights = members_of(loaded)
+    assert [t.name for t in found] == ["t0", "t1"] and weights == (0.25, 0.75)
+    assert members_of(teachers[0]) is None
+    distiller = Distiller(cnn((2, 3), "s", 0), loaded)
+    assert len(distiller.teachers) == 2 and distiller.ensemble_weights == (0.25, 0.75)
+    np.testing.assert_allclose(distiller.teacher_logits(x), expected, rtol=1e-5, atol=1e-6)
+    cached = cache_teacher_outputs((x, np.zeros(5, "int64")), loaded, batch_size=5)
+    np.testing.assert_allclose(next(iter(cached))[0]["teacher_logits"], members, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least two teachers"):
+        teacher_ensemble(teachers[:1])
+
+
+def test_the_tf_keras_fine_tuner_combines_an_ensemble_as_the_distiller_does():
+    tf_keras = pytest.importorskip("tf_keras")
+    from tfdistill import compress
+    from tfdistill.compress import tuner
+    from tfdistill.ensemble import teacher_ensemble
+
+    teachers = [cnn((4, 6), "t0", 1), cnn((5, 7), "t1", 2)]
+    student = cnn((2, 3), "s", 0)
+    x = np.random.default_rng(1).random((6, 8, 8, 2)).astype("float32")
+    y = np.array([0, 1, 2, 0, -1, -1])
+    distiller = Distiller(student, teachers)
+    distiller.compile(keras.optimizers.SGD(0.0), alpha=0.3, temperature=4.0, jit_compile=False)
+    reference = distiller.fit(x, y, batch_size=6, verbose=0).history["loss"][0]
+    twin = compress.to_tf_keras(student)
+    online = tuner.FineTuner(twin, teacher_ensemble(teachers), alpha=0.3, temperature=4.0)
+    online.compile(optimizer=tf_keras.optimizers.SGD(0.0))
+    assert online.train_on_batch(x, y, return_dict=True)["loss"] == pytest.approx(reference, 1e-4)
+    members = np.stack([np.asarray(t(x)) for t in teachers], axis=1)
+    cached = tuner.FineTuner(twin, None, alpha=0.3, temperature=4.0)
+    cached.compile(optimizer=tf_keras.optimizers.SGD(0.0))
+    batch = {"inputs": x, "teacher_logits": members}
+    logged = cached.train_on_batch(batch, y, return_dict=True)
+    assert logged["loss"] == pytest.approx(reference, rel=1e-4)

@@ -74,7 +74,7 @@ def test_mirrored_strategy_matches_single_device_with_hints(mirrored):
     single = build()
     with mirrored.scope():
         replicated = build()
-    fit = {"batch_size": 4, "epochs": 2, "shuffle": False, "verbose": 0}
+    fit = {"batch_size": 4, "epochs": 1, "shuffle": False, "verbose": 0}
     y = Y.copy()
     y[:2] = -1
     single_logs = single.fit(X, y, **fit).history

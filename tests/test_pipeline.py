@@ -817,3 +817,53 @@ def test_a_mixed_precision_run_trains_in_bfloat16_and_exports_float32(tmp_path):
     with pytest.raises(ValueError, match="holds a run of another config"):
         run_lib.run(dataclasses.replace(config, mixed_precision="float16"), log=print)
     assert keras.config.dtype_policy().name == "float32"
+
+
+@pytest.mark.slow  # a whole run (about 30 s); the README's test command is near its budget
+def test_a_run_distils_from_an_ensemble_of_teacher_files(tiny_run, tmp_path):
+    """Two `.keras` teachers (the tiny run's and an untrained one): the students distil from
+    the mean of their probabilities (cached as (N, 2, C)), and the report lists each teacher
+    with its accuracy, size and latency beside the ensemble's."""
+    from tfdistill import ensemble
+
+    digits = data.load("digits").raw_pixels()
+    keras.utils.set_random_seed(3)
+    other = training.classifier("convnet", {"widths": (2, 4)}, digits, "teacher")
+    other.save(tmp_path / "other.keras")
+    files = [str(tiny_run.out / "teacher.keras"), str(tmp_path / "other.keras")]
+    with pytest.raises(ValueError, match="drop teacher_views, or give one teacher"):
+        run_lib.RunConfig(out="unused", teacher_weights=",".join(files), teacher_views=2)
+    config = run_lib.RunConfig(
+        out=str(tmp_path / "run"),
+        **{
+            **TINY,
+            "prune": None,
+            "qat": False,
+            "prune_channels": None,
+            "teacher_views": 0,
+            "augment": False,
+            "student_epochs": 1,
+        },
+        quantize=("none",),
+        teacher_weights=",".join(files),
+    )
+    logs: list[str] = []
+    result = run_lib.run(config, log=logs.append)
+    assert any("the ensemble of 2 teachers from" in line for line in logs)
+    teacher = result["teacher"]
+    assert teacher["model"] == "ensemble" and [m["file"] for m in teacher["members"]] == files
+    assert teacher["members"][0]["accuracy"] == pytest.approx(
+        tiny_run.result["teacher"]["accuracy"]
+    )
+    assert teacher["params"] == sum(m["params"] for m in teacher["members"])
+    rows = {row["model"]: row for row in result["tflite"]}
+    assert {"teacher", "teacher_0", "teacher_1"} <= set(rows)
+    assert all(rows[m]["latency_us"] > 0 and rows[m]["agreement"] > 0.99 for m in rows)
+    saved = keras.models.load_model(tmp_path / "run" / "teacher.keras")
+    members, weights = ensemble.members_of(saved)
+    assert len(members) == 2 and weights == (0.5, 0.5)
+    probabilities = [keras.activations.softmax(m(digits.x_test[:64])) for m in members]
+    expected = np.log((np.asarray(probabilities[0]) + np.asarray(probabilities[1])) / 2)
+    np.testing.assert_allclose(saved(digits.x_test[:64]), expected, rtol=1e-4, atol=1e-5)
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "| teacher (ensemble) |" in markdown and "other.keras) |" in markdown

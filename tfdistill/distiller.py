@@ -16,6 +16,7 @@ from tfdistill.attention import check_functional
 from tfdistill.batches import INPUTS as INPUTS
 from tfdistill.batches import TEACHER_LOGITS as TEACHER_LOGITS
 from tfdistill.batches import split_cached, split_views
+from tfdistill.ensemble import members_of
 from tfdistill.folding import folded_forward
 from tfdistill.hints import FeatureHint, FeatureMethod, split_features
 from tfdistill.losses import (
@@ -283,7 +284,9 @@ class Distiller(keras.Model):
     method's own temperature), whose temperature softmax is exactly that mean.
     `teacher_logits(x)` gives z at T = 1, the log of the mean probabilities. Attention
     transfer, gradient attention, hints and the top-class targets of unlabeled examples use the
-    first teacher. The teachers must predict the same classes from images of one size. Cached
+    first teacher. A `tfdistill.ensemble.teacher_ensemble` model given as `teacher` is taken
+    apart into its teachers and weights. The teachers must predict the same classes from
+    images of one size. Cached
     batches carry every teacher's logits, (B, K, C) (`cache_teacher_outputs(data,
     distiller.teachers)`).
 
@@ -328,6 +331,10 @@ class Distiller(keras.Model):
                 "attention transfer and FeatureHint together."
             )
         features = attention if features is None else features
+        unpacked = None if isinstance(teacher, (list, tuple)) else members_of(teacher)
+        if unpacked is not None:  # a `teacher_ensemble` model: distil from its teachers
+            teacher = unpacked[0]
+            ensemble_weights = unpacked[1] if ensemble_weights is None else ensemble_weights
         teachers = check_ensemble(
             list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
         )
@@ -587,13 +594,6 @@ class Distiller(keras.Model):
     def soft_temperature(self) -> float:
         """The temperature of the soft term: the method's own, else the Distiller's."""
         return getattr(getattr(self, "soft_loss", None), "temperature", self.temperature)
-
-    def teacher_members(self, x: Any) -> tf.Tensor:
-        """Every teacher's float32 logits, no gradient: (B, C) for one teacher, (B, K, C) for an
-        ensemble of K; what `tfdistill.data.cache_teacher_outputs` stores."""
-        x = self._teacher_view(x, None)
-        first = self._teacher_outputs(x)[0]
-        return tf.stop_gradient(self._members(first, x) if self.other_teachers else first)
 
     def teacher_logits(self, x: Any) -> tf.Tensor:
         """(B, C) float32 teacher logits, no gradient; the teacher runs in inference mode, with its

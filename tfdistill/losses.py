@@ -14,13 +14,15 @@ are cast to float32 before any softmax, log or division by the temperature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from tfdistill import _keras_internals, distribute, resolution
+from tfdistill.ensemble import check_ensemble_weights as check_ensemble_weights
+from tfdistill.ensemble import ensemble_logits as ensemble_logits
 
 DISTILLATION_LOSSES: dict[str, Callable] = {
     "kl_divergence": keras.losses.kl_divergence,
@@ -248,39 +250,6 @@ class HardTargetLoss(keras.losses.Loss):
         config = dict(config)
         config["base"] = _deserialize(config.get("base"))
         return cls(**config)
-
-
-def ensemble_logits(
-    members: tf.Tensor, weights: Sequence[float] | tf.Tensor, temperature: float = 1.0
-) -> tf.Tensor:
-    """(B, K, C) logits of K teachers -> (B, C) logits z whose temperature softmax is the
-    ensemble's: softmax(z / T) = Σ_k w_k · softmax(t_k / T), z = T · log Σ_k w_k softmax(t_k / T)
-    (a log-sum-exp over k). `weights` (K,) sum to 1. At T = 1, z is the log of the mean
-    probabilities."""
-    members = tf.cast(members, tf.float32) / temperature
-    log_w = tf.math.log(tf.cast(tf.convert_to_tensor(weights), tf.float32))
-    log_p = tf.nn.log_softmax(members, axis=-1) + log_w[tf.newaxis, :, tf.newaxis]
-    return temperature * tf.reduce_logsumexp(log_p, axis=1)
-
-
-def check_ensemble_weights(weights: Any, count: int) -> tuple[float, ...]:
-    """`weights` (None: equal) as `count` floats >= 0 summing to 1, or a ValueError."""
-    if weights is None:
-        return tuple([1.0 / count] * count)
-    values = list(weights) if isinstance(weights, (list, tuple)) else None
-    if (
-        values is None
-        or len(values) != count
-        or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in values)
-        or min(values) < 0
-        or sum(values) <= 0
-    ):
-        raise ValueError(
-            f"ensemble_weights must be None or {count} numbers >= 0 with a positive sum, one "
-            f"per teacher; got {weights!r}."
-        )
-    total = float(sum(values))
-    return tuple(float(w) / total for w in values)
 
 
 class LogitMethod:

@@ -109,3 +109,29 @@ def training_curves(histories: dict[str, dict[str, list[float]]], path: str | os
 
 
 __all__ = ["accuracy_latency", "pareto_front", "sizes", "training_curves"]
+
+
+def search_path(search: dict, path: str | os.PathLike) -> Path:
+    """The `--latency_budget` search: every round's proposals (grey) and the one kept (the
+    line), holdout agreement against latency (µs), from the start to the budget (dashed)."""
+    figure, axes = _figure()
+    tried = [p for r in search["rounds"] for p in r["proposals"]]
+    axes.scatter([p["latency_us"] for p in tried], [p["accuracy"] for p in tried], s=8, c="0.7")
+    chosen = [r["chosen"] for r in search["rounds"]]
+    axes.plot(
+        [c["latency_us"] for c in chosen],
+        [c["accuracy"] for c in chosen],
+        marker="o",
+        label="kept each round",
+    )
+    axes.axvline(search["start_us"], linestyle=":", color="0.5", label="distilled student")
+    for i, c in enumerate(chosen, 1):
+        axes.annotate(
+            f"{i}: {c['group']} −{c['removed']}", (c["latency_us"], c["accuracy"]), fontsize=6
+        )
+    axes.axvline(search["budget_us"], linestyle="--", color="k", label="budget")
+    axes.set_xlabel("float32 latency, µs")
+    axes.set_ylabel("holdout agreement with the teacher")
+    axes.invert_xaxis()
+    axes.legend(fontsize=7)
+    return _save(figure, path)

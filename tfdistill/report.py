@@ -18,10 +18,18 @@ def student_label(key: str) -> str:
     return f"student ({key.replace('_', ' ')})"
 
 
+def model_rows(report: dict) -> list[tuple[str, dict]]:
+    """(label, entry) of the teacher, an ensemble's teachers, then the students."""
+    teacher = report["teacher"]
+    members = teacher.get("members", [])
+    rows = [("teacher (ensemble)" if members else "teacher", teacher)]
+    rows += [(f"  teacher {i} ({m['file']})", m) for i, m in enumerate(members)]
+    return rows + [(student_label(name), entry) for name, entry in report["students"].items()]
+
+
 def format_table(report: dict) -> str:
     """One row per model: accuracy on the test split and parameter count."""
-    rows = [("teacher", report["teacher"])]
-    rows += [(student_label(name), entry) for name, entry in report["students"].items()]
+    rows = model_rows(report)
     width = max(22, *(len(name) for name, _ in rows))
     header = f"{'model':<{width}} {'accuracy':>9} {'params':>10}"
     lines = [f"dataset: {report['dataset']['name']}", header, "-" * len(header)]
@@ -57,9 +65,7 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
     name beside the report) and the stage timings."""
     lines = [f"# tfdistill run on {report['dataset']['name']}", ""]
     lines += ["| model | accuracy | params | MACs |", "|---|---|---|---|"]
-    models = [("teacher", report["teacher"])]
-    models += [(student_label(name), entry) for name, entry in report["students"].items()]
-    for name, entry in models:
+    for name, entry in model_rows(report):
         lines.append(
             f"| {name} | {entry['accuracy']:.2%} | {entry['params']:,} | {entry['macs']:,} |"
         )
@@ -78,12 +84,34 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
                 f"{row['agreement']:.2%} | {row['latency_us']:.1f} |"
                 + (f" {row['android_latency_us']:.1f} |" if phone else "")
             )
+    if report.get("search"):
+        lines += ["", *_search_lines(report["search"])]
     for title, file in (plots or {}).items():
         lines += ["", f"![{title}]({file})"]
     timings = report.get("timings_s", {})
     if timings:
         lines += ["", "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]
     return "\n".join(lines) + "\n"
+
+
+def _search_lines(search: dict) -> list[str]:
+    """The `--latency_budget` search as Markdown: the budget, then one row per round."""
+    met = "met" if search["met"] else "not met"
+    lines = [
+        f"Latency budget {search['budget']}: {search['budget_us']:.1f} µs from "
+        f"{search['start_us']:.1f} µs; after the search {search['searched_us']:.1f} µs, after "
+        f"fine-tuning {search['final_us']:.1f} µs ({met}). Proposals ranked by "
+        f"{search['selected_by']}.",
+        "",
+        "| round | group cut | channels removed / kept | latency µs | agreement | MACs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, chosen in enumerate((r["chosen"] for r in search["rounds"]), 1):
+        lines.append(
+            f"| {i} | {chosen['group']} | {chosen['removed']} / {chosen['channels']} | "
+            f"{chosen['latency_us']:.1f} | {chosen['accuracy']:.2%} | {chosen['macs']:,} |"
+        )
+    return lines
 
 
 def write_markdown(

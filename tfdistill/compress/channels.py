@@ -2,11 +2,15 @@
 
 The functional graph is split into channel groups: a Conv/Dense output starts a group, layers
 that act on each channel alone (BatchNorm, activations, dropout, depthwise convolutions with
-depth_multiplier 1, pooling, padding, Identity) carry their input's group forward, and the inputs
-of an element-wise merge (Add, Subtract, Multiply, ...) join one group, residual shortcuts
-included. Each group keeps the filters with the largest summed L1 norm over its producers; a
-group touched by anything else (model inputs and outputs, Concatenate, grouped convolutions,
-custom layers such as ChannelShuffle or SubsampleZeroPad) keeps all of its channels.
+depth_multiplier 1, pooling, padding, Identity) carry their input's group forward, and the
+inputs of an element-wise merge (Add, Subtract, Multiply, ...) join one group, residual
+shortcuts included; a channel-axis `Concatenate` lays its inputs' groups end to end, so what
+follows it is sliced by every group's choice. Each group keeps the filters most important by a
+criterion, summed over its producers: "l1" (Li et al. 2017), "bn_gamma" (|γ| of the
+BatchNorms on the group's channels, network slimming, Liu et al. 2017) or "taylor"
+(first-order Taylor importance, Molchanov et al. 2019). A group touched by anything else
+(model inputs and outputs, grouped convolutions, custom layers such as ChannelShuffle,
+ChannelSplit or SubsampleZeroPad) keeps all of its channels.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from keras import tree
 from tfdistill import _keras_internals
 from tfdistill.folding import clone_graph, functional_graph, graph_nodes
 
-CRITERIA = ("l1",)
+CRITERIA = ("l1", "bn_gamma", "taylor")
+Ratio = float | dict[str, float]
 
 _LINEAR = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
 _CHANNELWISE = (
@@ -101,11 +106,25 @@ class _Groups:
         return self.find(index) in self.frozen
 
 
-def _check(ratio: float, criterion: str) -> None:
+def _check_share(ratio: Any, what: str = "ratio") -> float:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-        raise ValueError(f"ratio must be a number in [0, 1), got {ratio!r}.")
+        raise ValueError(f"{what} must be a number in [0, 1), got {ratio!r}.")
+    return float(ratio)
+
+
+def _check(ratio: Ratio, criterion: str, data: Any = None) -> None:
+    if isinstance(ratio, dict):
+        for name, share in ratio.items():
+            _check_share(share, f"ratio[{name!r}]")
+    else:
+        _check_share(ratio)
     if criterion not in CRITERIA:
         raise ValueError(f"criterion={criterion!r} is not supported; choose one of {CRITERIA}.")
+    if criterion == "taylor" and data is None:
+        raise ValueError(
+            'criterion="taylor" ranks filters by the loss gradient: pass data=, a few batches '
+            "of (images, labels)."
+        )
 
 
 def _channels_last(layer: Any) -> bool:
@@ -114,7 +133,8 @@ def _channels_last(layer: Any) -> bool:
 
 def _kind(layer: Any, rank: int | None) -> str:
     """How `layer` treats channels: "linear" (prunable outputs), "channelwise" (carries its input
-    group), "merge" (joins its inputs' groups) or "unknown"."""
+    group), "merge" (joins its inputs' groups), "concat" (lays its inputs' channels end to
+    end) or "unknown"."""
     if not _channels_last(layer):
         return "unknown"
     if isinstance(layer, _LINEAR):
@@ -131,6 +151,8 @@ def _kind(layer: Any, rank: int | None) -> str:
         return "channelwise"
     if isinstance(layer, _MERGE):
         return "merge"
+    if isinstance(layer, keras.layers.Concatenate) and rank is not None:
+        return "concat" if layer.axis in (-1, rank - 1) else "unknown"
     return "unknown"
 
 
@@ -140,67 +162,114 @@ def _l1(layer: Any) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
-class _Plan:
-    """Which channels every tensor of `graph` keeps."""
+Segments = tuple[int, ...]  # a tensor's channels: groups laid end to end (a concatenation)
 
-    def __init__(self, graph: Any, ratio: float) -> None:
+
+class _Plan:
+    """The channel groups of `graph` and which channels every tensor keeps (`choose`). A
+    tensor's channels are a tuple of groups: one, or several after a `Concatenate`."""
+
+    def __init__(self, graph: Any) -> None:
         self.groups = _Groups()
-        self.space: dict[int, int] = {}
-        self.layer_in: dict[int, int] = {}
-        self.layer_out: dict[int, int] = {}
+        self.space: dict[int, Segments] = {}
+        self.layer_in: dict[int, Segments] = {}
+        self.layer_out: dict[int, Segments] = {}
+        self.producers: list[tuple[Any, int]] = []
+        self.norms: list[tuple[Any, Segments]] = []  # BatchNorms and the channels they scale
         nodes = graph_nodes(graph)
         uses: dict[int, int] = {}
         for node in nodes:
             uses[id(node.operation)] = uses.get(id(node.operation), 0) + 1
-        producers: list[tuple[Any, int]] = []
         for node in nodes:
-            op = node.operation
-            inputs = [self.space[id(t)] for t in node.input_tensors if id(t) in self.space]
-            if node.is_input or not inputs:
-                for t in node.outputs:
-                    self.space[id(t)] = self.groups.new(t.shape[-1], frozen=True)
-                continue
-            rank = len(node.input_tensors[0].shape)
-            kind = _kind(op, rank) if uses[id(op)] == 1 else "unknown"
-            if kind in ("channelwise", "merge") and len(node.outputs) != 1:
-                kind = "unknown"
-            if kind == "linear" and (len(inputs) != 1 or len(node.outputs) != 1):
-                kind = "unknown"
-            self.layer_in[id(op)] = inputs[0]
-            if kind == "linear":
-                out = self.groups.new(node.outputs[0].shape[-1])
-                producers.append((op, out))
-            elif kind == "channelwise":
-                out = inputs[0]
-            elif kind == "merge":
-                out = inputs[0]
-                for other in inputs[1:]:
-                    out = self.groups.union(out, other)
-            else:
-                for space in inputs:
-                    self.groups.freeze(space)
-                for t in node.outputs:
-                    self.space[id(t)] = self.groups.new(t.shape[-1], frozen=True)
-                continue
-            self.space[id(node.outputs[0])] = out
-            self.layer_out[id(op)] = out
+            self._visit(node, uses[id(node.operation)])
         for t in tree.flatten(graph.outputs):
-            self.groups.freeze(self.space[id(t)])
-        scores: dict[int, np.ndarray] = {}
-        for layer, space in producers:
-            root = self.groups.find(space)
-            scores[root] = scores.get(root, 0) + _l1(layer)
+            self._freeze(self.space[id(t)])
         self.keep: dict[int, np.ndarray] = {}
-        for root, score in scores.items():
-            if root in self.groups.frozen or ratio == 0:
+
+    def _freeze(self, segments: Segments) -> None:
+        for group in segments:
+            self.groups.freeze(group)
+
+    def _joined(self, inputs: list[Segments]) -> Segments | None:
+        """The inputs of an element-wise merge, segment by segment joined; None when they are
+        laid out differently."""
+        first = inputs[0]
+        sizes = [self.groups.channels[g] for g in first]
+        for other in inputs[1:]:
+            if [self.groups.channels[g] for g in other] != sizes:
+                return None
+            for a, b in zip(first, other, strict=True):
+                self.groups.union(a, b)
+        return first
+
+    def _visit(self, node: Any, uses: int) -> None:
+        op = node.operation
+        inputs = [self.space[id(t)] for t in node.input_tensors if id(t) in self.space]
+        if node.is_input or not inputs:
+            for t in node.outputs:
+                self.space[id(t)] = (self.groups.new(t.shape[-1], frozen=True),)
+            return
+        rank = len(node.input_tensors[0].shape)
+        kind = _kind(op, rank) if uses == 1 else "unknown"
+        if kind != "linear" and len(node.outputs) != 1:
+            kind = "unknown"
+        if kind == "linear" and (len(inputs) != 1 or len(node.outputs) != 1):
+            kind = "unknown"
+        out: Segments | None = None
+        if kind == "linear":
+            group = self.groups.new(node.outputs[0].shape[-1])
+            self.producers.append((op, group))
+            out = (group,)
+        elif kind == "channelwise":
+            out = inputs[0]
+            if isinstance(op, keras.layers.BatchNormalization) and op.scale:
+                self.norms.append((op, out))
+        elif kind == "merge":
+            out = self._joined(inputs)
+        elif kind == "concat" and len(inputs) == len(node.input_tensors):
+            out = tuple(g for segments in inputs for g in segments)
+        if out is None:
+            for segments in inputs:
+                self._freeze(segments)
+            for t in node.outputs:
+                self.space[id(t)] = (self.groups.new(t.shape[-1], frozen=True),)
+            return
+        self.layer_in[id(op)] = inputs[0]
+        self.space[id(node.outputs[0])] = out
+        self.layer_out[id(op)] = out
+
+    def prunable(self) -> dict[int, list[Any]]:
+        """Group root -> its producer layers, for the groups that may shrink."""
+        found: dict[int, list[Any]] = {}
+        for layer, space in self.producers:
+            root = self.groups.find(space)
+            if root not in self.groups.frozen:
+                found.setdefault(root, []).append(layer)
+        return found
+
+    def choose(self, scores: dict[int, np.ndarray], shares: dict[int, float]) -> None:
+        """Each group `root` in `shares` keeps its round((1 - share) · C) highest-scoring
+        channels (at least one), in their original order."""
+        for root, share in shares.items():
+            if share == 0:
                 continue
-            count = max(1, round((1 - ratio) * len(score)))
+            score = scores[root]
+            count = max(1, round((1 - share) * len(score)))
             order = np.argsort(-score, kind="stable")
             self.keep[root] = np.sort(order[:count])
 
-    def kept(self, space: int | None) -> np.ndarray | None:
-        """Kept channel indices of `space`, or None when it keeps all of them."""
-        return None if space is None else self.keep.get(self.groups.find(space))
+    def kept(self, segments: Segments | None) -> np.ndarray | None:
+        """Kept channel indices of a tensor's `segments`, or None when it keeps them all."""
+        if segments is None:
+            return None
+        parts, offset, changed = [], 0, False
+        for group in segments:
+            keep = self.keep.get(self.groups.find(group))
+            size = self.groups.channels[group]
+            changed = changed or keep is not None
+            parts.append(offset + (np.arange(size) if keep is None else keep))
+            offset += size
+        return np.concatenate(parts) if changed else None
 
     def inputs_of(self, layer: Any) -> np.ndarray | None:
         return self.kept(self.layer_in.get(id(layer)))
@@ -219,14 +288,118 @@ def _graph(model: keras.Model) -> Any:
     return graph
 
 
+def _bn_gamma(plan: _Plan, root: int, producers: list[Any]) -> np.ndarray:
+    """(C,) Σ |γ| over the BatchNorms scaling the group's channels (its slice of each); the L1
+    norms of its filters where no BatchNorm scales them."""
+    found = []
+    for layer, segments in plan.norms:
+        gamma = np.abs(keras.ops.convert_to_numpy(layer.gamma))
+        offset = 0
+        for group in segments:
+            size = plan.groups.channels[group]
+            if plan.groups.find(group) == root:
+                found.append(gamma[offset : offset + size])
+            offset += size
+    return np.sum(found, axis=0) if found else sum(_l1(layer) for layer in producers)
+
+
+def _taylor(model: keras.Model, layers: list[Any], data: Any) -> dict[int, np.ndarray]:
+    """id(layer) -> (out,) first-order Taylor importance (Molchanov et al. 2019): per batch
+    (Σ over a filter's parameters of ∂L/∂w · w)², averaged over the batches, L the mean
+    cross-entropy of the model's outputs (logits or probabilities) against the labels."""
+    import tensorflow as tf
+
+    from tfdistill import outputs
+
+    kind = outputs.resolve_output_kind(model, "auto", "outputs")
+    params = [
+        [w for w in (layer.kernel, getattr(layer, "bias", None)) if w is not None]
+        for layer in layers
+    ]
+    totals = [np.zeros(layer.kernel.shape[-1]) for layer in layers]
+    batches = 0
+    for x, y in data:
+        with tf.GradientTape() as tape:
+            logits = outputs.as_logits(model(x, training=False), kind)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    tf.reshape(tf.cast(y, tf.int32), [-1]), tf.cast(logits, tf.float32)
+                )
+            )
+        grads = tape.gradient(loss, params)
+        for total, group, grad in zip(totals, params, grads, strict=True):
+            per = sum(
+                np.reshape(np.asarray(g) * np.asarray(w), (-1, w.shape[-1])).sum(axis=0)
+                for g, w in zip(grad, group, strict=True)
+            )
+            total += per.astype("float64") ** 2
+        batches += 1
+    if not batches:
+        raise ValueError('criterion="taylor" got no batches in data.')
+    return {id(layer): total / batches for layer, total in zip(layers, totals, strict=True)}
+
+
+def _scores(model: keras.Model, plan: _Plan, criterion: str, data: Any) -> dict[int, np.ndarray]:
+    """Group root -> (C,) importance of its channels, summed over its producers."""
+    groups = plan.prunable()
+    if criterion == "bn_gamma":
+        return {root: _bn_gamma(plan, root, layers) for root, layers in groups.items()}
+    if criterion == "taylor":
+        every = [layer for layers in groups.values() for layer in layers]
+        taylor = _taylor(model, every, data)
+        return {root: sum(taylor[id(x)] for x in layers) for root, layers in groups.items()}
+    return {root: sum(_l1(layer) for layer in layers) for root, layers in groups.items()}
+
+
+def _shares(plan: _Plan, ratio: Ratio) -> dict[int, float]:
+    """Group root -> the share of its channels to remove: `ratio` everywhere, or from a dict
+    keyed by producer layer names (a group takes the largest of its layers' shares)."""
+    groups = plan.prunable()
+    if not isinstance(ratio, dict):
+        return dict.fromkeys(groups, float(ratio))
+    names = {layer.name: root for root, layers in groups.items() for layer in layers}
+    unknown = sorted(set(ratio) - set(names))
+    if unknown:
+        raise ValueError(
+            f"ratio names {unknown}, which have no prunable channels; the prunable layers are "
+            f"{sorted(names) or 'none'}."
+        )
+    shares: dict[int, float] = {}
+    for name, share in ratio.items():
+        shares[names[name]] = max(shares.get(names[name], 0.0), float(share))
+    return shares
+
+
+def _planned(model: keras.Model, ratio: Ratio, criterion: str, data: Any) -> tuple[Any, _Plan]:
+    _check(ratio, criterion, data)
+    graph = _graph(model)
+    plan = _Plan(graph)
+    if not plan.prunable() and ratio:
+        raise ValueError(
+            f"{model.name!r} has no prunable channels: every channel meets a Concatenate, a "
+            "grouped convolution, a custom layer, the input or the output."
+        )
+    shares = _shares(plan, ratio)
+    plan.choose(_scores(model, plan, criterion, data) if any(shares.values()) else {}, shares)
+    return graph, plan
+
+
+def prunable_groups(model: keras.Model) -> dict[str, tuple[str, ...]]:
+    """Each prunable channel group, named by its first producer layer -> the names of the
+    layers whose output channels it ties together (residual additions join them). A key of
+    `prune_channels`' ratio dict may be any of these layers."""
+    plan = _Plan(_graph(model))
+    return {
+        layers[0].name: tuple(layer.name for layer in layers) for layers in plan.prunable().values()
+    }
+
+
 def kept_channels(
-    model: keras.Model, ratio: float = 0.5, criterion: str = "l1"
+    model: keras.Model, ratio: Ratio = 0.5, criterion: str = "l1", data: Any = None
 ) -> dict[str, np.ndarray]:
     """Layer name -> the (k,) indices of its output channels that `prune_channels` keeps, in the
     original order, for every layer whose output channels shrink."""
-    _check(ratio, criterion)
-    graph = _graph(model)
-    plan = _Plan(graph, ratio)
+    graph, plan = _planned(model, ratio, criterion, data)
     kept = {}
     for layer in graph.layers:
         keep = plan.outputs_of(layer)
@@ -283,11 +456,19 @@ def _rebuild(graph: Any, model: keras.Model, plan: _Plan) -> keras.Model:
     return pruned
 
 
-def prune_channels(model: keras.Model, ratio: float = 0.5, criterion: str = "l1") -> keras.Model:
-    """A new, smaller dense model: in every prunable channel group, the `ratio` share of filters
-    with the smallest L1 norms is removed (at least one filter stays). Same inputs (B, ...),
-    outputs (B, num_classes), layer names and `stageN_out` taps as `model`, which is unchanged.
-    """
-    _check(ratio, criterion)
-    graph = _graph(model)
-    return _rebuild(graph, model, _Plan(graph, ratio))
+def prune_channels(
+    model: keras.Model,
+    ratio: Ratio = 0.5,
+    criterion: str = "l1",
+    data: Any = None,
+) -> keras.Model:
+    """A new, smaller dense model: in every prunable channel group, the `ratio` share of the
+    channels least important by `criterion` is removed (at least one stays). `ratio`: one
+    share for every group, or {layer name: share} for some (the others stay whole; see
+    `prunable_groups`). `criterion`: "l1" (the filters' summed |w|), "bn_gamma" (|γ| of the
+    BatchNorms on the channels; L1 where none) or "taylor" (needs `data`: batches of (x (B,
+    ...), y (B,) class indices)). Same inputs (B, ...), outputs (B, num_classes), layer names
+    and `stageN_out` taps as `model`, which is unchanged. A model with no prunable channel and
+    a nonzero ratio is a ValueError."""
+    graph, plan = _planned(model, ratio, criterion, data)
+    return _rebuild(graph, model, plan)

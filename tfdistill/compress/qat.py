@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfdistill import _keras_internals
 from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.compress.bridge import to_tf_keras
+from tfdistill.compress.slimming import StructuredSparsity
 from tfdistill.compress.sparsity import check_integers
 
 PASS_THROUGH = ("ChannelShuffle", "ChannelSplit", "SubsampleZeroPad", "Identity")
@@ -96,6 +97,7 @@ def quantize_aware(
     seed: int | None = None,
     verbose: int = 0,
     callbacks: list | None = None,
+    sparsity: StructuredSparsity | None = None,
 ) -> Any:
     """A tf_keras copy of `student` with fake quantization, fine-tuned for `epochs`.
 
@@ -106,7 +108,8 @@ def quantize_aware(
     zeros of a pruned student (`prune`) through training, so the int8 file is sparse too.
     A BatchNorm that does not follow a convolution is quantized at its
     output (TFLite runs it as MUL and ADD). `callbacks` (tf_keras) join the fit, e.g.
-    `tf_keras.callbacks.BackupAndRestore`. `student` is unchanged.
+    `tf_keras.callbacks.BackupAndRestore`. `sparsity`: a `StructuredSparsity` penalty added
+    to the loss, as for `prune`. `student` is unchanged.
     """
     from tfdistill.compress import tuner
 
@@ -123,6 +126,7 @@ def quantize_aware(
         optimizer=optimizer,
         epochs=epochs,
         verbose=verbose,
+        sparsity=sparsity,
     )
     model = quantize_model(student, preserve_sparsity=preserve_sparsity)
     tuning.run(model, callbacks=callbacks)

@@ -16,6 +16,7 @@ import numpy as np
 
 from tfdistill.compress._tfmot import require_tfmot
 from tfdistill.compress.bridge import to_keras, to_tf_keras
+from tfdistill.compress.slimming import StructuredSparsity
 
 _KERNELS = {
     "Conv1D": "kernel",
@@ -53,6 +54,34 @@ def overall_sparsity(model: Any) -> float:
     kernels = [kernel for _, kernel in _kernels(model)]
     total = sum(k.size for k in kernels)
     return sum(int(np.sum(k == 0.0)) for k in kernels) / total if total else 0.0
+
+
+MAX_FREQUENCY = 100  # TFMOT's own default
+MASK_UPDATES = 10
+
+
+def pruning_frequency(
+    steps_per_epoch: int, epochs: int, begin_step: int = 0, end_step: int | None = None
+) -> int:
+    """The steps between mask updates when the caller gives none: about `MASK_UPDATES` (10)
+    updates over the pruning span, every `MAX_FREQUENCY` (100) steps at most on long schedules,
+    every step when the span is shorter than 10 (TFMOT's fixed 100 left no update at all in
+    runs of a few hundred images). The span runs from `begin_step` to `end_step`, or to the
+    end of the first `epochs - 1` epochs (see `pruning_end_step`); with a given `end_step` the
+    frequency is the largest one within those bounds that divides the span, so the last update
+    lands on `end_step`. A span of no steps gives 1 (`pruning_end_step` then says what is
+    wrong)."""
+    if end_step is None:
+        span = steps_per_epoch * max(epochs - 1, 1) - begin_step
+    else:
+        span = end_step - begin_step
+    if span < 1:
+        return 1
+    frequency = min(max(span // MASK_UPDATES, 1), MAX_FREQUENCY)
+    if end_step is not None:
+        while span % frequency:
+            frequency -= 1
+    return frequency
 
 
 def pruning_end_step(
@@ -113,13 +142,14 @@ def prune(
     batch_size: int = 32,
     begin_step: int = 0,
     end_step: int | None = None,
-    frequency: int = 100,
+    frequency: int | None = None,
     alpha: float = 0.1,
     temperature: float = 3.0,
     optimizer: Any = "adam",
     seed: int | None = None,
     verbose: int = 0,
     callbacks: list | None = None,
+    sparsity: StructuredSparsity | None = None,
 ) -> keras.Model:
     """A copy of `student` whose prunable kernels hold `target_sparsity` zeros.
 
@@ -128,19 +158,19 @@ def prune(
     unlabeled example. With a `teacher` (Keras 3, (B, ...) -> (B, C)) or cached logits, the loss
     is the Distiller's (`alpha`, `temperature`); otherwise cross-entropy. `optimizer` is a
     tf_keras optimizer or its name. Sparsity follows PolynomialDecay from 0 at `begin_step` to
-    the target at `end_step` (see `pruning_end_step`), updated every `frequency` steps.
+    the target at `end_step` (see `pruning_end_step`), updated every `frequency` steps (by
+    default about ten updates, every 100 steps at most: `pruning_frequency`).
     `callbacks` (tf_keras) join the fit, e.g. `tf_keras.callbacks.BackupAndRestore`.
+    `sparsity`: a `StructuredSparsity` penalty of the student's weights added to the loss
+    while it fine-tunes (network slimming, group lasso; see `compress.slimming`).
     The returned Keras 3 model is stripped of the wrappers; `student` is unchanged.
     """
     tfmot, tf_keras = require_tfmot()
     if not 0.0 <= target_sparsity < 1.0:
         raise ValueError(f"target_sparsity must be in [0, 1), got {target_sparsity}.")
-    check_integers(
-        epochs=(epochs, 1),
-        batch_size=(batch_size, 1),
-        frequency=(frequency, 1),
-        begin_step=(begin_step, 0),
-    )
+    check_integers(epochs=(epochs, 1), batch_size=(batch_size, 1), begin_step=(begin_step, 0))
+    if frequency is not None:
+        check_integers(frequency=(frequency, 1))
     from tfdistill.compress import tuner
 
     tuning = tuner.prepare(
@@ -154,7 +184,10 @@ def prune(
         optimizer=optimizer,
         epochs=epochs,
         verbose=verbose,
+        sparsity=sparsity,
     )
+    if frequency is None:
+        frequency = pruning_frequency(tuning.steps_per_epoch, epochs, begin_step, end_step)
     end = pruning_end_step(tuning.steps_per_epoch, epochs, begin_step, end_step, frequency)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0,
@@ -189,4 +222,5 @@ __all__ = [
     "overall_sparsity",
     "prune",
     "pruning_end_step",
+    "pruning_frequency",
 ]

@@ -2,7 +2,9 @@
 
 Imported only once tf_keras is known to be installed. The loss is the Distiller's: alpha · CE on
 the labeled examples + (1 - alpha) · T² · KL of the soft targets on every example (without a
-teacher, CE alone), plus the student's weight penalties, averaged over the global batch.
+teacher, CE alone), plus the student's weight penalties, averaged over the global batch, plus a
+`StructuredSparsity` penalty (`sparsity=`) of the twin's weights, which the bridge does not carry
+over from the Keras 3 student.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import tf_keras
 
 from tfdistill import outputs as outputs_lib
 from tfdistill.batches import INPUTS, TEACHER_LOGITS, split_views
+from tfdistill.compress.slimming import StructuredSparsity
+from tfdistill.data.teacher_cache import logits_function
 from tfdistill.distiller import (
     check_alpha,
     check_class_counts,
     check_models,
     loss_share,
 )
-from tfdistill.folding import folded_forward
+from tfdistill.ensemble import ensemble_logits, members_of
 from tfdistill.losses import (
     HardTargetLoss,
     SoftTargetLoss,
@@ -37,7 +41,11 @@ class FineTuner(tf_keras.Model):
     """Trains `student` (a tf_keras model, TFMOT wrappers allowed) on (x, y) batches; labels of
     -1 mark unlabeled examples. `student_outputs` is "logits" or "probabilities" (a final
     softmax; its log is used as logits). Batches from `tfdistill.data.cache_teacher_outputs`
-    bring the teacher's (B, C) logits; otherwise a Keras 3 `teacher` runs in inference mode."""
+    bring the teacher's (B, C) logits; otherwise a Keras 3 `teacher` runs in inference mode.
+    A `teacher_ensemble` model, or cached (B, K, C) logits of K teachers, give the mean of the
+    teachers' probabilities at the temperature, as in the Distiller. `sparsity`: a
+    `StructuredSparsity` whose penalty of the student's weights joins the loss each step
+    (divided by the replicas, as `student.losses` are)."""
 
     def __init__(
         self,
@@ -47,19 +55,19 @@ class FineTuner(tf_keras.Model):
         alpha: float = 0.1,
         temperature: float = 3.0,
         student_outputs: str = "logits",
+        sparsity: StructuredSparsity | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.student = student
+        self._sparsity = sparsity if sparsity is not None and sparsity.enabled else None
         self.student_outputs = student_outputs
         self.alpha = alpha
         self.hard_loss = HardTargetLoss()
         self.soft_loss = SoftTargetLoss(temperature)
-        self._teacher = None
-        if teacher is not None:
-            kind = outputs_lib.resolve_output_kind(teacher, "auto", "teacher_outputs")
-            forward = folded_forward(teacher)
-            self._teacher = lambda x: outputs_lib.as_logits(forward(x), kind)
+        members = None if teacher is None else members_of(teacher)
+        self._weights = None if members is None else members[1]
+        self._teacher = None if teacher is None else logits_function(teacher, "auto", None)
         self.loss_tracker = tf_keras.metrics.Mean(name="loss")
         self.accuracy_tracker = tf_keras.metrics.Mean(name="accuracy")
         if getattr(student, "built", False):
@@ -73,11 +81,19 @@ class FineTuner(tf_keras.Model):
         return [self.loss_tracker, self.accuracy_tracker]
 
     def _teacher_logits(self, x: Any, cached: Any) -> tf.Tensor | None:
+        """(B, C); an ensemble's (B, K, C) combined at the temperature, as the Distiller does
+        (cached ones with `teacher`'s weights, equal without it)."""
         if cached is not None:
-            return tf.cast(cached, tf.float32)
-        if self._teacher is None:
+            logits = tf.cast(cached, tf.float32)
+        elif self._teacher is None:
             return None
-        return tf.stop_gradient(tf.cast(self._teacher(x), tf.float32))
+        else:
+            logits = tf.stop_gradient(tf.cast(self._teacher(x), tf.float32))
+        if logits.shape.rank == 3:
+            count = logits.shape[1]
+            weights = self._weights or [1.0 / count] * count
+            logits = ensemble_logits(logits, weights, self.soft_loss.temperature)
+        return logits
 
     def train_step(self, data: Any) -> dict:
         x, y, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)
@@ -106,6 +122,8 @@ class FineTuner(tf_keras.Model):
             if self.student.losses:
                 penalties = [tf.cast(v, tf.float32) for v in self.student.losses]
                 share += tf.add_n(penalties) / replicas
+            if self._sparsity is not None:
+                share += self._sparsity.penalty(self.student) / replicas
         variables = self.student.trainable_variables
         gradients = tape.gradient(share, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
@@ -227,7 +245,8 @@ def optimizer_from(optimizer: Any) -> Any:
 @dataclasses.dataclass(frozen=True)
 class Tuning:
     """A checked fine-tuning job: batches, their number per epoch, the student's output kind
-    ("logits" or "probabilities"), the teacher, the loss weights and a tf_keras optimizer."""
+    ("logits" or "probabilities"), the teacher, the loss weights, a tf_keras optimizer and the
+    structured-sparsity penalty (or None)."""
 
     dataset: tf.data.Dataset
     steps_per_epoch: int
@@ -238,6 +257,7 @@ class Tuning:
     optimizer: Any
     epochs: int
     verbose: int
+    sparsity: StructuredSparsity | None = None
 
     def run(self, model: Any, callbacks: list | None = None) -> None:
         """Fits the tf_keras `model` (a TFMOT-wrapped twin of the student) with `FineTuner`."""
@@ -247,6 +267,7 @@ class Tuning:
             alpha=self.alpha,
             temperature=self.temperature,
             student_outputs=self.student_outputs,
+            sparsity=self.sparsity,
         )
         fine_tuner.compile(optimizer=self.optimizer)
         fine_tuner.fit(self.dataset, epochs=self.epochs, verbose=self.verbose, callbacks=callbacks)
@@ -264,9 +285,15 @@ def prepare(
     optimizer: Any,
     epochs: int,
     verbose: int,
+    sparsity: StructuredSparsity | None = None,
 ) -> Tuning:
     """Checks everything about a fine-tuning job of the Keras 3 `student` before any model is
-    built: the data against the student and teacher, alpha, temperature, the optimizer."""
+    built: the data against the student and teacher, alpha, temperature, the optimizer, the
+    `sparsity` (a `StructuredSparsity` or None)."""
+    if sparsity is not None and not isinstance(sparsity, StructuredSparsity):
+        raise ValueError(
+            f"sparsity must be a StructuredSparsity or None, not {type(sparsity).__name__}."
+        )
     check_alpha(alpha)
     check_temperature(temperature)
     dataset = as_dataset(data, batch_size, student, seed)
@@ -281,6 +308,7 @@ def prepare(
         optimizer=optimizer_from(optimizer),
         epochs=epochs,
         verbose=verbose,
+        sparsity=sparsity,
     )
 
 

@@ -21,19 +21,22 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-def _logits_function(
+def logits_function(
     teacher: Any, teacher_outputs: str, teacher_input_size: Any = "auto"
 ) -> Callable[[Any], tf.Tensor]:
     """x (B, ...) -> the frozen teacher's (B, C) float32 logits, BatchNorm folded; of a list
-    of K teachers (an ensemble), every teacher's, (B, K, C). Images
+    of K teachers or a `teacher_ensemble` model, every teacher's, (B, K, C). Images
     (B, h, w, C) are first resized (``resolution.resize_images``) to ``teacher_input_size``:
     "auto" the teacher's own static (H, W), (H, W) that size, None never."""
     import tensorflow as tf
 
     from tfdistill import outputs, resolution
+    from tfdistill.ensemble import members_of
     from tfdistill.folding import folded_forward
 
+    unpacked = None if isinstance(teacher, (list, tuple)) else members_of(teacher)
     teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+    teachers = teachers if unpacked is None else unpacked[0]
     kinds = [outputs.resolve_output_kind(t, teacher_outputs, "teacher_outputs") for t in teachers]
     forwards = [folded_forward(t) for t in teachers]
     size = resolution.resolve_teacher_size(None, teachers[0], teacher_input_size)
@@ -69,7 +72,7 @@ def teacher_logits(
     at a time)."""
     if len(images) == 0:
         raise ValueError("teacher_logits got no images.")
-    logits_of = _logits_function(teacher, teacher_outputs, teacher_input_size)
+    logits_of = logits_function(teacher, teacher_outputs, teacher_input_size)
     starts = range(0, len(images), batch_size)
     if path is None:
         return np.concatenate(
@@ -118,7 +121,7 @@ def cache_teacher_outputs(
 
     from tfdistill.batches import two_views
 
-    logits_of = _logits_function(teacher, teacher_outputs, teacher_input_size)
+    logits_of = logits_function(teacher, teacher_outputs, teacher_input_size)
     if isinstance(data, tf.data.Dataset):
         if teacher_x is not None:
             raise ValueError("teacher_x goes with arrays; a dataset carries two-view batches.")

@@ -24,7 +24,7 @@ import numpy as np
 from tfdistill.batches import INPUTS, VIEW_LOGITS, VIEW_PARAMS
 from tfdistill.data import views
 from tfdistill.data.dataset import Dataset
-from tfdistill.data.teacher_cache import _logits_function
+from tfdistill.data.teacher_cache import logits_function
 
 LABEL_SEED = 104729
 
@@ -83,7 +83,7 @@ def label_views(
     boxes = ds.image_size is not None
     size = tuple(teacher_size or ds.input_shape[:2])
     scale = np.float32(getattr(ds.x_train, "scale", 1.0))
-    logits_of = _logits_function(teacher, teacher_outputs, None)
+    logits_of = logits_function(teacher, teacher_outputs, None)
     params, logits = [], []
     for start in range(0, len(ds.x_train), batch_size):
         rows = np.arange(start, min(start + batch_size, len(ds.x_train)))

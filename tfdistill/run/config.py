@@ -172,6 +172,23 @@ class RunConfig:
     compress_epochs: int = option(
         6, "run: fine-tuning epochs of --prune, --prune_channels and --qat, each.", minimum=1
     )
+    sparsity_l1: float = option(
+        0.0,
+        "run: network slimming: an L1 penalty λ·Σ|γ| on the scale γ of every BatchNorm of the "
+        "student while it distils and in the --prune_channels, --prune and --qat fine-tuning, "
+        "so unimportant channels approach zero before they are cut (0: off; Liu et al. used "
+        "1e-4 to 1e-5). See docs/compression.md.",
+        minimum=0,
+        fingerprint=WHEN_SET,
+    )
+    sparsity_group_lasso: float = option(
+        0.0,
+        "run: group lasso: a penalty μ·Σ‖W_f‖₂ over the output filters of the student's "
+        "convolutions and dense layers (the classifier's excepted), in the same stages as "
+        "--sparsity_l1 (0: off).",
+        minimum=0,
+        fingerprint=WHEN_SET,
+    )
     method: str = option(
         "kd",
         "run: kd (soft targets), at (labels + attention transfer), kd+at, gat (labels + "
@@ -196,7 +213,9 @@ class RunConfig:
     teacher_weights: str | None = option(
         None,
         "run: a trained teacher .keras file (e.g. teacher.keras of an earlier run) used instead "
-        "of training one; it takes raw pixels and the dataset's image shape and classes.",
+        "of training one; it takes raw pixels and the dataset's image shape and classes. "
+        "Several, comma-separated (a.keras,b.keras): the students distil from their ensemble, "
+        "the mean of the teachers' probabilities.",
         fingerprint=NEVER,
     )
     lr_schedule: str = option(
@@ -277,6 +296,35 @@ class RunConfig:
         fraction=True,
         fingerprint=WHEN_SET,
     )
+    latency_budget: str | None = option(
+        None,
+        "run: shrink the distilled student to this float32 LiteRT latency (on the phone with "
+        '--android; --threads threads): a share of its own ("0.6x") or microseconds ("350us"). '
+        "A NetAdapt search over channel groups replaces --prune_channels' fixed share; the "
+        "winner is fine-tuned for --compress_epochs and exported like it (docs/compression.md).",
+        fingerprint=WHEN_SET,
+    )
+    search_steps: int = option(
+        30,
+        "run: steps of distillation each --latency_budget proposal is fine-tuned for.",
+        minimum=1,
+        fingerprint=WHEN_SET,
+    )
+    prune_criterion: str = option(
+        "l1",
+        "run: which channels --prune_channels and --latency_budget remove first: l1 (smallest "
+        "filter norms), bn_gamma (smallest BatchNorm scales), taylor (least first-order "
+        "change of the loss, on the teacher's labels of 1,000 training images).",
+        choices=compress.CRITERIA,
+        fingerprint=WHEN_SET,
+    )
+
+    @property
+    def teacher_files(self) -> list[str]:
+        """The `.keras` files of `teacher_weights`: one teacher, or several (an ensemble)."""
+        if not self.teacher_weights:
+            return []
+        return [path.strip() for path in self.teacher_weights.split(",") if path.strip()]
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -286,12 +334,26 @@ class RunConfig:
                 "xla='on' and deterministic cannot go together: TensorFlow's deterministic ops "
                 "have no XLA kernels. Use xla='auto' or 'off' with deterministic."
             )
-        if self.teacher_weights is not None and not Path(self.teacher_weights).is_file():
-            raise FileNotFoundError(f"teacher_weights {self.teacher_weights!r} is not a file.")
+        for path in self.teacher_files:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"teacher_weights {path!r} is not a file.")
+        if len(self.teacher_files) > 1 and self.teacher_views:
+            raise ValueError(
+                "teacher_views stores one teacher's logits of each view, but teacher_weights "
+                f"names {len(self.teacher_files)} teachers (an ensemble); drop teacher_views, or "
+                "give one teacher."
+            )
         if self.android and not self.benchmark_binary:
             raise ValueError("android needs benchmark_binary, the phone's benchmark_model.")
         check_alpha(self.alpha)
         check_temperature(self.temperature)
+        if self.latency_budget is not None:
+            compress.budget.parse_budget(self.latency_budget)
+            if self.prune_channels is not None:
+                raise ValueError(
+                    "latency_budget and prune_channels both set how many channels to remove; "
+                    "give one: a latency (latency_budget) or a share of channels (prune_channels)."
+                )
         if self.prune is not None or self.qat:
             compress.require_tfmot()
         data.check_name(self.dataset)
@@ -395,7 +457,7 @@ def fingerprinted(config: RunConfig) -> dict:
     """The settings that decide a run's trained models: the fields whose `fingerprint` is
     `ALWAYS`, those that are `WHEN_SET` and differ from their defaults (XLA changes the order
     of floating-point operations, so a stage trained with it is not resumed without it), plus
-    the digest of the `teacher_weights` file's contents. The export and bench stages keep
+    the digest of the `teacher_weights` files' contents. The export and bench stages keep
     their own settings and run again when those change."""
     values = settings(config)
     kept = {}
@@ -403,9 +465,12 @@ def fingerprinted(config: RunConfig) -> dict:
         rule = field.metadata["fingerprint"]
         if rule == ALWAYS or (rule == WHEN_SET and values[name] != default(field)):
             kept[name] = values[name]
-    if config.teacher_weights:
-        digest = hashlib.sha256(Path(config.teacher_weights).read_bytes()).hexdigest()
-        kept["teacher_weights_sha256"] = digest
+    digests = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in config.teacher_files]
+    if digests:
+        joined = ",".join(digests).encode()
+        kept["teacher_weights_sha256"] = (
+            digests[0] if len(digests) == 1 else hashlib.sha256(joined).hexdigest()
+        )
     return kept
 
 

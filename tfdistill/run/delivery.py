@@ -74,6 +74,21 @@ def _batches(images: Any, count: int, size: int = 64) -> Any:
         yield images[start : min(start + size, count)]
 
 
+def on_phone(config: RunConfig, path: Path) -> Any:
+    """`benchmark_model`'s `BenchmarkResult` of `path` on the phone of `config`."""
+    return bench_lib.android.benchmark(
+        path,
+        benchmark_binary=config.benchmark_binary,
+        adb=config.adb,
+        serial=config.serial,
+        num_threads=config.threads or 1,
+        use_gpu=config.use_gpu,
+        use_nnapi=config.use_nnapi,
+        num_runs=config.bench_runs,
+        taskset=config.taskset,
+    )
+
+
 def bench(config: RunConfig, files: list[Path]) -> dict:
     """LiteRT timings of every `.tflite` file, and with `config.android` `benchmark_model`'s on
     the phone: {"litert": {file name: BenchmarkResult dict}, "android": {...} or None, ...}.
@@ -85,24 +100,26 @@ def bench(config: RunConfig, files: list[Path]) -> dict:
         )
         litert[path.name] = timing.to_dict()
         if config.android:
-            on_phone = bench_lib.android.benchmark(
-                path,
-                benchmark_binary=config.benchmark_binary,
-                adb=config.adb,
-                serial=config.serial,
-                num_threads=config.threads or 1,
-                use_gpu=config.use_gpu,
-                use_nnapi=config.use_nnapi,
-                num_runs=config.bench_runs,
-                taskset=config.taskset,
-            )
-            android[path.name] = on_phone.to_dict()
+            android[path.name] = on_phone(config, path).to_dict()
     return {
         "threads": config.threads or 1,
         "num_runs": config.bench_runs,
         "litert": litert,
         "android": android or None,
     }
+
+
+def latency_us(config: RunConfig, model: Any, path: Path) -> float:
+    """`model`'s float32 `.tflite` latency in µs, the median of `config.bench_runs` runs at
+    `config.threads`: in LiteRT here, or with `config.android` on the phone (mean). The file
+    at `path` is overwritten."""
+    to_tflite(inference_function(model), path, quantization="none")
+    if config.android:
+        return on_phone(config, path).avg_us
+    timing = bench_lib.benchmark_tflite(
+        path, num_threads=config.threads, num_runs=config.bench_runs
+    )
+    return timing.p50_us
 
 
 def with_latency(rows: list[dict], timings: dict) -> list[dict]:
@@ -128,6 +145,7 @@ PLOTS = {
     "file sizes": "sizes.png",
     "training loss": "training_curves.png",
 }
+SEARCH_PLOT = ("latency-budget search", "search.png")
 
 
 def write_reports(result: dict, out: Path) -> None:
@@ -135,5 +153,9 @@ def write_reports(result: dict, out: Path) -> None:
     plots.accuracy_latency(result["tflite"], out / PLOTS["accuracy against latency"])
     plots.sizes(result["tflite"], out / PLOTS["file sizes"])
     plots.training_curves(result["history"], out / PLOTS["training loss"])
-    report.write_markdown(result, out / "report.md", PLOTS)
+    shown = dict(PLOTS)
+    if result.get("search"):
+        shown[SEARCH_PLOT[0]] = SEARCH_PLOT[1]
+        plots.search_path(result["search"], out / SEARCH_PLOT[1])
+    report.write_markdown(result, out / "report.md", shown)
     report.write_json(result, out / "report.json")

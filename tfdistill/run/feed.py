@@ -66,8 +66,8 @@ def teacher_size(config: RunConfig) -> views.Size | None:
     student's."""
     if config.teacher_image_size:
         return views.parse_size(config.teacher_image_size, "teacher_image_size")
-    if config.teacher_weights:
-        return keras_file_size(config.teacher_weights)
+    if config.teacher_files:
+        return keras_file_size(config.teacher_files[0])
     if models.applications.is_application(config.teacher):
         return models.applications.own_size(config.teacher)
     return None

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from tfdistill import artifacts, compress, data
+from tfdistill import artifacts, compress, data, ensemble
 from tfdistill.run import config as config_lib
-from tfdistill.run import delivery, feed, training
+from tfdistill.run import delivery, feed, shrink, training
 from tfdistill.run.config import RunConfig
 from tfdistill.run.state import Run
 
@@ -184,18 +184,21 @@ class Teacher(ModelStage):
 
     def detail(self, run: Run) -> str:
         config = run.config
-        if config.teacher_weights:
-            return f"{config.teacher}, from {config.teacher_weights}"
+        files = config.teacher_files
+        if len(files) > 1:
+            return f"the ensemble of {len(files)} teachers from {', '.join(files)}"
+        if files:
+            return f"{config.teacher}, from {files[0]}"
         return f"{config.teacher}, {epochs_text(config.teacher_epochs)} on every label"
 
     def train(self, run: Run) -> training.Trained:
-        if not run.config.teacher_weights:
+        if not run.config.teacher_files:
             fitting = run.fitting(self.name)
             return training.train_teacher(run.config, run.ds, fitting, run.teacher_size)
-        teacher, warning = training.load_teacher(
-            run.config.teacher_weights, run.ds, run.teacher_size
+        teacher, warnings = training.load_teachers(
+            run.config.teacher_files, run.ds, run.teacher_size
         )
-        if warning:
+        for warning in warnings:
             run.progress.log(f"   teacher: {warning}")
         return training.Trained(teacher, {})
 
@@ -272,38 +275,49 @@ class Distil(ModelStage):
 
 
 class PruneChannels(ModelStage):
-    """The distilled student with a share of its channels removed, fine-tuned with
+    """The distilled student with a share of its channels removed (`--prune_channels`), or
+    shrunk to a latency by a NetAdapt search (`--latency_budget`), fine-tuned with
     distillation (a smaller dense model: fewer MACs on any runtime)."""
 
     name, kind = "prune_channels", "student"
     model, history = "student_pruned_channels", "student (pruned channels)"
 
     def enabled(self, config: RunConfig) -> bool:
-        return config.prune_channels is not None
+        return config.prune_channels is not None or config.latency_budget is not None
 
     def epochs(self, config: RunConfig) -> int:
         return config.compress_epochs
 
     def detail(self, run: Run) -> str:
         config = run.config
-        share = f"{config.prune_channels:.0%} of the channels"
-        return f"removing {share}, {epochs_text(config.compress_epochs)} of distillation"
+        tuning = f"{epochs_text(config.compress_epochs)} of distillation"
+        if config.latency_budget is not None:
+            return f"searching for a {config.latency_budget} latency budget, then {tuning}"
+        return f"removing {config.prune_channels:.0%} of the channels, {tuning}"
+
+    def work(self, run: Run) -> tuple[keras.Model, dict]:
+        if run.config.latency_budget is None:
+            return super().work(run)
+        with run.scope(self.distributed):
+            trained, search = shrink.shrink(*self._arguments(run))
+        artifacts.save_model(trained.model, run.keep / f"{self.model}.keras")
+        return trained.model, {"history": trained.history, "search": search}
+
+    def _arguments(self, run: Run) -> tuple:
+        """What pruning and the search start from: the float32 distilled student and teacher,
+        the training elements, the stage's backups, the teacher's size."""
+        distilled, teacher = run.float32("student_distilled"), run.float32("teacher")
+        elements, fitting = run.elements(), run.fitting(self.name)
+        return run.config, run.ds, distilled, teacher, elements, fitting, run.teacher_size
 
     def train(self, run: Run) -> training.Trained:
-        return training.prune_channels(
-            run.config,
-            run.ds,
-            run.float32("student_distilled"),
-            run.float32("teacher"),
-            run.elements(),
-            run.fitting(self.name),
-            run.teacher_size,
-        )
+        return training.prune_channels(*self._arguments(run))
 
     def deliver(self, run: Run, model: keras.Model, record: dict) -> None:
         super().deliver(run, model, record)
         extra = {"model": run.config.student, "file": f"{self.model}.keras"}
         run.students["pruned_channels"] = (self.model, extra)
+        run.search = record.get("search")
         run.plan.append(delivery.Export(self.model, model, run.config.quantize))
 
 
@@ -392,7 +406,15 @@ class Export(Stage):
     name = "export"
 
     def plan(self, run: Run) -> list[delivery.Export]:
-        return [*run.plan, delivery.Export("teacher", run.float32("teacher"), ("none",))]
+        """The students' files, the teacher's and, of an ensemble, each of its teachers'."""
+        teacher = run.float32("teacher")
+        members = ensemble.members_of(teacher)
+        each = [] if members is None else members[0]
+        return [
+            *run.plan,
+            delivery.Export("teacher", teacher, ("none",)),
+            *(delivery.Export(f"teacher_{i}", m, ("none",)) for i, m in enumerate(each)),
+        ]
 
     def detail(self, run: Run) -> str:
         return f"{sum(len(item.quantizations) for item in self.plan(run))} .tflite files"
@@ -491,15 +513,7 @@ def report_of(run: Run) -> dict:
     timings = {**run.timings, "total": round(sum(run.timings.values()), 2)}
     if run.views_labelling_s is not None:  # inside the time of the stage that first distilled
         timings["teacher_views_labelling"] = run.views_labelling_s
-    teacher32 = run.float32("teacher")
-    teacher = training.entry(
-        teacher32,
-        ds,
-        config,
-        model=config.teacher,
-        file="teacher.keras",
-        input_shape=list(teacher32.inputs[0].shape[1:]),
-    )
+    teacher = teacher_entry(run)
     students = {
         key: training.entry(run.float32(model), ds, config, **extra)
         for key, (model, extra) in run.students.items()
@@ -512,8 +526,32 @@ def report_of(run: Run) -> dict:
         "config": config_lib.settings(config),
         "timings_s": timings,
         "loaded_stages": list(run.loaded),
+        "search": run.search,
         "history": dict(run.histories),
     }
+
+
+def teacher_entry(run: Run) -> dict:
+    """The teacher's report entry; an ensemble's lists each of its teachers under `members`
+    (accuracy, size, the file it came from; its `.tflite` rows are `teacher_<i>`)."""
+    config, ds = run.config, run.ds
+    teacher32 = run.float32("teacher")
+    shape = list(teacher32.inputs[0].shape[1:])
+    members = ensemble.members_of(teacher32)
+    if members is None:
+        return training.entry(
+            teacher32, ds, config, model=config.teacher, file="teacher.keras", input_shape=shape
+        )
+    teachers, weights = members
+    rows = [
+        training.entry(member, ds, config, model=f"teacher_{i}", file=path, weight=weight)
+        for i, (member, path, weight) in enumerate(
+            zip(teachers, config.teacher_files, weights, strict=True)
+        )
+    ]
+    return training.entry(
+        teacher32, ds, config, model="ensemble", file="teacher.keras", input_shape=shape
+    ) | {"members": rows}
 
 
 def dataset_entry(run: Run) -> dict:

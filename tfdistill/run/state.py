@@ -46,6 +46,7 @@ class Run:
     loaded: list[str] = dataclasses.field(default_factory=list)
     stale: set[str] = dataclasses.field(default_factory=set)
     result: dict | None = None
+    search: dict | None = None  # the --latency_budget search, for the report
     _elements: tuple | None = None
     _float32: dict[str, keras.Model] = dataclasses.field(default_factory=dict)
 

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import compress, data, distribute, models, precision, resume
+from tfdistill import compress, data, distribute, ensemble, models, precision, resume
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.batches import INPUTS, TEACHER_LOGITS
 from tfdistill.distiller import Distiller, resolve_jit_compile
@@ -293,6 +293,24 @@ def load_teacher(
     return teacher, warning
 
 
+def load_teachers(
+    paths: list[str], ds: data.Dataset, size: Any = None
+) -> tuple[keras.Model, list[str]]:
+    """The teacher of `paths`: one `.keras` file's model, or of several the
+    `ensemble.teacher_ensemble` of their models (equal weights), each checked as
+    `load_teacher` does; and the warnings."""
+    loaded = [load_teacher(path, ds, size) for path in paths]
+    warnings = [warning for _, warning in loaded if warning]
+    if len(loaded) == 1:
+        return loaded[0][0], warnings
+    # Renamed copies (the same layers): two runs' teacher.keras are both called "teacher".
+    members = [
+        keras.Model(model.inputs, model.outputs[0], name=f"teacher_{i}")
+        for i, (model, _) in enumerate(loaded)
+    ]
+    return ensemble.teacher_ensemble(members, name="teacher"), warnings
+
+
 def train_scratch(
     config: RunConfig,
     ds: data.Dataset,
@@ -414,6 +432,7 @@ def distil(
         config.student, config.student_kwargs, ds, "student_distilled", config.mixed_precision
     )
     student.set_weights(init)
+    sparsity_of(config).apply(student)
     features = features_of(config)
     inputs, labels = elements
     if features is not None and isinstance(inputs, dict):
@@ -431,6 +450,14 @@ def distil(
     per_epoch = steps_of(config, ds, 1)
     stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
     return Trained(student, fit(distiller, stream, config.student_epochs, per_epoch, fitting))
+
+
+def sparsity_of(config: RunConfig) -> compress.StructuredSparsity:
+    """The structured-sparsity penalty of the distil and fine-tuning stages: network slimming
+    at `config.sparsity_l1`, group lasso at `config.sparsity_group_lasso` (off at 0)."""
+    return compress.StructuredSparsity(
+        bn_l1=config.sparsity_l1, group_lasso=config.sparsity_group_lasso
+    )
 
 
 def distillation_loss_of(config: RunConfig) -> Any:
@@ -458,14 +485,13 @@ def prune(
 ) -> keras.Model:
     """The distilled student pruned to `config.prune` sparsity, still distilling (from cached
     teacher logits in `train`, or from `teacher` online): sparsity rises over all but the last
-    epoch (about ten mask updates), and the last epoch recovers at the target."""
-    per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
-    horizon = per_epoch * max(config.compress_epochs - 1, 1)
+    epoch (about ten mask updates, `compress.pruning_frequency`), and the last epoch recovers
+    at the target."""
+    del ds  # the schedule comes from `train`'s length
     return compress.prune(
         distilled,
         train,
         target_sparsity=config.prune,
-        frequency=max(horizon // 10, 1),
         **tfmot_fitting(config, teacher, callbacks),
     )
 
@@ -491,8 +517,10 @@ def tfmot_fitting(
     config: RunConfig, teacher: keras.Model | None, callbacks: list | None
 ) -> dict[str, Any]:
     """The arguments the TFMOT stages share: `config.compress_epochs` of distillation with the
-    run's `alpha`, `temperature` and seed, from `teacher` online or from cached logits."""
+    run's `alpha`, `temperature`, seed and structured sparsity, from `teacher` online or from
+    cached logits."""
     return {
+        "sparsity": sparsity_of(config),
         "teacher": teacher,
         "epochs": config.compress_epochs,
         "alpha": config.alpha,
@@ -519,6 +547,51 @@ def tf_keras_backup(folder: Path) -> list:
     return [Backup(str(folder), delete_checkpoint=False)]
 
 
+def criterion_data(config: RunConfig, ds: data.Dataset, teacher: keras.Model, size: Any) -> Any:
+    """For `prune_criterion="taylor"`: batches (x (B, h, w, C), y (B,)) of the first 1,000
+    training images, labelled by the teacher's top class (the run's labels may be few); None
+    for the other criteria."""
+    if config.prune_criterion != "taylor":
+        return None
+    count = min(len(ds.x_train), 1000)
+    images = np.asarray(ds.inputs("train", sizes_of(ds, size, "student")[0])[:count])
+    teacher_view = np.asarray(ds.inputs("train", sizes_of(ds, size, "teacher")[0])[:count])
+    labels = np.argmax(data.teacher_logits(teacher_view, teacher), axis=-1)
+    return [
+        (images[i : i + config.batch_size], labels[i : i + config.batch_size])
+        for i in range(0, count, config.batch_size)
+    ]
+
+
+def distil_pruned(
+    config: RunConfig,
+    ds: data.Dataset,
+    student: keras.Model,
+    teacher: keras.Model,
+    elements: tuple,
+    steps: tuple[int, int],
+    fitting: Fitting = Fitting(),
+    size: Any = None,
+) -> dict:
+    """Fine-tunes a pruned `student` in place with the Distiller's loss from `teacher` for
+    `steps` = (epochs, steps per epoch) on `elements`, with the run's structured-sparsity
+    penalty (`sparsity_of`); Adam at the students' rate on `config.lr_schedule`. The
+    history."""
+    epochs, per_epoch = steps
+    distiller = Distiller(student, teacher)
+    sparsity_of(config).apply(student)
+    distiller.compile(
+        optimizer=adam(config.student_learning_rate, per_epoch * epochs, config.lr_schedule),
+        metrics=["accuracy"],
+        alpha=config.alpha,
+        temperature=config.temperature,
+        distillation_loss_fn=distillation_loss_of(config),
+        jit_compile=use_xla(config, distiller),
+    )
+    stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
+    return fit(distiller, stream, epochs, per_epoch, fitting)
+
+
 def prune_channels(
     config: RunConfig,
     ds: data.Dataset,
@@ -529,23 +602,14 @@ def prune_channels(
     size: Any = None,
 ) -> Trained:
     """The distilled student with the `config.prune_channels` share of its channels removed
-    (`compress.prune_channels`, smallest L1 norms first), then fine-tuned with the Distiller's
-    loss from `teacher` for `config.compress_epochs` on `elements` (see
-    `distillation_elements`); Adam at the students' rate on `config.lr_schedule` (at the
-    TFMOT stages' 1e-3 the student pruned to half its channels stayed at chance for six
-    epochs on the embedded digits; at 1e-2 it reached 63%)."""
-    student = compress.prune_channels(distilled, config.prune_channels)
-    distiller = Distiller(student, teacher)
-    per_epoch = steps_of(config, ds, 1)
-    distiller.compile(
-        optimizer=adam(
-            config.student_learning_rate, per_epoch * config.compress_epochs, config.lr_schedule
-        ),
-        metrics=["accuracy"],
-        alpha=config.alpha,
-        temperature=config.temperature,
-        distillation_loss_fn=distillation_loss_of(config),
-        jit_compile=use_xla(config, distiller),
+    (`compress.prune_channels` by `config.prune_criterion`), then fine-tuned by
+    `distil_pruned` for `config.compress_epochs` on `elements` (see `distillation_elements`)
+    (at the TFMOT stages' rate 1e-3 the student pruned to half its channels stayed at chance
+    for six epochs on the embedded digits; at the students' 1e-2 it reached 63%)."""
+    data_ = criterion_data(config, ds, teacher, size)
+    student = compress.prune_channels(
+        distilled, config.prune_channels, config.prune_criterion, data_
     )
-    stream = stream_of(config, ds, elements, sizes_of(ds, size, "both"))
-    return Trained(student, fit(distiller, stream, config.compress_epochs, per_epoch, fitting))
+    steps = (config.compress_epochs, steps_of(config, ds, 1))
+    history = distil_pruned(config, ds, student, teacher, elements, steps, fitting, size)
+    return Trained(student, history)

@@ -1,0 +1,173 @@
+"""The latency-budget search (NetAdapt over channel groups) on a per-layer latency table."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfdistill.compress import budget
+
+pytestmark = pytest.mark.smoke
+
+
+def two_groups():
+    """(B, 8, 8, 2) -> conv "a" (8) -> ReLU -> conv "b" (8) -> ReLU -> GAP -> Dense (B, 3):
+    two channel groups, a and b."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(8, 1, activation="relu", name="a")(inputs)
+    x = keras.layers.Conv2D(8, 1, activation="relu", name="b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+
+
+def table(model):
+    """A per-layer latency table: 10 µs fixed, 3 µs per output channel of a and of b."""
+    return 10.0 + 3.0 * model.get_layer("a").filters + 3.0 * model.get_layer("b").filters
+
+
+def test_macs_per_channel_by_hand():
+    model = two_groups()
+    # a: 64 positions × 2 inputs, plus b's 64 × 8 on that input channel; b: 64 × 8 + 3 (Dense).
+    assert budget.macs_per_channel(model, "a") == 64 * 2 + 64 * 8
+    assert budget.macs_per_channel(model, "b") == 64 * 8 + 3
+    # At 58 µs for 5,144 MACs a 5.8 µs saving is one channel of either group.
+    assert budget.proposals(model, 5.8, 58.0) == {"a": 1, "b": 1}
+    assert budget.proposals(model, 12.0, 58.0) == {"a": 2, "b": 3}
+    assert budget.proposals(model, 1e6, 58.0, min_channels=2) == {"a": 6, "b": 6}
+
+
+def test_one_round_keeps_the_most_accurate_cut_and_stops_at_the_budget():
+    model = two_groups()
+    tuned = []
+
+    def fine_tune(candidate):
+        tuned.append(candidate)
+        return candidate
+
+    def evaluate(candidate):  # cutting a costs accuracy, cutting b does not
+        return 0.5 + 0.05 * candidate.get_layer("a").filters
+
+    start = table(model)
+    state = budget.SearchState(model, start, start)
+    limit = budget.budget_us("0.95x", start)
+    budget.search(state, limit, (table, fine_tune, evaluate), step_share=0.1)
+    assert (start, limit) == (58.0, pytest.approx(55.1))
+    assert len(state.rounds) == 1 and len(tuned) == 2
+    chosen = state.rounds[0]["chosen"]
+    assert (chosen["group"], chosen["removed"], chosen["channels"]) == ("b", 1, 7)
+    assert chosen["latency_us"] == 55.0 and chosen["accuracy"] == pytest.approx(0.9)
+    assert sorted(p["group"] for p in state.rounds[0]["proposals"]) == ["a", "b"]
+    assert state.latency_us == 55.0 and state.model.get_layer("b").filters == 7
+    kept = np.asarray(state.model.get_layer("b").kernel)
+    original = np.asarray(model.get_layer("b").kernel)
+    assert any(np.array_equal(kept, np.delete(original, i, axis=-1)) for i in range(8))
+
+
+def test_the_search_stops_when_no_group_can_shrink():
+    model = two_groups()
+    state = budget.SearchState(model, table(model), table(model))
+    steps = (table, lambda m: m, lambda m: 1.0)
+    budget.search(state, 1.0, steps, step_share=0.5, min_channels=4)
+    assert table(state.model) == 10.0 + 3.0 * 4 + 3.0 * 4
+    assert state.latency_us > 1.0  # out of channels before the budget
+
+
+@pytest.mark.parametrize("text", ["0.6", "1.2x", "0x", "-3us", "fast", "nanus"])
+def test_bad_budgets_name_the_forms(text):
+    with pytest.raises(ValueError, match=r'"0.6x"\) or microseconds with "us"'):
+        budget.parse_budget(text)
+
+
+def test_budgets_parse():
+    assert budget.parse_budget("0.6x") == ("share", 0.6)
+    assert budget.parse_budget(" 350us ") == ("us", 350.0)
+    assert budget.budget_us("350us", 900.0) == 350.0
+
+
+def test_the_run_options_of_the_search(tmp_path):
+    from tfdistill import run as run_lib
+
+    config = run_lib.RunConfig(out="unused", latency_budget="0.6x", search_steps=5)
+    assert run_lib.stage_names(config).count("prune_channels") == 1
+    with pytest.raises(ValueError, match="give one: a latency"):
+        run_lib.RunConfig(out="unused", latency_budget="0.6x", prune_channels=0.5)
+    with pytest.raises(ValueError, match="latency budget 'half' is not understood"):
+        run_lib.RunConfig(out="unused", latency_budget="half")
+    with pytest.raises(ValueError, match="Unknown prune_criterion 'l2'"):
+        run_lib.RunConfig(out="unused", prune_criterion="l2")
+    assert run_lib.fingerprinted(config)["latency_budget"] == "0.6x"
+
+
+def test_a_search_state_round_trips_and_reports(tmp_path):
+    from tfdistill import plots, report
+    from tfdistill.run import shrink
+
+    model = two_groups()
+    state = budget.SearchState(model, table(model), table(model))
+    steps = (table, lambda m: m, lambda m: 0.5 + 0.05 * m.get_layer("a").filters)
+    budget.search(state, 52.0, steps, step_share=0.1)
+    shrink._save(tmp_path, state)
+    again = shrink._saved(tmp_path)
+    assert again.rounds == state.rounds and again.latency_us == state.latency_us
+    assert again.model.get_layer("b").filters == state.model.get_layer("b").filters
+    search = {
+        "budget": "52us",
+        "budget_us": 52.0,
+        "start_us": 58.0,
+        "searched_us": state.latency_us,
+        "final_us": state.latency_us,
+        "met": True,
+        "selected_by": "the table",
+        "rounds": state.rounds,
+    }
+    lines = report._search_lines(search)
+    assert lines[0].startswith("Latency budget 52us: 52.0 µs from 58.0 µs;") and "(met)" in lines[0]
+    assert lines[4].startswith("| 1 | b | 1 / 7 | 55.0 | 90.00% |")
+    assert plots.search_path(search, tmp_path / "search.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_run_searches_to_a_latency_budget_and_resumes_per_round(tmp_path, monkeypatch):
+    """`tfdistill run --latency_budget` on digits: interrupted after its first round, the same
+    command resumes at the second; the report has the search, its table and its plot."""
+    import json
+
+    from tfdistill import run as run_lib
+
+    out = tmp_path / "run"
+    config = run_lib.RunConfig(
+        out=str(out),
+        teacher_kwargs={"widths": (4, 8)},
+        student_kwargs={"widths": (8, 16)},
+        labels_per_class=3,
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=128,
+        bench_runs=10,
+        compress_epochs=1,
+        latency_budget="0.6x",
+        search_steps=2,
+        quantize=("none",),
+    )
+    original = budget.search_round
+
+    def interrupted(state, *args, **kwargs):
+        if state.rounds:
+            raise KeyboardInterrupt
+        return original(state, *args, **kwargs)
+
+    monkeypatch.setattr(budget, "search_round", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_lib.run(config, log=lambda _: None)
+    saved = json.loads((out / ".backup" / "prune_channels" / "search" / "search.json").read_text())
+    assert len(saved["rounds"]) == 1
+    monkeypatch.setattr(budget, "search_round", original)
+    logs = []
+    result = run_lib.run(config, log=logs.append)
+    search = result["search"]
+    assert search["rounds"][0] == saved["rounds"][0] and search["start_us"] == saved["initial_us"]
+    assert search["searched_us"] <= search["budget_us"] or len(search["rounds"]) > 1
+    assert "pruned_channels" in result["students"]
+    assert any(row["model"] == "student_pruned_channels" for row in result["tflite"])
+    assert "| 1 | " in (out / "report.md").read_text() and (out / "search.png").is_file()
+    assert not (out / ".backup").exists()

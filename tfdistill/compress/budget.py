@@ -1,0 +1,175 @@
+"""A student shrunk to a latency budget: NetAdapt (Yang et al., ECCV 2018) over channel groups.
+
+Each round asks every prunable channel group (`channels.prunable_groups`) for the cut that
+saves a set share of latency, measures each proposal, fine-tunes it briefly, and keeps the most
+accurate; the rounds stop once the measured latency is within the budget. The cut of a group
+is sized from its MACs per channel and the current model's measured µs per MAC (a linear
+latency model, used only to propose; every proposal is then measured). Latency, fine-tuning
+and accuracy come from the caller (`measure`, `fine_tune`, `evaluate`), so the same search runs
+on LiteRT here, on a phone through adb, or on a per-layer latency table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from tfdistill.compress.channels import prunable_groups, prune_channels
+from tfdistill.profile import profile
+
+
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+    """One group's cut in one round, measured and fine-tuned."""
+
+    group: str  # the group's first producer layer
+    removed: int  # channels removed from the group in this round
+    channels: int  # channels the group keeps
+    latency_us: float
+    accuracy: float
+    macs: int
+    params: int
+
+
+@dataclasses.dataclass
+class SearchState:
+    """Where a search stands: the current model, its measured latency, the rounds so far
+    (each the JSON-able dict of `round_record`) and the first model's latency."""
+
+    model: keras.Model
+    latency_us: float
+    initial_us: float
+    rounds: list[dict] = dataclasses.field(default_factory=list)
+
+
+def parse_budget(text: str) -> tuple[str, float]:
+    """ "0.6x" -> ("share", 0.6) of the starting latency; "350us" -> ("us", 350.0)."""
+    value = str(text).strip().lower()
+    try:
+        if value.endswith("x"):
+            share = float(value[:-1])
+            if 0 < share < 1:
+                return "share", share
+        elif value.endswith("us"):
+            micros = float(value[:-2])
+            if micros > 0 and math.isfinite(micros):
+                return "us", micros
+    except ValueError:
+        pass
+    raise ValueError(
+        f"latency budget {text!r} is not understood; give a share of the distilled student's "
+        'latency in (0, 1) with "x" (e.g. "0.6x") or microseconds with "us" (e.g. "350us").'
+    )
+
+
+def budget_us(text: str, start_us: float) -> float:
+    """The budget in µs, of a model measured at `start_us`."""
+    kind, value = parse_budget(text)
+    return value * start_us if kind == "share" else value
+
+
+def _group_sizes(model: keras.Model) -> dict[str, int]:
+    """Group name -> its channels now."""
+    return {name: model.get_layer(name).output.shape[-1] for name in prunable_groups(model)}
+
+
+def macs_per_channel(model: keras.Model, group: str, criterion: str = "l1") -> int:
+    """MACs an image saved by removing one channel of `group` (every layer it touches)."""
+    channels = model.get_layer(group).output.shape[-1]
+    one = prune_channels(model, {group: 1 / channels}, criterion) if channels > 1 else model
+    return profile(model).macs - profile(one).macs
+
+
+def proposals(
+    model: keras.Model, saving_us: float, latency_us: float, min_channels: int = 1
+) -> dict[str, int]:
+    """Group -> channels to remove so that, at the model's measured µs per MAC, the cut saves
+    `saving_us`; groups already at `min_channels` are left out."""
+    per_mac = latency_us / max(profile(model).macs, 1)
+    cuts = {}
+    for group, channels in _group_sizes(model).items():
+        room = channels - min_channels
+        saved = macs_per_channel(model, group) * per_mac
+        if room > 0 and saved > 0:
+            cuts[group] = min(room, max(1, math.ceil(saving_us / saved)))
+    return cuts
+
+
+def round_record(chosen: Proposal, tried: list[Proposal]) -> dict:
+    return {
+        "chosen": dataclasses.asdict(chosen),
+        "proposals": [dataclasses.asdict(p) for p in tried],
+    }
+
+
+def _try(
+    model: keras.Model,
+    group: str,
+    removed: int,
+    criterion: tuple[str, Any],
+    steps: tuple[Callable, Callable, Callable],
+) -> tuple[keras.Model, Proposal]:
+    measure, fine_tune, evaluate = steps
+    channels = model.get_layer(group).output.shape[-1]
+    cut = prune_channels(model, {group: removed / channels}, *criterion)
+    tuned = fine_tune(cut)
+    cost = profile(tuned)
+    proposal = Proposal(
+        group, removed, channels - removed, measure(tuned), evaluate(tuned), cost.macs, cost.params
+    )
+    return tuned, proposal
+
+
+def search_round(
+    state: SearchState,
+    step_share: float,
+    steps: tuple[Callable, Callable, Callable],
+    criterion: tuple[str, Any] = ("l1", None),
+    min_channels: int = 1,
+) -> bool:
+    """One NetAdapt round on `state` (updated in place): propose, measure, fine-tune, keep the
+    most accurate proposal among those that saved at least half the round's target (else the
+    fastest). `criterion`: (`prune_channels`' criterion, its data). False when no group can
+    shrink further."""
+    target = step_share * state.initial_us
+    cuts = proposals(state.model, target, state.latency_us, min_channels)
+    if not cuts:
+        return False
+    tried = [_try(state.model, group, k, criterion, steps) for group, k in cuts.items()]
+    enough = [t for t in tried if t[1].latency_us <= state.latency_us - target / 2]
+    if enough:
+        model, chosen = max(enough, key=lambda t: t[1].accuracy)
+    else:
+        model, chosen = min(tried, key=lambda t: t[1].latency_us)
+    state.model, state.latency_us = model, chosen.latency_us
+    state.rounds.append(round_record(chosen, [p for _, p in tried]))
+    return True
+
+
+def search(
+    state: SearchState,
+    budget: float,
+    steps: tuple[Callable, Callable, Callable],
+    *,
+    step_share: float = 0.1,
+    max_rounds: int = 30,
+    criterion: str = "l1",
+    data: Any = None,
+    min_channels: int = 1,
+    on_round: Callable[[SearchState], Any] | None = None,
+) -> SearchState:
+    """Rounds of `search_round` until `state.latency_us` <= `budget` (µs), no group can
+    shrink, or `max_rounds` rounds are in `state.rounds` (a resumed state keeps its rounds).
+    `steps` = (measure: model -> µs, fine_tune: model -> model, evaluate: model -> accuracy);
+    `criterion` and `data`: which channels a cut removes (see `prune_channels`); `on_round(state)`
+    runs after each round (to save it for resuming)."""
+    while state.latency_us > budget and len(state.rounds) < max_rounds:
+        if not search_round(state, step_share, steps, (criterion, data), min_channels):
+            break
+        if on_round is not None:
+            on_round(state)
+    return state

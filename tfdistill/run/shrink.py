@@ -1,0 +1,130 @@
+"""`--latency_budget`: the distilled student shrunk to a latency by `compress.budget`'s NetAdapt
+search, resumable per round, then fine-tuned longer like `--prune_channels`' student."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfdistill import artifacts, compress, data
+from tfdistill.compress.budget import SearchState
+from tfdistill.run import delivery, training
+from tfdistill.run.config import RunConfig
+from tfdistill.run.feed import sizes_of
+
+HOLDOUT = 1000
+STATE_FILE, MODEL_FILE = "search.json", "search_model.keras"
+SELECTED_BY = "agreement with the teacher's top class on the first {n} training images"
+
+
+def holdout(
+    config: RunConfig, ds: data.Dataset, teacher: keras.Model, size: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first `HOLDOUT` training images at the student's size (n, h, w, C) and the
+    teacher's top classes (n,): what proposals are ranked by, without the labels the run
+    may not have."""
+    count = min(len(ds.x_train), HOLDOUT)
+    images = np.asarray(ds.inputs("train", sizes_of(ds, size, "student")[0])[:count])
+    teacher_view = np.asarray(ds.inputs("train", sizes_of(ds, size, "teacher")[0])[:count])
+    logits = data.teacher_logits(teacher_view, teacher, batch_size=config.batch_size)
+    return images, np.argmax(logits, axis=-1)
+
+
+def agreement(model: keras.Model, images: np.ndarray, targets: np.ndarray) -> float:
+    """Share of `images` whose top class from `model` is `targets`'."""
+    predicted = np.argmax(model.predict(images, batch_size=256, verbose=0), axis=-1)
+    return float(np.mean(predicted == targets))
+
+
+def _saved(folder: Path) -> SearchState | None:
+    """The search state saved after the last finished round, if any."""
+    if not (folder / STATE_FILE).is_file() or not (folder / MODEL_FILE).is_file():
+        return None
+    saved = json.loads((folder / STATE_FILE).read_text())
+    model = keras.models.load_model(folder / MODEL_FILE)
+    return SearchState(model, saved["latency_us"], saved["initial_us"], saved["rounds"])
+
+
+def _save(folder: Path, state: SearchState) -> None:
+    artifacts.save_model(state.model, folder / MODEL_FILE)
+    record = {"latency_us": state.latency_us, "initial_us": state.initial_us}
+    text = json.dumps({**record, "rounds": state.rounds}, indent=1)
+    artifacts.write_atomic(folder / STATE_FILE, lambda f: f.write(text))
+
+
+def _steps(
+    config: RunConfig,
+    ds: data.Dataset,
+    teacher: keras.Model,
+    elements: tuple,
+    size: Any,
+    folder: Path,
+) -> tuple[Callable, Callable, Callable]:
+    """(measure, fine_tune, evaluate) of `compress.budget.search` for this run."""
+    images, targets = holdout(config, ds, teacher, size)
+
+    def fine_tune(model: keras.Model) -> keras.Model:
+        steps = (1, config.search_steps)
+        training.distil_pruned(config, ds, model, teacher, elements, steps, size=size)
+        return model
+
+    def measure(model: keras.Model) -> float:
+        return delivery.latency_us(config, model, folder / "candidate.tflite")
+
+    return measure, fine_tune, lambda model: agreement(model, images, targets)
+
+
+def shrink(
+    config: RunConfig,
+    ds: data.Dataset,
+    distilled: keras.Model,
+    teacher: keras.Model,
+    elements: tuple,
+    fitting: training.Fitting | None = None,
+    size: Any = None,
+) -> tuple[training.Trained, dict]:
+    """The search from `distilled` to `config.latency_budget` (rounds saved under the stage's
+    backup folder, so an interrupted run resumes at its last finished round), the winner
+    fine-tuned by `training.distil_pruned` for `config.compress_epochs`, and the search's
+    report record."""
+    fitting = fitting or training.Fitting()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) if fitting.backup_dir is None else fitting.backup_dir / "search"
+        folder.mkdir(parents=True, exist_ok=True)
+        steps = _steps(config, ds, teacher, elements, size, folder)
+        state = _saved(folder)
+        if state is None:
+            start = steps[0](distilled)
+            state = SearchState(distilled, start, start)
+        limit = compress.budget.budget_us(config.latency_budget, state.initial_us)
+        compress.budget.search(
+            state,
+            limit,
+            steps,
+            criterion=config.prune_criterion,
+            data=training.criterion_data(config, ds, teacher, size),
+            on_round=lambda done: _save(folder, done),
+        )
+        epochs = (config.compress_epochs, training.steps_of(config, ds, 1))
+        winner = state.model
+        history = training.distil_pruned(
+            config, ds, winner, teacher, elements, epochs, fitting, size
+        )
+        final = steps[0](winner)
+    record = {
+        "budget": config.latency_budget,
+        "budget_us": limit,
+        "start_us": state.initial_us,
+        "searched_us": state.latency_us,
+        "final_us": final,
+        "met": final <= limit,
+        "selected_by": SELECTED_BY.format(n=min(len(ds.x_train), HOLDOUT)),
+        "rounds": state.rounds,
+    }
+    return training.Trained(winner, history), record
