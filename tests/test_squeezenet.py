@@ -152,6 +152,26 @@ def test_outputs_are_relu_class_scores_treated_as_logits():
     assert outputs.resolve_output_kind(model, "auto", "student_outputs") == "logits"
 
 
+def test_without_the_final_relu_the_scores_are_plain_logits():
+    model = models.get(
+        "squeezenet", version="1.1", input_shape=(32, 32, 3), num_classes=10, final_relu=False
+    )
+    assert "conv10_relu" not in [layer.name for layer in model.layers]
+    assert model.count_params() == cifar().count_params()
+    model.set_weights(cifar().get_weights())
+    x = np.random.default_rng(2).normal(size=(4, 32, 32, 3)).astype("float32")
+    conv10 = keras.Model(model.input, model.get_layer("conv10").output)
+    expected = keras.ops.convert_to_numpy(conv10(x)).mean(axis=(1, 2))
+    np.testing.assert_allclose(model(x, training=False), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        cifar()(x, training=False),
+        np.maximum(keras.ops.convert_to_numpy(conv10(x)), 0).mean(axis=(1, 2)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert expected.min() < 0
+
+
 def test_batch_norm_variant():
     model = models.get(
         "squeezenet",
