@@ -19,6 +19,9 @@ SMALL = {
     "resnet": {"depth": 8},
     "wide_resnet": {"depth": 10, "width": 1},
     "resnext": {"depth": 29, "cardinality": 2, "bottleneck_width": 4},
+    # the BatchNorm variant, so the momentum and folding checks apply: the reference has none
+    # (tests/test_squeezenet.py)
+    "squeezenet": {"version": "1.1", "batch_norm": True},
 }
 
 

@@ -7,6 +7,7 @@ from tfdistill.models import (  # noqa: F401  (each module registers its family)
     resnet,
     resnext,
     shufflenet,
+    squeezenet,
     wide_resnet,
 )
 from tfdistill.models.imagenet_preprocessing import ImageNetPreprocessing
