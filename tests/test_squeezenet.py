@@ -221,15 +221,17 @@ def test_tflite_has_builtin_ops_and_matches_keras(tmp_path):
         np.testing.assert_allclose(result, reference, rtol=1e-4, atol=1e-4 * expected.max())
 
 
-def test_prune_channels_shrinks_conv1_and_the_squeezes():
-    """The expand convolutions meet in a Concatenate, whose channels stay whole until channel
-    pruning handles concatenations; conv1 and every squeeze lose half their filters."""
+def test_prune_channels_shrinks_every_convolution_but_the_classifier():
+    """conv1, every squeeze and both expands of every fire lose half their filters: the
+    expands meet in a Concatenate, which lays their groups end to end, so the next squeeze
+    (or conv10) takes the kept channels of both. conv10 gives the outputs and stays whole."""
     model = cifar()
     pruned = prune_channels(model, 0.5)
     assert pruned.output.shape == model.output.shape
     assert models.stage_outputs(pruned) == models.stage_outputs(model)
     kept = kept_channels(model, 0.5)
-    shrunk = {"conv1_conv", *(f"fire{i}_squeeze_conv" for i in range(2, 10))}
+    parts = ("squeeze", "expand1x1", "expand3x3")
+    shrunk = {"conv1_conv", *(f"fire{i}_{p}_conv" for i in range(2, 10) for p in parts)}
     assert {name for name in kept if name.endswith("_conv") or name == "conv10"} == shrunk
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):

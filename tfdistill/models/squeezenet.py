@@ -35,9 +35,9 @@ of 16×: at 32 px the stages are 32², 16², 8².
 Stage outputs (`stage1_out` .. `stage3_out`, for attention transfer and hints) follow the last
 fire module before pool4 and pool8 (v1.0; pool3 and pool5 for v1.1) and fire9.
 
-Channel pruning (`tfdistill.compress.prune_channels`) shrinks conv1 and the squeeze
-convolutions; the expand convolutions meet in a Concatenate, which keeps all of its channels
-until channel pruning handles concatenations.
+Channel pruning (`tfdistill.compress.prune_channels`) shrinks conv1, the squeezes and both
+expands of every fire (the Concatenate lays the expands' channels end to end, and the next
+squeeze takes the kept ones of both); conv10 gives the outputs and stays whole.
 """
 
 from __future__ import annotations
