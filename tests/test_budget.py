@@ -33,7 +33,8 @@ def test_macs_per_channel_by_hand():
     # At 58 µs for 5,144 MACs a 5.8 µs saving is one channel of either group.
     assert budget.proposals(model, 5.8, 58.0) == {"a": 1, "b": 1}
     assert budget.proposals(model, 12.0, 58.0) == {"a": 2, "b": 3}
-    assert budget.proposals(model, 1e6, 58.0, min_channels=2) == {"a": 6, "b": 6}
+    assert budget.proposals(model, 1e6, 58.0, min_channels=2) == {"a": 4, "b": 4}  # half
+    assert budget.proposals(model, 1e6, 58.0, min_channels=6) == {"a": 2, "b": 2}
 
 
 def test_one_round_keeps_the_most_accurate_cut_and_stops_at_the_budget():

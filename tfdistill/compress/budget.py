@@ -85,14 +85,20 @@ def macs_per_channel(model: keras.Model, group: str, criterion: str = "l1") -> i
 
 
 def proposals(
-    model: keras.Model, saving_us: float, latency_us: float, min_channels: int = 1
+    model: keras.Model,
+    saving_us: float,
+    latency_us: float,
+    min_channels: int = 1,
+    max_share: float = 0.5,
 ) -> dict[str, int]:
     """Group -> channels to remove so that, at the model's measured µs per MAC, the cut saves
-    `saving_us`; groups already at `min_channels` are left out."""
+    `saving_us`, at most `max_share` of the group's channels in one round (a layer whose
+    MACs are few would otherwise be cut to almost nothing for a saving its share of the
+    latency cannot give); groups already at `min_channels` are left out."""
     per_mac = latency_us / max(profile(model).macs, 1)
     cuts = {}
     for group, channels in _group_sizes(model).items():
-        room = channels - min_channels
+        room = min(channels - min_channels, math.floor(channels * max_share))
         saved = macs_per_channel(model, group) * per_mac
         if room > 0 and saved > 0:
             cuts[group] = min(room, max(1, math.ceil(saving_us / saved)))
