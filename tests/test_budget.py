@@ -99,6 +99,17 @@ def test_the_run_options_of_the_search(tmp_path):
     assert run_lib.fingerprinted(config)["latency_budget"] == "0.6x"
 
 
+def test_agreement_counts_the_matching_top_classes():
+    from tfdistill.run import shrink
+
+    model = two_groups()
+    x = np.random.default_rng(4).normal(size=(300, 8, 8, 2)).astype("float32")
+    top = np.argmax(np.asarray(model(x)), axis=-1)
+    wrong = (top + 1) % 3
+    assert shrink.agreement(model, x, top) == 1.0
+    assert shrink.agreement(model, x, np.where(np.arange(300) < 75, wrong, top)) == 0.75
+
+
 def test_a_search_state_round_trips_and_reports(tmp_path):
     from tfdistill import plots, report
     from tfdistill.run import shrink
