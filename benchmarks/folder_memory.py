@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -258,26 +257,9 @@ def workloads(folder: Path, cache: Path, args: argparse.Namespace) -> tuple[dict
     return {"pipeline": pipeline, "streamed": streamed, "memory": memory}, info
 
 
-def with_cpu(work: dict, cpu: dict[str, list[float]]) -> dict:
-    """`work` with each call's process CPU seconds (every thread, tf.data's included)
-    appended to `cpu[name]`."""
-
-    def counted(name: str, run: Callable[[], None]) -> Callable[[], None]:
-        def call() -> None:
-            start = time.process_time()
-            run()
-            cpu[name].append(time.process_time() - start)
-
-        return call
-
-    for name in work:
-        cpu[name] = []
-    return {name: counted(name, run) for name, run in work.items()}
-
-
 def throughput_section(folder: Path, cache: Path, args: argparse.Namespace) -> dict:
     """Part 2: images/s of the three workloads, interleaved, and their ratios."""
-    from tfdistill.bench import interleave
+    from tfdistill.bench import interleave, with_cpu
 
     work, info = workloads(folder, cache, args)
     cpu: dict[str, list[float]] = {}

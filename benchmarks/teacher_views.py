@@ -233,25 +233,9 @@ def speed_workloads(
     return work_fns, info
 
 
-def with_cpu(work: dict, cpu: dict[str, list[float]]) -> dict:
-    """`work` with each call's process CPU seconds appended to `cpu[name]`."""
-
-    def counted(name: str, run: Callable[[], None]) -> Callable[[], None]:
-        def call() -> None:
-            start = time.process_time()
-            run()
-            cpu[name].append(time.process_time() - start)
-
-        return call
-
-    for name in work:
-        cpu[name] = []
-    return {name: counted(name, run) for name, run in work.items()}
-
-
 def speed_section(args: argparse.Namespace) -> dict:
     """Part 1: images/s of (a), (b), (c) interleaved; ratios; stage times for E epochs."""
-    from tfdistill.bench import interleave
+    from tfdistill.bench import interleave, with_cpu
 
     with tempfile.TemporaryDirectory(prefix="teacher_views_") as folder:
         work, info = speed_workloads(args, Path(folder))

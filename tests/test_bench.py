@@ -660,3 +660,15 @@ def test_run_times_its_files_on_the_phone_too(adb, files, tflite_model):
     table = report.format_table({**result, "students": {}, "tflite": [merged]})
     assert "phone us" in table and f"{phone.avg_us:.1f}" in table
     assert adb.left_on_device() == []
+
+
+def test_with_cpu_records_each_calls_process_time():
+    from tfdistill.bench import with_cpu
+
+    cpu = {"busy": [9.0]}  # emptied first
+    work = with_cpu({"busy": lambda: sum(range(300_000)), "idle": lambda: None}, cpu)
+    for _ in range(2):
+        work["busy"]()
+    work["idle"]()
+    assert len(cpu["busy"]) == 2 and all(s > 0 for s in cpu["busy"])
+    assert len(cpu["idle"]) == 1 and cpu["idle"][0] < min(cpu["busy"])
