@@ -178,7 +178,9 @@ def test_a_run_searches_to_a_latency_budget_and_resumes_per_round(tmp_path, monk
     result = run_lib.run(config, log=logs.append)
     search = result["search"]
     assert search["rounds"][0] == saved["rounds"][0] and search["start_us"] == saved["initial_us"]
-    assert search["searched_us"] <= search["budget_us"] or len(search["rounds"]) > 1
+    # Interrupted before its second round, the search had not met the budget: the resumed
+    # run searched on.
+    assert len(search["rounds"]) >= 2
     assert "pruned_channels" in result["students"]
     assert any(row["model"] == "student_pruned_channels" for row in result["tflite"])
     assert "| 1 | " in (out / "report.md").read_text() and (out / "search.png").is_file()

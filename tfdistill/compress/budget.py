@@ -77,11 +77,12 @@ def _group_sizes(model: keras.Model) -> dict[str, int]:
     return {name: model.get_layer(name).output.shape[-1] for name in prunable_groups(model)}
 
 
-def macs_per_channel(model: keras.Model, group: str, criterion: str = "l1") -> int:
-    """MACs an image saved by removing one channel of `group` (every layer it touches)."""
+def macs_per_channel(model: keras.Model, group: str, macs: int | None = None) -> int:
+    """MACs an image saved by removing one channel of `group` (every layer it touches);
+    `macs`: the model's own, when already known."""
     channels = model.get_layer(group).output.shape[-1]
-    one = prune_channels(model, {group: 1 / channels}, criterion) if channels > 1 else model
-    return profile(model).macs - profile(one).macs
+    one = prune_channels(model, {group: 1 / channels}) if channels > 1 else model
+    return (profile(model).macs if macs is None else macs) - profile(one).macs
 
 
 def proposals(
@@ -95,11 +96,12 @@ def proposals(
     `saving_us`, at most `max_share` of the group's channels in one round (a layer whose
     MACs are few would otherwise be cut to almost nothing for a saving its share of the
     latency cannot give); groups already at `min_channels` are left out."""
-    per_mac = latency_us / max(profile(model).macs, 1)
+    macs = profile(model).macs
+    per_mac = latency_us / max(macs, 1)
     cuts = {}
     for group, channels in _group_sizes(model).items():
         room = min(channels - min_channels, math.floor(channels * max_share))
-        saved = macs_per_channel(model, group) * per_mac
+        saved = macs_per_channel(model, group, macs) * per_mac
         if room > 0 and saved > 0:
             cuts[group] = min(room, max(1, math.ceil(saving_us / saved)))
     return cuts

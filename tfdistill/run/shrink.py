@@ -16,24 +16,9 @@ from tfdistill import artifacts, compress, data
 from tfdistill.compress.budget import SearchState
 from tfdistill.run import delivery, training
 from tfdistill.run.config import RunConfig
-from tfdistill.run.feed import sizes_of
 
-HOLDOUT = 1000
 STATE_FILE, MODEL_FILE = "search.json", "search_model.keras"
 SELECTED_BY = "agreement with the teacher's top class on the first {n} training images"
-
-
-def holdout(
-    config: RunConfig, ds: data.Dataset, teacher: keras.Model, size: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """The first `HOLDOUT` training images at the student's size (n, h, w, C) and the
-    teacher's top classes (n,): what proposals are ranked by, without the labels the run
-    may not have."""
-    count = min(len(ds.x_train), HOLDOUT)
-    images = np.asarray(ds.inputs("train", sizes_of(ds, size, "student")[0])[:count])
-    teacher_view = np.asarray(ds.inputs("train", sizes_of(ds, size, "teacher")[0])[:count])
-    logits = data.teacher_logits(teacher_view, teacher, batch_size=config.batch_size)
-    return images, np.argmax(logits, axis=-1)
 
 
 def agreement(model: keras.Model, images: np.ndarray, targets: np.ndarray) -> float:
@@ -71,9 +56,11 @@ def _steps(
     elements: tuple,
     size: Any,
     folder: Path,
+    labelled: tuple[np.ndarray, np.ndarray],
 ) -> tuple[Callable, Callable, Callable]:
-    """(measure, fine_tune, evaluate) of `compress.budget.search` for this run."""
-    images, targets = holdout(config, ds, teacher, size)
+    """(measure, fine_tune, evaluate) of `compress.budget.search` for this run; proposals are
+    evaluated by their agreement with the teacher's top classes of `labelled`."""
+    images, targets = labelled
 
     def fine_tune(model: keras.Model) -> keras.Model:
         steps = (1, config.search_steps)
@@ -103,7 +90,8 @@ def shrink(
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) if fitting.backup_dir is None else fitting.backup_dir / "search"
         folder.mkdir(parents=True, exist_ok=True)
-        steps = _steps(config, ds, teacher, elements, size, folder)
+        labelled = training.teacher_labelled(config, ds, teacher, size)
+        steps = _steps(config, ds, teacher, elements, size, folder, labelled)
         state = _saved(folder)
         if state is None:
             start = steps[0](distilled)
@@ -114,7 +102,7 @@ def shrink(
             limit,
             steps,
             criterion=config.prune_criterion,
-            data=training.criterion_data(config, ds, teacher, size),
+            data=training.criterion_data(config, ds, teacher, size, labelled),
             on_round=lambda done: _save(folder, done),
         )
         epochs = (config.compress_epochs, training.steps_of(config, ds, 1))
@@ -130,7 +118,7 @@ def shrink(
         "searched_us": state.latency_us,
         "final_us": final,
         "met": final <= limit,
-        "selected_by": SELECTED_BY.format(n=min(len(ds.x_train), HOLDOUT)),
+        "selected_by": SELECTED_BY.format(n=len(labelled[1])),
         "rounds": state.rounds,
     }
     return training.Trained(winner, history), record

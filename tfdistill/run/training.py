@@ -547,20 +547,36 @@ def tf_keras_backup(folder: Path) -> list:
     return [Backup(str(folder), delete_checkpoint=False)]
 
 
-def criterion_data(config: RunConfig, ds: data.Dataset, teacher: keras.Model, size: Any) -> Any:
-    """For `prune_criterion="taylor"`: batches (x (B, h, w, C), y (B,)) of the first 1,000
-    training images, labelled by the teacher's top class (the run's labels may be few); None
-    for the other criteria."""
-    if config.prune_criterion != "taylor":
-        return None
-    count = min(len(ds.x_train), 1000)
+TEACHER_LABELLED = 1000
+
+
+def teacher_labelled(
+    config: RunConfig, ds: data.Dataset, teacher: keras.Model, size: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first `TEACHER_LABELLED` training images at the student's size (n, h, w, C) and
+    the teacher's top classes (n,): labels a run that may have few of its own can rank
+    channels and proposals by."""
+    count = min(len(ds.x_train), TEACHER_LABELLED)
     images = np.asarray(ds.inputs("train", sizes_of(ds, size, "student")[0])[:count])
     teacher_view = np.asarray(ds.inputs("train", sizes_of(ds, size, "teacher")[0])[:count])
-    labels = np.argmax(data.teacher_logits(teacher_view, teacher), axis=-1)
-    return [
-        (images[i : i + config.batch_size], labels[i : i + config.batch_size])
-        for i in range(0, count, config.batch_size)
-    ]
+    logits = data.teacher_logits(teacher_view, teacher, batch_size=config.batch_size)
+    return images, np.argmax(logits, axis=-1)
+
+
+def criterion_data(
+    config: RunConfig,
+    ds: data.Dataset,
+    teacher: keras.Model,
+    size: Any,
+    labelled: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Any:
+    """For `prune_criterion="taylor"`: batches (x (B, h, w, C), y (B,)) of `labelled` (default
+    `teacher_labelled`); None for the other criteria."""
+    if config.prune_criterion != "taylor":
+        return None
+    images, labels = labelled or teacher_labelled(config, ds, teacher, size)
+    step = config.batch_size
+    return [(images[i : i + step], labels[i : i + step]) for i in range(0, len(images), step)]
 
 
 def distil_pruned(
