@@ -373,9 +373,7 @@ class Distiller(keras.Model):
         self.other_teachers = list(teachers[1:])
         for member in teachers:
             member.trainable = False
-        self.hint_adapters = (
-            FeatureHint.adapters(self.hint_pairs, teacher) if self.hint_pairs else []
-        )
+        self.hint_adapters = FeatureHint.adapters(self.hint_pairs)
         self._build_forwards()
         self._make_trackers()
         self.alpha = 0.1

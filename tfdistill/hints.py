@@ -125,7 +125,7 @@ class FeatureHint:
         return resolved
 
     @staticmethod
-    def adapters(pairs: Sequence[Pair], teacher: keras.Model) -> list[HintAdapter]:
+    def adapters(pairs: Sequence[Pair]) -> list[HintAdapter]:
         """One built `HintAdapter` per pair, to the teacher's channels and grid."""
         made = []
         for pair in pairs:
