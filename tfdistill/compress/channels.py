@@ -8,14 +8,28 @@ shortcuts included; a channel-axis `Concatenate` lays its inputs' groups end to 
 follows it is sliced by every group's choice. Each group keeps the filters most important by a
 criterion, summed over its producers: "l1" (Li et al. 2017), "bn_gamma" (|γ| of the
 BatchNorms on the group's channels, network slimming, Liu et al. 2017) or "taylor"
-(first-order Taylor importance, Molchanov et al. 2019). A group touched by anything else
-(model inputs and outputs, grouped convolutions, custom layers such as ChannelShuffle,
-ChannelSplit or SubsampleZeroPad) keeps all of its channels.
+(first-order Taylor importance, Molchanov et al. 2019).
+
+Grouped convolutions tie positions. A group has a fold f: its C channels are f blocks of C / f
+and a cut removes the same local positions from every block (the importance is summed over
+the blocks). A grouped convolution (`groups` g) starts a group of fold g, so each of its g
+groups loses the same filters; its input, when one group, takes fold lcm(f, g), so each of its
+g groups loses the same inputs and `groups` stays valid (an input the blocks do not divide, or
+a concatenation, keeps all of its channels). `ChannelShuffle(g)` of one group ties it to a
+multiple of g and carries it shuffled (position p holds channel (p mod g) · C / g + p // g),
+which BatchNorms, depthwise and dense convolutions slice as they are, and a following grouped
+convolution (g') takes only when the fold is a multiple of g · g'. `ChannelSplit` carries the
+segments of a concatenation when every split point falls between them, and joins the parts
+so that they keep as many channels each. Merges join groups of the same fold-free layout
+(the folds combine by lcm). A group touched by anything else (model inputs and outputs, a
+shuffle of a concatenation or of a shuffled tensor, a split inside a group, custom layers such
+as SubsampleZeroPad) keeps all of its channels.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -23,6 +37,7 @@ from keras import tree
 
 from tfdistill import _keras_internals
 from tfdistill.folding import clone_graph, functional_graph, graph_nodes
+from tfdistill.models.layers import ChannelShuffle, ChannelSplit
 
 CRITERIA = ("l1", "bn_gamma", "taylor")
 Ratio = float | dict[str, float]
@@ -70,18 +85,22 @@ _CROSS_CHANNEL = (keras.activations.softmax, keras.activations.log_softmax)
 
 
 class _Groups:
-    """Union-find over channel spaces; a group is frozen when any member is."""
+    """Union-find over channel spaces; a group is frozen when any member is. A group's `fold` f
+    ties its C channels into f equal blocks of C / f: a cut removes the same local positions
+    from every block (grouped convolutions and shuffles need it)."""
 
     def __init__(self) -> None:
         self.parent: list[int] = []
         self.channels: list[int] = []
+        self.fold: list[int] = []
         self.frozen: set[int] = set()
 
-    def new(self, channels: int | None, frozen: bool = False) -> int:
+    def new(self, channels: int | None, frozen: bool = False, fold: int = 1) -> int:
         index = len(self.parent)
         self.parent.append(index)
         self.channels.append(channels or 0)
-        if frozen or channels is None:
+        self.fold.append(1)
+        if frozen or channels is None or not self.tie(index, fold):
             self.frozen.add(index)
         return index
 
@@ -97,7 +116,19 @@ class _Groups:
             self.parent[b] = a
             if b in self.frozen:
                 self.frozen.add(a)
+            self.tie(a, self.fold[b])
         return a
+
+    def tie(self, index: int, fold: int) -> bool:
+        """Raise the group's fold to lcm(fold, `fold`); False (and frozen) when its channels do
+        not split into that many blocks."""
+        root = self.find(index)
+        joint = math.lcm(self.fold[root], fold)
+        if self.channels[root] % joint:
+            self.frozen.add(root)
+            return False
+        self.fold[root] = joint
+        return True
 
     def freeze(self, index: int) -> None:
         self.frozen.add(self.find(index))
@@ -132,15 +163,16 @@ def _channels_last(layer: Any) -> bool:
 
 
 def _kind(layer: Any, rank: int | None) -> str:
-    """How `layer` treats channels: "linear" (prunable outputs), "channelwise" (carries its input
-    group), "merge" (joins its inputs' groups), "concat" (lays its inputs' channels end to
-    end) or "unknown"."""
+    """How `layer` treats channels: "linear" (prunable outputs), "grouped" (a grouped
+    convolution: prunable outputs, tied inputs), "channelwise" (carries its input group),
+    "merge" (joins its inputs' groups), "concat" (lays its inputs' channels end to end),
+    "shuffle", "split" or "unknown"."""
     if not _channels_last(layer):
         return "unknown"
     if isinstance(layer, _LINEAR):
-        if getattr(layer, "groups", 1) != 1 or layer.activation in _CROSS_CHANNEL:
+        if layer.activation in _CROSS_CHANNEL:
             return "unknown"
-        return "linear"
+        return "grouped" if getattr(layer, "groups", 1) != 1 else "linear"
     if isinstance(layer, keras.layers.BatchNormalization):
         return "channelwise" if rank is not None and layer.axis in (-1, rank - 1) else "unknown"
     if isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -153,6 +185,10 @@ def _kind(layer: Any, rank: int | None) -> str:
         return "merge"
     if isinstance(layer, keras.layers.Concatenate) and rank is not None:
         return "concat" if layer.axis in (-1, rank - 1) else "unknown"
+    if isinstance(layer, ChannelShuffle):
+        return "shuffle"
+    if isinstance(layer, ChannelSplit):
+        return "split"
     return "unknown"
 
 
@@ -162,12 +198,26 @@ def _l1(layer: Any) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
-Segments = tuple[int, ...]  # a tensor's channels: groups laid end to end (a concatenation)
+class Segment(NamedTuple):
+    """A group's channels in a tensor: in the group's own order (`shuffle` 1), or as a
+    `ChannelShuffle(shuffle)` left them: position p holds channel (p mod s) · C / s + p // s."""
+
+    group: int
+    shuffle: int = 1
+
+
+Segments = tuple[Segment, ...]  # a tensor's channels: segments laid end to end (a concatenation)
+
+
+def _order(size: int, shuffle: int) -> np.ndarray:
+    """(size,) the group channel at each position of a segment."""
+    positions = np.arange(size)
+    return (positions % shuffle) * (size // shuffle) + positions // shuffle
 
 
 class _Plan:
     """The channel groups of `graph` and which channels every tensor keeps (`choose`). A
-    tensor's channels are a tuple of groups: one, or several after a `Concatenate`."""
+    tensor's channels are a tuple of segments: one, or several after a `Concatenate`."""
 
     def __init__(self, graph: Any) -> None:
         self.groups = _Groups()
@@ -187,56 +237,105 @@ class _Plan:
         self.keep: dict[int, np.ndarray] = {}
 
     def _freeze(self, segments: Segments) -> None:
-        for group in segments:
-            self.groups.freeze(group)
+        for segment in segments:
+            self.groups.freeze(segment.group)
+
+    def _layout(self, segments: Segments) -> list[tuple[int, int]]:
+        return [(self.groups.channels[s.group], s.shuffle) for s in segments]
 
     def _joined(self, inputs: list[Segments]) -> Segments | None:
         """The inputs of an element-wise merge, segment by segment joined; None when they are
         laid out differently."""
         first = inputs[0]
-        sizes = [self.groups.channels[g] for g in first]
         for other in inputs[1:]:
-            if [self.groups.channels[g] for g in other] != sizes:
+            if self._layout(other) != self._layout(first):
                 return None
             for a, b in zip(first, other, strict=True):
-                self.groups.union(a, b)
+                self.groups.union(a.group, b.group)
         return first
+
+    def _grouped(self, op: Any, segments: Segments, channels: int) -> Segments:
+        """A grouped convolution's output group (fold `groups`); its input, one segment, is tied
+        so that every convolution group loses the same channels, or frozen."""
+        groups = op.groups
+        if len(segments) != 1 or not self.groups.tie(
+            segments[0].group, groups * segments[0].shuffle
+        ):
+            self._freeze(segments)
+        group = self.groups.new(channels, fold=groups)
+        self.producers.append((op, group))
+        return (Segment(group),)
+
+    def _shuffled(self, op: Any, segments: Segments) -> Segments | None:
+        """One unshuffled segment, its group tied into `groups` blocks, comes out shuffled."""
+        if op.groups == 1:
+            return segments
+        if len(segments) != 1 or segments[0].shuffle != 1:
+            return None
+        if not self.groups.tie(segments[0].group, op.groups):
+            return None
+        return (Segment(segments[0].group, op.groups),)
+
+    def _split(self, op: Any, segments: Segments) -> list[Segments] | None:
+        """Each part of a split that falls on segment boundaries, its segments joined with the
+        first part's so that every part keeps as many channels; None otherwise."""
+        ends = np.cumsum([size for size, _ in self._layout(segments)]).tolist()
+        part = ends[-1] // op.num_splits
+        bounds = [0, *ends]
+        if any(k * part not in bounds for k in range(1, op.num_splits)):
+            return None
+        cuts = [bounds.index(k * part) for k in range(op.num_splits + 1)]
+        parts = [segments[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+        return None if self._joined(parts) is None else parts
+
+    def _outputs(self, kind: str, node: Any, inputs: list[Segments]) -> list[Segments] | None:
+        op, channels = node.operation, node.outputs[0].shape[-1]
+        if kind == "linear":
+            group = self.groups.new(channels)
+            self.producers.append((op, group))
+            return [(Segment(group),)]
+        if kind == "grouped":
+            return [self._grouped(op, inputs[0], channels)]
+        if kind == "channelwise":
+            if isinstance(op, keras.layers.BatchNormalization) and op.scale:
+                self.norms.append((op, inputs[0]))
+            return [inputs[0]]
+        out = None
+        if kind == "merge":
+            out = self._joined(inputs)
+        elif kind == "concat" and len(inputs) == len(node.input_tensors):
+            out = tuple(s for segments in inputs for s in segments)
+        elif kind == "shuffle":
+            out = self._shuffled(op, inputs[0])
+        elif kind == "split":
+            return self._split(op, inputs[0])
+        return None if out is None else [out]
 
     def _visit(self, node: Any, uses: int) -> None:
         op = node.operation
         inputs = [self.space[id(t)] for t in node.input_tensors if id(t) in self.space]
         if node.is_input or not inputs:
             for t in node.outputs:
-                self.space[id(t)] = (self.groups.new(t.shape[-1], frozen=True),)
+                self.space[id(t)] = (Segment(self.groups.new(t.shape[-1], frozen=True)),)
             return
         rank = len(node.input_tensors[0].shape)
         kind = _kind(op, rank) if uses == 1 else "unknown"
-        if kind != "linear" and len(node.outputs) != 1:
+        if kind != "split" and len(node.outputs) != 1:
             kind = "unknown"
-        if kind == "linear" and (len(inputs) != 1 or len(node.outputs) != 1):
+        if kind in ("linear", "grouped", "shuffle", "split") and len(inputs) != 1:
             kind = "unknown"
-        out: Segments | None = None
-        if kind == "linear":
-            group = self.groups.new(node.outputs[0].shape[-1])
-            self.producers.append((op, group))
-            out = (group,)
-        elif kind == "channelwise":
-            out = inputs[0]
-            if isinstance(op, keras.layers.BatchNormalization) and op.scale:
-                self.norms.append((op, out))
-        elif kind == "merge":
-            out = self._joined(inputs)
-        elif kind == "concat" and len(inputs) == len(node.input_tensors):
-            out = tuple(g for segments in inputs for g in segments)
-        if out is None:
+        outs = self._outputs(kind, node, inputs) if kind != "unknown" else None
+        if outs is None:
             for segments in inputs:
                 self._freeze(segments)
             for t in node.outputs:
-                self.space[id(t)] = (self.groups.new(t.shape[-1], frozen=True),)
+                self.space[id(t)] = (Segment(self.groups.new(t.shape[-1], frozen=True)),)
             return
         self.layer_in[id(op)] = inputs[0]
-        self.space[id(node.outputs[0])] = out
-        self.layer_out[id(op)] = out
+        for t, out in zip(node.outputs, outs, strict=True):
+            self.space[id(t)] = out
+        if len(outs) == 1:
+            self.layer_out[id(op)] = outs[0]
 
     def prunable(self) -> dict[int, list[Any]]:
         """Group root -> its producer layers, for the groups that may shrink."""
@@ -248,26 +347,32 @@ class _Plan:
         return found
 
     def choose(self, scores: dict[int, np.ndarray], shares: dict[int, float]) -> None:
-        """Each group `root` in `shares` keeps its round((1 - share) · C) highest-scoring
-        channels (at least one), in their original order."""
+        """Each group `root` in `shares`, of fold f, keeps the round((1 - share) · C / f) local
+        positions (at least one) whose scores summed over the f blocks are highest, in every
+        block, in their original order."""
         for root, share in shares.items():
             if share == 0:
                 continue
-            score = scores[root]
-            count = max(1, round((1 - share) * len(score)))
-            order = np.argsort(-score, kind="stable")
-            self.keep[root] = np.sort(order[:count])
+            fold = self.groups.fold[root]
+            local = np.reshape(scores[root], (fold, -1)).sum(axis=0)
+            count = max(1, round((1 - share) * len(local)))
+            keep = np.sort(np.argsort(-local, kind="stable")[:count])
+            self.keep[root] = (np.arange(fold)[:, None] * len(local) + keep).ravel()
 
     def kept(self, segments: Segments | None) -> np.ndarray | None:
         """Kept channel indices of a tensor's `segments`, or None when it keeps them all."""
         if segments is None:
             return None
         parts, offset, changed = [], 0, False
-        for group in segments:
-            keep = self.keep.get(self.groups.find(group))
-            size = self.groups.channels[group]
+        for segment in segments:
+            keep = self.keep.get(self.groups.find(segment.group))
+            size = self.groups.channels[segment.group]
             changed = changed or keep is not None
-            parts.append(offset + (np.arange(size) if keep is None else keep))
+            if keep is None:
+                keep = np.arange(size)
+            elif segment.shuffle != 1:
+                keep = np.flatnonzero(np.isin(_order(size, segment.shuffle), keep))
+            parts.append(offset + keep)
             offset += size
         return np.concatenate(parts) if changed else None
 
@@ -289,16 +394,18 @@ def _graph(model: keras.Model) -> Any:
 
 
 def _bn_gamma(plan: _Plan, root: int, producers: list[Any]) -> np.ndarray:
-    """(C,) Σ |γ| over the BatchNorms scaling the group's channels (its slice of each); the L1
-    norms of its filters where no BatchNorm scales them."""
+    """(C,) Σ |γ| over the BatchNorms scaling the group's channels (its slice of each, in the
+    group's order); the L1 norms of its filters where no BatchNorm scales them."""
     found = []
     for layer, segments in plan.norms:
         gamma = np.abs(keras.ops.convert_to_numpy(layer.gamma))
         offset = 0
-        for group in segments:
-            size = plan.groups.channels[group]
-            if plan.groups.find(group) == root:
-                found.append(gamma[offset : offset + size])
+        for segment in segments:
+            size = plan.groups.channels[segment.group]
+            if plan.groups.find(segment.group) == root:
+                ordered = np.empty(size, gamma.dtype)
+                ordered[_order(size, segment.shuffle)] = gamma[offset : offset + size]
+                found.append(ordered)
             offset += size
     return np.sum(found, axis=0) if found else sum(_l1(layer) for layer in producers)
 
@@ -376,8 +483,9 @@ def _planned(model: keras.Model, ratio: Ratio, criterion: str, data: Any) -> tup
     plan = _Plan(graph)
     if not plan.prunable() and ratio:
         raise ValueError(
-            f"{model.name!r} has no prunable channels: every channel meets a Concatenate, a "
-            "grouped convolution, a custom layer, the input or the output."
+            f"{model.name!r} has no prunable channels: every channel meets the input, the "
+            "output, a custom layer or a channel layout that pruning cannot keep consistent "
+            "(a grouped convolution or a shuffle of a concatenation, blocks that do not divide)."
         )
     shares = _shares(plan, ratio)
     plan.choose(_scores(model, plan, criterion, data) if any(shares.values()) else {}, shares)
@@ -411,13 +519,15 @@ def kept_channels(
 def _sliced_weights(
     layer: Any, in_keep: np.ndarray | None, out_keep: np.ndarray | None
 ) -> list[np.ndarray]:
-    """`layer`'s weights with the pruned channels cut: kernel (..., in, out) -> (..., in', out'),
-    bias (out,) -> (out',); BatchNorm (C,) and depthwise (kh, kw, C, 1) -> C'."""
+    """`layer`'s weights with the pruned channels cut: kernel (..., in / groups, out) ->
+    (..., in' / groups, out') (a grouped kernel takes the kept inputs of its first group, the
+    same local positions as every other group's), bias (out,) -> (out',); BatchNorm (C,) and
+    depthwise (kh, kw, C, 1) -> C'."""
     weights = layer.get_weights()
     if isinstance(layer, _LINEAR):
         kernel, rest = weights[0], weights[1:]
         if in_keep is not None:
-            kernel = np.take(kernel, in_keep, axis=-2)
+            kernel = np.take(kernel, in_keep[in_keep < kernel.shape[-2]], axis=-2)
         if out_keep is not None:
             kernel = np.take(kernel, out_keep, axis=-1)
             rest = [np.take(w, out_keep, axis=0) for w in rest]
