@@ -10,6 +10,9 @@ import pytest
 import tfdistill
 from tfdistill import models
 from tfdistill.compress import kept_channels, prune_channels, require_tfmot
+from tfdistill.export import to_tflite
+from tfdistill.export.interpreter import litert_interpreter
+from tfdistill.models.layers import ChannelShuffle, ChannelSplit
 
 pytestmark = pytest.mark.smoke  # the subset CI runs on the lowest Keras allowed
 
@@ -100,14 +103,14 @@ def test_family_pruned_is_smaller_and_equals_the_zeroed_original(family, tmp_pat
 
 @pytest.mark.parametrize("family", sorted(OTHERS))
 def test_grouped_and_shuffled_families_stay_valid_and_exact(family):
-    """Grouped convolutions, ChannelShuffle, ChannelSplit and Concatenate keep their channels;
-    whatever else shrinks still equals the original with the removed channels zeroed."""
+    """Grouped convolutions cut tied positions, shuffles and splits carry what they can and
+    freeze the rest; what shrinks still equals the original with the removed channels zeroed.
+    ShuffleNet v1 g3 0.25× prunes stage 2's first bottleneck (a dense pw1, no shuffle: the
+    shuffled 15, 30 and 60 channels do not split into 3 · 3 blocks)."""
     model = small(family)
     randomize_bn(model)
-    if not tfdistill.compress.prunable_groups(model):
-        with pytest.raises(ValueError, match="has no prunable channels"):
-            prune_channels(model, ratio=0.5)
-        return
+    groups = tfdistill.compress.prunable_groups(model)
+    assert {"resnext": 22, "shufflenet_v1": 1, "shufflenet_v2": 18}[family] == len(groups)
     pruned = prune_channels(model, ratio=0.5)
     assert pruned.output.shape == model.output.shape
     assert models.stage_outputs(pruned) == models.stage_outputs(model)
@@ -325,3 +328,174 @@ def test_a_model_without_prunable_channels_says_so():
     with pytest.raises(ValueError, match="has no prunable channels"):
         prune_channels(model, 0.5)
     assert prune_channels(model, 0.0).count_params() == model.count_params()
+
+
+def assert_zeroed_original_equals_pruned(model, ratio, x):
+    """The pruned model's outputs equal `model`'s once the channels it removes are zeroed."""
+    pruned = prune_channels(model, ratio)
+    expected = pruned(x, training=False)
+    zero_removed(model, kept_channels(model, ratio))
+    np.testing.assert_allclose(expected, model(x, training=False), rtol=1e-5, atol=1e-5)
+    return pruned
+
+
+def grouped_net():
+    """(B, 6, 6, 3) -> 1×1 conv "a" (8) -> BN -> 3×3 conv "g" (8, groups 4) -> BN -> ReLU ->
+    1×1 conv "c" (6) -> GAP -> Dense (B, 3). a's filter L1 norms 1.5 · (5, 1, 0, 2, 0, 3, 0, 4):
+    filter 0 is the largest, yet local position 1 wins summed over the four blocks of two."""
+    inputs = keras.Input((6, 6, 3), name="x")
+    x = keras.layers.Conv2D(8, 1, name="a")(inputs)
+    x = keras.layers.BatchNormalization(name="a_bn")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=4, name="g")(x)
+    x = keras.layers.BatchNormalization(name="g_bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Conv2D(6, 1, name="c")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    randomize_bn(model)
+    kernel = np.zeros((1, 1, 3, 8), "float32")
+    kernel[0, 0, 0] = [5.0, 1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0]
+    kernel[0, 0, 1] = -kernel[0, 0, 0] / 2
+    kernel[0, 0, 2] = np.random.default_rng(4).normal(size=8) * 1e-3
+    model.get_layer("a").set_weights([kernel, np.zeros(8, "float32")])
+    return model
+
+
+def test_grouped_convolution_cuts_the_same_positions_from_every_group():
+    model = grouped_net()
+    groups = tfdistill.compress.prunable_groups(model)
+    assert groups == {"a": ("a",), "g": ("g",), "c": ("c",)}
+    kept = kept_channels(model, 0.5)
+    np.testing.assert_array_equal(kept["a"], [1, 3, 5, 7])
+    np.testing.assert_array_equal(kept["a_bn"], kept["a"])
+    local = kept["g"].reshape(4, -1) - 2 * np.arange(4)[:, None]
+    assert (local == local[0]).all() and local.shape == (4, 1), kept["g"]
+    x = np.random.default_rng(6).normal(size=(2, 6, 6, 3)).astype("float32")
+    pruned = assert_zeroed_original_equals_pruned(model, 0.5, x)
+    conv = pruned.get_layer("g")
+    assert (conv.groups, conv.filters, conv.kernel.shape) == (4, 4, (3, 3, 1, 4))
+    assert [pruned.get_layer(n).filters for n in "ac"] == [4, 3]
+
+
+def shuffle_net(width, tail_groups=3, concat=False):
+    """(B, 6, 6, 4) -> 1×1 conv "a" (`width`) [concatenated with conv "b" (`width`)] -> BN ->
+    ChannelShuffle(3) -> depthwise -> BN -> 1×1 conv "g" (6, `tail_groups` groups) -> BN ->
+    GAP -> Dense (B, 3)."""
+    inputs = keras.Input((6, 6, 4), name="x")
+    x = keras.layers.Conv2D(width, 1, name="a")(inputs)
+    if concat:
+        b = keras.layers.Conv2D(width, 1, name="b")(inputs)
+        x = keras.layers.Concatenate(name="cat")([x, b])
+    x = keras.layers.BatchNormalization(name="a_bn")(x)
+    x = ChannelShuffle(3, name="shuffle")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = keras.layers.BatchNormalization(name="dw_bn")(x)
+    x = keras.layers.Conv2D(6, 1, groups=tail_groups, name="g")(x)
+    x = keras.layers.BatchNormalization(name="g_bn")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    randomize_bn(model)
+    return model
+
+
+X6 = np.random.default_rng(7).normal(size=(2, 6, 6, 4)).astype("float32")
+
+
+@pytest.mark.parametrize(("width", "tail_groups", "fold"), [(18, 3, 9), (12, 1, 3)])
+def test_shuffled_channels_are_sliced_where_the_shuffle_put_them(width, tail_groups, fold):
+    """Shuffling blocks of tied positions keeps them tied: the depthwise and BatchNorm after it
+    are sliced at the shuffled positions, and a grouped convolution after it (3 groups) needs
+    fold 3 · 3 so that each of its groups sees the same positions."""
+    model = shuffle_net(width, tail_groups)
+    assert "a" in tfdistill.compress.prunable_groups(model)
+    kept = kept_channels(model, 0.5)
+    local = kept["a"].reshape(fold, -1) - (width // fold) * np.arange(fold)[:, None]
+    assert (local == local[0]).all()
+    order = (np.arange(width) % 3) * (width // 3) + np.arange(width) // 3
+    np.testing.assert_array_equal(kept["dw"], np.flatnonzero(np.isin(order, kept["a"])))
+    pruned = assert_zeroed_original_equals_pruned(model, 0.5, X6)
+    assert pruned.get_layer("shuffle").groups == 3
+    assert pruned.get_layer("dw_bn").gamma.shape == (width // 2,)
+
+
+@pytest.mark.parametrize(
+    ("width", "concat"), [(12, False), (6, True)], ids=["blocks_misaligned", "concatenated"]
+)
+def test_a_layout_that_cannot_stay_consistent_is_frozen(width, concat):
+    """12 shuffled channels meet a 3-group convolution whose groups would need fold 9; a
+    shuffle of a concatenation interleaves two groups. Both keep their channels whole."""
+    model = shuffle_net(width, concat=concat)
+    assert set(tfdistill.compress.prunable_groups(model)) == {"g"}
+    kept = kept_channels(model, 0.5)
+    assert set(kept) == {"g", "g_bn", "pool"}
+    assert_zeroed_original_equals_pruned(model, 0.5, X6)
+
+
+def split_net(parts):
+    """(B, 6, 6, 4) -> 1×1 convs "a", "b" (4 each) -> Concatenate -> ChannelSplit(`parts`) ->
+    a 1×1 conv on each part -> Concatenate -> GAP -> Dense (B, 3)."""
+    inputs = keras.Input((6, 6, 4), name="x")
+    a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    x = keras.layers.Concatenate(name="cat")([a, b])
+    halves = ChannelSplit(parts, name="split")(x)
+    convs = [keras.layers.Conv2D(3, 1, name=f"p{i}")(h) for i, h in enumerate(halves)]
+    x = keras.layers.Concatenate(name="join")(convs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+
+
+def test_a_split_between_segments_joins_the_parts_and_one_inside_a_group_freezes():
+    model = split_net(2)
+    groups = tfdistill.compress.prunable_groups(model)
+    assert groups["a"] == ("a", "b")
+    pruned = assert_zeroed_original_equals_pruned(model, 0.5, X6)
+    assert [pruned.get_layer(n).filters for n in ("a", "b", "p0", "p1")] == [2, 2, 2, 2]
+    assert "a" not in tfdistill.compress.prunable_groups(split_net(4))
+
+
+def test_resnext_prunes_its_bottleneck_widths_and_converts_to_tflite(tmp_path):
+    """Each block's first 1×1 and grouped 3×3 outputs are groups of their own (fold 2), besides
+    the residual streams; the pruned model keeps 2 conv groups and lowers to builtins."""
+    model = models.get(
+        "resnext",
+        depth=29,
+        cardinality=2,
+        bottleneck_width=4,
+        input_shape=(16, 16, 3),
+        num_classes=4,
+    )
+    groups = tfdistill.compress.prunable_groups(model)
+    blocks = [f"s{s}b{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    assert {f"{n}_{i}_conv" for n in blocks for i in (1, 2)} <= set(groups)
+    assert len(groups) == 4 + 2 * len(blocks)
+    pruned = prune_channels(model, 0.5)
+    for name in blocks:
+        conv, old = pruned.get_layer(f"{name}_2_conv"), model.get_layer(f"{name}_2_conv")
+        assert (conv.groups, conv.filters) == (2, old.filters // 2)
+    x = np.random.default_rng(8).random((1, 16, 16, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(pruned(x, training=False))
+    interpreter = litert_interpreter(to_tflite(pruned, tmp_path / "p.tflite"), use_xnnpack=False)
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert ops <= {"CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "PAD"}, ops
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.set_tensor(source["index"], x)
+    interpreter.invoke()
+    np.testing.assert_allclose(
+        interpreter.get_tensor(target["index"]), expected, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_shufflenet_v1_prunes_its_bottlenecks_through_the_shuffle():
+    """g = 2, 0.25×: stage 2's bottlenecks (12 channels) pass pw1 (2 groups) -> shuffle ->
+    depthwise -> pw2 (2 groups) with fold 4; the wider stages' (26, 50) do not split so."""
+    model = models.get(
+        "shufflenet_v1", input_shape=(32, 32, 3), num_classes=10, groups=2, scale=0.25
+    )
+    randomize_bn(model)
+    assert set(tfdistill.compress.prunable_groups(model)) == {
+        f"s2u{u}_pw1_conv" for u in range(1, 5)
+    }
+    pruned = assert_zeroed_original_equals_pruned(model, 0.5, X)
+    assert pruned.get_layer("s2u2_pw2_conv").kernel.shape[-2] == 4  # 2 of 3 per block: 8 / 2
+    assert tfdistill.profile(pruned).macs < tfdistill.profile(model).macs
