@@ -37,6 +37,23 @@ def test_macs_per_channel_by_hand():
     assert budget.proposals(model, 1e6, 58.0, min_channels=6) == {"a": 2, "b": 2}
 
 
+def test_groups_tied_by_a_grouped_convolution_are_cut_by_whole_folds():
+    """(B, 8, 8, 2) -> conv "a" (8) -> 1×1 conv "g" (8, 4 groups) -> GAP -> Dense (B, 3): both
+    groups have fold 4, so one cut removes 4 channels, one of each block of 2."""
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(8, 1, name="a")(inputs)
+    x = keras.layers.Conv2D(8, 1, groups=4, name="g")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    assert budget.group_folds(model) == {"a": 4, "g": 4}
+    # 4 channels of a: 4 × 64 × 2 in a, and g's 8 filters see 1 input of 2: 64 × 8; per channel.
+    assert budget.macs_per_channel(model, "a", fold=4) == (4 * 64 * 2 + 64 * 8) // 4
+    assert budget.proposals(model, 1.0, 58.0) == {"a": 4, "g": 4}
+    assert budget.proposals(model, 1e6, 58.0, min_channels=6) == {}
+    cut = budget.prune_channels(model, {"a": 4 / 8})
+    assert (cut.get_layer("a").filters, cut.get_layer("g").kernel.shape) == (4, (1, 1, 1, 8))
+
+
 def test_one_round_keeps_the_most_accurate_cut_and_stops_at_the_budget():
     model = two_groups()
     tuned = []

@@ -1,7 +1,7 @@
 """Compression that combines with distillation.
 
 - `prune_channels`: structured filter pruning (L1, BatchNorm γ or Taylor importance) into a
-  smaller dense Keras 3 model; `prunable_groups`, `kept_channels`.
+  smaller dense Keras 3 model; `prunable_groups`, `group_folds`, `kept_channels`.
 - `budget`: a NetAdapt search that shrinks a model's channel groups to a latency budget.
 - `prune`: magnitude pruning to a target sparsity with TFMOT, fine-tuned with distillation.
 - `quantize_aware`: quantization-aware training with TFMOT, for int8 `.tflite` export.
@@ -18,7 +18,13 @@ from __future__ import annotations
 from tfdistill.compress import budget
 from tfdistill.compress._tfmot import INSTALL_HINT, require_tfmot
 from tfdistill.compress.bridge import register_tf_keras_twin, to_keras, to_tf_keras
-from tfdistill.compress.channels import CRITERIA, kept_channels, prunable_groups, prune_channels
+from tfdistill.compress.channels import (
+    CRITERIA,
+    group_folds,
+    kept_channels,
+    prunable_groups,
+    prune_channels,
+)
 from tfdistill.compress.qat import quantize_aware, quantize_model
 from tfdistill.compress.slimming import StructuredSparsity
 from tfdistill.compress.sparsity import (
@@ -36,6 +42,7 @@ __all__ = [
     "budget",
     "StructuredSparsity",
     "expected_sparsity",
+    "group_folds",
     "kept_channels",
     "kernel_sparsity",
     "overall_sparsity",

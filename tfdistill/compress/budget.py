@@ -4,9 +4,10 @@ Each round asks every prunable channel group (`channels.prunable_groups`) for th
 saves a set share of latency, measures each proposal, fine-tunes it briefly, and keeps the most
 accurate; the rounds stop once the measured latency is within the budget. The cut of a group
 is sized from its MACs per channel and the current model's measured µs per MAC (a linear
-latency model, used only to propose; every proposal is then measured). Latency, fine-tuning
-and accuracy come from the caller (`measure`, `fine_tune`, `evaluate`), so the same search runs
-on LiteRT here, on a phone through adb, or on a per-layer latency table.
+latency model, used only to propose; every proposal is then measured), in multiples of its
+fold where grouped convolutions or shuffles tie it into blocks (`channels.group_folds`).
+Latency, fine-tuning and accuracy come from the caller (`measure`, `fine_tune`, `evaluate`), so
+the same search runs on LiteRT here, on a phone through adb, or on a per-layer latency table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import keras
 
-from tfdistill.compress.channels import prunable_groups, prune_channels
+from tfdistill.compress.channels import group_folds, prune_channels
 from tfdistill.profile import profile
 
 
@@ -72,17 +73,21 @@ def budget_us(text: str, start_us: float) -> float:
     return value * start_us if kind == "share" else value
 
 
-def _group_sizes(model: keras.Model) -> dict[str, int]:
-    """Group name -> its channels now."""
-    return {name: model.get_layer(name).output.shape[-1] for name in prunable_groups(model)}
+def _group_sizes(model: keras.Model) -> dict[str, tuple[int, int]]:
+    """Group name -> (its channels now, its fold: a cut removes a multiple of it)."""
+    return {
+        name: (model.get_layer(name).output.shape[-1], fold)
+        for name, fold in group_folds(model).items()
+    }
 
 
-def macs_per_channel(model: keras.Model, group: str, macs: int | None = None) -> int:
+def macs_per_channel(model: keras.Model, group: str, macs: int | None = None, fold: int = 1) -> int:
     """MACs an image saved by removing one channel of `group` (every layer it touches);
-    `macs`: the model's own, when already known."""
+    `macs`: the model's own, when already known; `fold`: the group's (`channels.group_folds`),
+    the fewest channels one cut removes, whose saving is shared out."""
     channels = model.get_layer(group).output.shape[-1]
-    one = prune_channels(model, {group: 1 / channels}) if channels > 1 else model
-    return (profile(model).macs if macs is None else macs) - profile(one).macs
+    one = prune_channels(model, {group: fold / channels}) if channels > fold else model
+    return ((profile(model).macs if macs is None else macs) - profile(one).macs) // fold
 
 
 def proposals(
@@ -95,15 +100,17 @@ def proposals(
     """Group -> channels to remove so that, at the model's measured µs per MAC, the cut saves
     `saving_us`, at most `max_share` of the group's channels in one round (a layer whose
     MACs are few would otherwise be cut to almost nothing for a saving its share of the
-    latency cannot give); groups already at `min_channels` are left out."""
+    latency cannot give), in multiples of the group's fold; groups already at `min_channels`
+    are left out."""
     macs = profile(model).macs
     per_mac = latency_us / max(macs, 1)
     cuts = {}
-    for group, channels in _group_sizes(model).items():
+    for group, (channels, fold) in _group_sizes(model).items():
         room = min(channels - min_channels, math.floor(channels * max_share))
-        saved = macs_per_channel(model, group, macs) * per_mac
+        room -= room % fold
+        saved = macs_per_channel(model, group, macs, fold) * per_mac
         if room > 0 and saved > 0:
-            cuts[group] = min(room, max(1, math.ceil(saving_us / saved)))
+            cuts[group] = min(room, fold * max(1, math.ceil(saving_us / saved / fold)))
     return cuts
 
 

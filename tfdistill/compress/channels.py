@@ -495,11 +495,20 @@ def _planned(model: keras.Model, ratio: Ratio, criterion: str, data: Any) -> tup
 def prunable_groups(model: keras.Model) -> dict[str, tuple[str, ...]]:
     """Each prunable channel group, named by its first producer layer -> the names of the
     layers whose output channels it ties together (residual additions join them). A key of
-    `prune_channels`' ratio dict may be any of these layers."""
+    `prune_channels`' ratio dict may be any of these layers. A group that passes a grouped
+    convolution or a shuffle is cut in tied blocks (`group_folds`)."""
     plan = _Plan(_graph(model))
     return {
         layers[0].name: tuple(layer.name for layer in layers) for layers in plan.prunable().values()
     }
+
+
+def group_folds(model: keras.Model) -> dict[str, int]:
+    """Each prunable channel group, named as in `prunable_groups` -> its fold f: the group's
+    channels are f tied blocks (grouped convolutions, shuffles), so a cut removes a multiple
+    of f channels; 1 for an untied group."""
+    plan = _Plan(_graph(model))
+    return {layers[0].name: plan.groups.fold[root] for root, layers in plan.prunable().items()}
 
 
 def kept_channels(
@@ -573,9 +582,11 @@ def prune_channels(
     data: Any = None,
 ) -> keras.Model:
     """A new, smaller dense model: in every prunable channel group, the `ratio` share of the
-    channels least important by `criterion` is removed (at least one stays). `ratio`: one
-    share for every group, or {layer name: share} for some (the others stay whole; see
-    `prunable_groups`). `criterion`: "l1" (the filters' summed |w|), "bn_gamma" (|γ| of the
+    channels least important by `criterion` is removed (at least one stays); a group of fold f
+    (`group_folds`) keeps round((1 - share) · C / f) positions of each of its f blocks, the same
+    in every block, so grouped convolutions keep their `groups` and shuffles their layout.
+    `ratio`: one share for every group, or {layer name: share} for some (the others stay whole;
+    see `prunable_groups`). `criterion`: "l1" (the filters' summed |w|), "bn_gamma" (|γ| of the
     BatchNorms on the channels; L1 where none) or "taylor" (needs `data`: batches of (x (B,
     ...), y (B,) class indices)). Same inputs (B, ...), outputs (B, num_classes), layer names
     and `stageN_out` taps as `model`, which is unchanged. A model with no prunable channel and
