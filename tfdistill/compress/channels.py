@@ -11,19 +11,19 @@ BatchNorms on the group's channels, network slimming, Liu et al. 2017) or "taylo
 (first-order Taylor importance, Molchanov et al. 2019).
 
 Grouped convolutions tie positions. A group has a fold f: its C channels are f blocks of C / f
-and a cut removes the same local positions from every block (the importance is summed over
-the blocks). A grouped convolution (`groups` g) starts a group of fold g, so each of its g
-groups loses the same filters; its input, when one group, takes fold lcm(f, g), so each of its
-g groups loses the same inputs and `groups` stays valid (an input the blocks do not divide, or
-a concatenation, keeps all of its channels). `ChannelShuffle(g)` of one group ties it to a
-multiple of g and carries it shuffled (position p holds channel (p mod g) · C / g + p // g),
-which BatchNorms, depthwise and dense convolutions slice as they are, and a following grouped
-convolution (g') takes only when the fold is a multiple of g · g'. `ChannelSplit` carries the
-segments of a concatenation when every split point falls between them, and joins the parts
-so that they keep as many channels each. Merges join groups of the same fold-free layout
-(the folds combine by lcm). A group touched by anything else (model inputs and outputs, a
-shuffle of a concatenation or of a shuffled tensor, a split inside a group, custom layers such
-as SubsampleZeroPad) keeps all of its channels.
+and a cut removes the same local positions from every block (their importance summed over the
+blocks). A grouped convolution (`groups` g) starts a group of fold g, so each of its g groups
+loses the same filters; its input, when one group, takes fold lcm(f, g), so each of its groups
+loses the same inputs and `groups` stays valid (a concatenated input, or one whose channels
+the lcm does not divide, keeps all of its channels). `ChannelShuffle(g)` of one group ties it
+to a multiple of g and carries it shuffled (position p holds channel (p mod g) · C / g + p // g);
+BatchNorms, depthwise and dense convolutions slice it where the shuffle put the kept channels,
+and a grouped convolution (g') takes it at fold lcm(f, g · g'). `ChannelSplit` carries the
+segments of a concatenation when every split point falls between them, joining the parts so
+that each keeps as many channels. Merges join segments laid out alike (same sizes, same
+shuffle); joined folds combine by lcm. A group touched by anything else (model inputs and
+outputs, a shuffle of a concatenation or of a shuffled tensor, a split inside a group, custom
+layers such as SubsampleZeroPad) keeps all of its channels.
 """
 
 from __future__ import annotations
