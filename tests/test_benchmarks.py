@@ -331,3 +331,34 @@ def test_ablation_pairs_with_scratch_and_merges_other_methods(ablation):
     assert kept_teachers is teachers and invocations == previous["invocations"]
     with pytest.raises(SystemExit, match="teachers"):
         ablation.merged(previous, args, fit, [{"weights_sha256": "b"}])
+
+
+@pytest.fixture(scope="module")
+def budget_bench():
+    spec = importlib.util.spec_from_file_location("budget_bench", ROOT / "benchmarks/budget.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["budget_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_budget_benchmark_pairs_each_variant_with_the_narrow_student(budget_bench, capsys):
+    def seed(narrow: float, pruned: float, ratio: float) -> dict:
+        run = {"macs": 100, "params": 10}
+        return {
+            "runs": {
+                "narrow": {**run, "accuracy": narrow, "ratio_to_narrow": 1.0},
+                "pruned": {**run, "accuracy": pruned, "ratio_to_narrow": ratio},
+            }
+        }
+
+    table = budget_bench.summary([seed(0.80, 0.85, 0.9), seed(0.70, 0.71, 1.1)])
+    assert table["pruned"]["minus_narrow"] == pytest.approx([0.03, np.std([0.05, 0.01], ddof=1)])
+    assert table["pruned"]["ratio_to_narrow"] == pytest.approx([1.0, np.std([0.9, 1.1], ddof=1)])
+    assert "minus_narrow" not in table["narrow"]
+    text = budget_bench.markdown({"dataset": "digits", "seeds": [0, 1], "summary": table})
+    assert "| pruned | 78.00 ± 9.90 | +3.00 ± 2.83 | 1.000 ± 0.141 | 100 | 10 |" in text
+    quick = budget_bench.parse_args(["--quick", "--student_epochs", "3"])
+    assert budget_bench.base_settings(quick)["student_epochs"] == 1
+    assert budget_bench.main(["--variants", "pruned,wide"]) == 2
+    assert "--variants ['wide'] not known" in capsys.readouterr().err

@@ -200,5 +200,41 @@ def test_a_run_searches_to_a_latency_budget_and_resumes_per_round(tmp_path, monk
     assert len(search["rounds"]) >= 2
     assert "pruned_channels" in result["students"]
     assert any(row["model"] == "student_pruned_channels" for row in result["tflite"])
-    assert "| 1 | " in (out / "report.md").read_text() and (out / "search.png").is_file()
+    check = search["check"]
+    assert check["of_budget"] == pytest.approx(check["ratio"] / 0.6)
+    assert check["within"] == (check["of_budget"] <= 1.1)
+    markdown = (out / "report.md").read_text()
+    assert "| 1 | " in markdown and (out / "search.png").is_file()
+    assert "Timed against the distilled student (LiteRT, 10 interleaved rounds" in markdown
     assert not (out / ".backup").exists()
+
+
+def test_the_budget_check_times_both_files_interleaved(tmp_path):
+    """The pruned file against the distilled one: a paired ratio below 1 for a smaller model,
+    read against a share budget as ratio / share and against a µs budget as its median."""
+    import keras
+
+    from tfdistill import export, report
+    from tfdistill.run import delivery
+    from tfdistill.run.config import RunConfig
+
+    for name, width in zip(delivery.BUDGET_FILES, (96, 4), strict=True):
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+        export.to_tflite(export.inference_function(model), tmp_path / name, quantization="none")
+    share = delivery.budget_check(
+        RunConfig(out=str(tmp_path), latency_budget="0.5x", bench_runs=6), tmp_path
+    )
+    assert share["ratio"] < 0.5 and share["of_budget"] == share["ratio"] / 0.5
+    assert share["within"] and share["distilled_us"] > share["pruned_us"] > 0
+    micros = delivery.budget_check(
+        RunConfig(out=str(tmp_path), latency_budget="0.01us", bench_runs=3), tmp_path
+    )
+    assert micros["of_budget"] == micros["pruned_us"] / 0.01 and not micros["within"]
+    assert delivery.budget_check(RunConfig(out=str(tmp_path), bench_runs=3), tmp_path) is None
+    line = report._check_lines(micros)[1]
+    assert f"{micros['of_budget']:.2f}× the budget, not within 1.1×." in line
+    with pytest.raises(ValueError, match="model file not found"):
+        delivery.budget_check(RunConfig(out="x", latency_budget="0.5x"), tmp_path / "none")

@@ -94,6 +94,19 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_lines(check: dict | None) -> list[str]:
+    """The interleaved timing of the budget student against the distilled one, if any."""
+    if not check:
+        return []
+    verdict = "within" if check["within"] else "not within"
+    return [
+        "",
+        f"Timed against the distilled student ({check['timed']}, {check['threads']} thread(s)): "
+        f"{check['pruned_us']:.1f} µs against {check['distilled_us']:.1f} µs, a ratio of "
+        f"{check['ratio']:.3f}; {check['of_budget']:.2f}× the budget, {verdict} 1.1×.",
+    ]
+
+
 def _search_lines(search: dict) -> list[str]:
     """The `--latency_budget` search as Markdown: the budget, then one row per round."""
     met = "met" if search["met"] else "not met"
@@ -102,6 +115,7 @@ def _search_lines(search: dict) -> list[str]:
         f"{search['start_us']:.1f} µs; after the search {search['searched_us']:.1f} µs, after "
         f"fine-tuning {search['final_us']:.1f} µs ({met}). Proposals ranked by "
         f"{search['selected_by']}.",
+        *_check_lines(search.get("check")),
         "",
         "| round | group cut | channels removed / kept | latency µs | agreement | MACs |",
         "|---|---|---|---|---|---|",

@@ -5,7 +5,7 @@
 
 from tfdistill.bench import android, machine, peak
 from tfdistill.bench.interleave import Interleaved, interleave, with_cpu
-from tfdistill.bench.litert import benchmark_tflite
+from tfdistill.bench.litert import benchmark_tflite, interleaved_tflite
 from tfdistill.bench.parse import parse_benchmark_model_output
 from tfdistill.bench.result import BenchmarkResult, OpProfileRow
 
@@ -16,6 +16,7 @@ __all__ = [
     "android",
     "benchmark_tflite",
     "interleave",
+    "interleaved_tflite",
     "with_cpu",
     "machine",
     "parse_benchmark_model_output",

@@ -1,4 +1,5 @@
-"""`benchmark_tflite`: a `.tflite` model's latency on this machine, through LiteRT's interpreter."""
+"""`benchmark_tflite`: a `.tflite` model's latency on this machine, through LiteRT's interpreter;
+`interleaved_tflite`: several files timed round-robin, to compare them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tfdistill.bench.interleave import Interleaved, interleave
 from tfdistill.bench.result import BenchmarkResult
 from tfdistill.export.interpreter import litert_interpreter
 
@@ -109,3 +111,27 @@ def benchmark_tflite(
         memory_mb=growth if growth is not None and growth > 0 else None,
         num_threads=num_threads if num_threads is not None else 1,
     )
+
+
+def interleaved_tflite(
+    paths: dict[str, str | os.PathLike],
+    *,
+    num_threads: int | None = None,
+    rounds: int = 50,
+    calls: int = 10,
+    seed: int = 0,
+) -> Interleaved:
+    """`paths` {name: `.tflite` file} timed round-robin in one process (`interleave`): each round
+    `calls` invokes of each file, after one warm-up call; seconds per invoke. Inputs as in
+    `benchmark_tflite`. Compare them by `Interleaved.paired_ratio`, which cancels the load of a
+    shared machine that lasts a round."""
+    rng = np.random.default_rng(seed)
+    workloads = {}
+    for name, path in paths.items():
+        if not Path(path).is_file():
+            raise ValueError(f"model file not found: {str(path)!r}")
+        interpreter = litert_interpreter(path, num_threads=num_threads)
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], random_input(detail, rng))
+        workloads[name] = interpreter.invoke
+    return interleave(workloads, rounds=rounds, calls=calls)

@@ -304,6 +304,13 @@ class RunConfig:
         "winner is fine-tuned for --compress_epochs and exported like it (docs/compression.md).",
         fingerprint=WHEN_SET,
     )
+    search_step: float = option(
+        0.1,
+        "run: the share of the distilled student's latency each --latency_budget round "
+        "aims to save (NetAdapt's step; larger: fewer rounds, coarser cuts).",
+        fraction=True,
+        fingerprint=WHEN_SET,
+    )
     search_steps: int = option(
         30,
         "run: steps of distillation each --latency_budget proposal is fine-tuned for.",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdistill import bench as bench_lib
-from tfdistill import data, plots, report
+from tfdistill import compress, data, plots, report
 from tfdistill.export import evaluate_tflite, file_size, inference_function, to_tflite
 from tfdistill.resolution import static_image_size
 from tfdistill.run.config import RunConfig
@@ -106,6 +106,40 @@ def bench(config: RunConfig, files: list[Path]) -> dict:
         "num_runs": config.bench_runs,
         "litert": litert,
         "android": android or None,
+        "budget_check": budget_check(config, files[0].parent) if files else None,
+    }
+
+
+BUDGET_FILES = ("student_distilled_fp32.tflite", "student_pruned_channels_fp32.tflite")
+BUDGET_TOLERANCE = 1.1
+
+
+def budget_check(config: RunConfig, out: Path) -> dict | None:
+    """The `--latency_budget` student's float32 file against the distilled student's, timed
+    interleaved in LiteRT (`bench.interleaved_tflite`, `config.bench_runs` rounds of 10 invokes
+    each, `config.threads`): their paired median ratio, and the pruned file's latency as a share
+    of the budget (the ratio over a share budget; its median over a budget in µs). None without
+    a budget, and with `--android`, whose budget is the phone's."""
+    if config.latency_budget is None or config.android:
+        return None
+    distilled, pruned = (out / name for name in BUDGET_FILES)
+    timing = bench_lib.interleaved_tflite(
+        {"distilled": distilled, "pruned": pruned},
+        num_threads=config.threads,
+        rounds=config.bench_runs,
+    )
+    ratio = timing.paired_ratio("pruned", "distilled")
+    pruned_us = timing.median("pruned") * 1e6
+    kind, value = compress.budget.parse_budget(config.latency_budget)
+    share = ratio / value if kind == "share" else pruned_us / value
+    return {
+        "timed": f"LiteRT, {config.bench_runs} interleaved rounds, paired median",
+        "threads": config.threads or 1,
+        "distilled_us": timing.median("distilled") * 1e6,
+        "pruned_us": pruned_us,
+        "ratio": ratio,
+        "of_budget": share,
+        "within": share <= BUDGET_TOLERANCE,
     }
 
 

@@ -101,6 +101,7 @@ def shrink(
             state,
             limit,
             steps,
+            step_share=config.search_step,
             criterion=config.prune_criterion,
             data=training.criterion_data(config, ds, teacher, size, labelled),
             on_round=lambda done: _save(folder, done),

@@ -526,7 +526,7 @@ def report_of(run: Run) -> dict:
         "config": config_lib.settings(config),
         "timings_s": timings,
         "loaded_stages": list(run.loaded),
-        "search": run.search,
+        "search": run.search and {**run.search, "check": (run.latency or {}).get("budget_check")},
         "history": dict(run.histories),
     }
 
