@@ -81,6 +81,30 @@ def test_one_round_keeps_the_most_accurate_cut_and_stops_at_the_budget():
     assert any(np.array_equal(kept, np.delete(original, i, axis=-1)) for i in range(8))
 
 
+def test_proposals_too_slow_to_be_kept_are_measured_but_not_fine_tuned():
+    """A table where a's channels cost little: its cut cannot save half the round's target, so
+    only b's is fine-tuned; where no cut saves enough, only the fastest is."""
+    model = two_groups()
+
+    def cheap_a(candidate):
+        return (
+            10.0 + 0.1 * candidate.get_layer("a").filters + 3.0 * candidate.get_layer("b").filters
+        )
+
+    tuned = []
+    steps = (cheap_a, lambda m: tuned.append(m.get_layer("a").filters) or m, lambda m: 0.7)
+    state = budget.SearchState(model, cheap_a(model), cheap_a(model))
+    assert budget.search_round(state, 0.1, steps)
+    records = {p["group"]: p for p in state.rounds[0]["proposals"]}
+    assert records["a"]["accuracy"] is None and records["b"]["accuracy"] == 0.7
+    assert tuned == [8] and state.rounds[0]["chosen"]["group"] == "b"
+    tuned.clear()
+    state = budget.SearchState(model, cheap_a(model), 1e6)  # a target nothing can reach
+    assert budget.search_round(state, 0.1, steps)
+    fastest = min(state.rounds[0]["proposals"], key=lambda p: p["latency_us"])
+    assert state.rounds[0]["chosen"] == {**fastest, "accuracy": 0.7} and len(tuned) == 1
+
+
 def test_the_search_stops_when_no_group_can_shrink():
     model = two_groups()
     state = budget.SearchState(model, table(model), table(model))

@@ -112,10 +112,11 @@ __all__ = ["accuracy_latency", "pareto_front", "sizes", "training_curves"]
 
 
 def search_path(search: dict, path: str | os.PathLike) -> Path:
-    """The `--latency_budget` search: every round's proposals (grey) and the one kept (the
-    line), holdout agreement against latency (µs), from the start to the budget (dashed)."""
+    """The `--latency_budget` search: every round's fine-tuned proposals (grey) and the one kept
+    (the line), holdout agreement against latency (µs), from the start to the budget
+    (dashed)."""
     figure, axes = _figure()
-    tried = [p for r in search["rounds"] for p in r["proposals"]]
+    tried = [p for r in search["rounds"] for p in r["proposals"] if p["accuracy"] is not None]
     axes.scatter([p["latency_us"] for p in tried], [p["accuracy"] for p in tried], s=8, c="0.7")
     chosen = [r["chosen"] for r in search["rounds"]]
     axes.plot(

@@ -31,7 +31,7 @@ class Proposal:
     removed: int  # channels removed from the group in this round
     channels: int  # channels the group keeps
     latency_us: float
-    accuracy: float
+    accuracy: float | None  # None: not fine-tuned, too slow to be kept
     macs: int
     params: int
 
@@ -121,22 +121,30 @@ def round_record(chosen: Proposal, tried: list[Proposal]) -> dict:
     }
 
 
-def _try(
+def _cut(
     model: keras.Model,
     group: str,
     removed: int,
     criterion: tuple[str, Any],
-    steps: tuple[Callable, Callable, Callable],
+    measure: Callable,
 ) -> tuple[keras.Model, Proposal]:
-    measure, fine_tune, evaluate = steps
+    """`group` cut by `removed` channels and measured; not yet fine-tuned (accuracy None).
+    A dense float model's latency depends on its shapes, not its weights."""
     channels = model.get_layer(group).output.shape[-1]
     cut = prune_channels(model, {group: removed / channels}, *criterion)
-    tuned = fine_tune(cut)
-    cost = profile(tuned)
+    cost = profile(cut)
     proposal = Proposal(
-        group, removed, channels - removed, measure(tuned), evaluate(tuned), cost.macs, cost.params
+        group, removed, channels - removed, measure(cut), None, cost.macs, cost.params
     )
-    return tuned, proposal
+    return cut, proposal
+
+
+def _tuned(
+    candidate: tuple[keras.Model, Proposal], fine_tune: Callable, evaluate: Callable
+) -> tuple[keras.Model, Proposal]:
+    model, proposal = candidate
+    tuned = fine_tune(model)
+    return tuned, dataclasses.replace(proposal, accuracy=evaluate(tuned))
 
 
 def search_round(
@@ -146,22 +154,24 @@ def search_round(
     criterion: tuple[str, Any] = ("l1", None),
     min_channels: int = 1,
 ) -> bool:
-    """One NetAdapt round on `state` (updated in place): propose, measure, fine-tune, keep the
-    most accurate proposal among those that saved at least half the round's target (else the
-    fastest). `criterion`: (`prune_channels`' criterion, its data). False when no group can
-    shrink further."""
+    """One NetAdapt round on `state` (updated in place): propose and measure every cut, then
+    fine-tune and evaluate those that saved at least half the round's target and keep the most
+    accurate (none saved that much: the fastest, fine-tuned). A proposal too slow to be kept
+    is not fine-tuned: its `accuracy` is None. `criterion`: (`prune_channels`' criterion, its
+    data). False when no group can shrink further."""
+    measure, fine_tune, evaluate = steps
     target = step_share * state.initial_us
     cuts = proposals(state.model, target, state.latency_us, min_channels)
     if not cuts:
         return False
-    tried = [_try(state.model, group, k, criterion, steps) for group, k in cuts.items()]
+    tried = [_cut(state.model, group, k, criterion, measure) for group, k in cuts.items()]
     enough = [t for t in tried if t[1].latency_us <= state.latency_us - target / 2]
-    if enough:
-        model, chosen = max(enough, key=lambda t: t[1].accuracy)
-    else:
-        model, chosen = min(tried, key=lambda t: t[1].latency_us)
+    pool = enough or [min(tried, key=lambda t: t[1].latency_us)]
+    tuned = {t[1].group: _tuned(t, fine_tune, evaluate) for t in pool}
+    model, chosen = max(tuned.values(), key=lambda t: t[1].accuracy)
     state.model, state.latency_us = model, chosen.latency_us
-    state.rounds.append(round_record(chosen, [p for _, p in tried]))
+    records = [tuned.get(p.group, (None, p))[1] for _, p in tried]
+    state.rounds.append(round_record(chosen, records))
     return True
 
 
