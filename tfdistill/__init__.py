@@ -5,6 +5,10 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfdistill import _quiet  # noqa: E402
+
+_quiet.for_the_command()  # before TensorFlow is imported; only for the `tfdistill` command
+
 __version__ = "0.1.0"
 
 from tfdistill import _keras_internals  # noqa: E402
