@@ -224,6 +224,29 @@ def test_save_load_round_trip(tmp_path):
     )
 
 
+def test_a_distiller_whose_teacher_was_trained_loads_without_a_warning(tmp_path):
+    """The teacher's own training optimizer is not restored with the Distiller: a load prints
+    nothing (it used to warn that a fresh Adam's 2 variables do not match the saved 10)."""
+    import warnings
+
+    teacher = linear(W_T, B_T, "teacher")
+    teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    teacher.fit(X, Y, epochs=1, verbose=0)
+    student = linear(W_S, B_S, "student")
+    student.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    distiller = Distiller(student, teacher)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.5)
+    one_step(distiller)
+    distiller.save(tmp_path / "d.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.models.load_model(tmp_path / "d.keras")
+    assert [str(w.message) for w in caught] == []
+    assert getattr(loaded.teacher, "optimizer", None) is None
+    np.testing.assert_array_equal(loaded.teacher.get_weights()[0], teacher.get_weights()[0])
+    assert one_step(loaded) == pytest.approx(one_step(distiller))
+
+
 def test_bad_inputs_name_the_numbers():
     student, teacher = linear(W_S, B_S, "s"), linear(W_T, B_T, "t")
     with pytest.raises(ValueError, match="student predicts 4 classes but the teacher predicts 3"):

@@ -31,6 +31,7 @@ NOISE = re.compile(
             r"Improper call to JPEG library in state \d+",
             r"Corrupt JPEG data: ",
             r"Premature end of JPEG file",
+            r"To enable the following instructions: .*rebuild TensorFlow with the appropriate",
             r"(libpng )?warning: ",
         )
     )

@@ -251,6 +251,15 @@ def loss_share(
     return LossShare(share, hard_sum, soft_sum, local_counts, global_counts)
 
 
+def _architecture(model: keras.Model) -> dict:
+    """`model` serialized without its own compile config: the Distiller trains it or holds it
+    fixed, so the optimizer it was trained with is not restored (a load would otherwise warn
+    that the saved optimizer's variables do not match a fresh one's)."""
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    return config
+
+
 @keras.saving.register_keras_serializable(package="tfdistill")
 class Distiller(keras.Model):
     """Trains `student` on hard labels and the frozen `teacher`'s soft targets.
@@ -527,11 +536,10 @@ class Distiller(keras.Model):
 
     def get_config(self) -> dict:
         config = super().get_config()
+        teachers = [_architecture(t) for t in self.teachers]
         config.update(
-            student=keras.saving.serialize_keras_object(self.student),
-            teacher=keras.saving.serialize_keras_object(
-                list(self.teachers) if self.other_teachers else self.teacher
-            ),
+            student=_architecture(self.student),
+            teacher=teachers if self.other_teachers else teachers[0],
             features=keras.saving.serialize_keras_object(self.features),
             teacher_outputs=self.teacher_outputs,
             student_outputs=self.student_outputs,
