@@ -1,4 +1,5 @@
-"""Writes docs/models.md: each family's parameters and multiply-adds beside its paper's figures.
+"""Writes docs/models.md's last section: each family's parameters and multiply-adds beside its
+paper's figures. The hand-written text above the MARKER line is kept as it is.
 
     python tools/models_table.py [--out docs/models.md]
 
@@ -17,6 +18,7 @@ from tfdistill import models
 from tfdistill.artifacts import write_atomic
 
 IMAGENET, CIFAR = (224, 224, 3), (32, 32, 3)
+MARKER = "<!-- tools/models_table.py writes from here to the end of the file -->\n"
 
 # family, builder arguments, input, classes, paper params (M), paper MACs (M), source
 ROWS = [
@@ -126,12 +128,20 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def with_kept_text(out: Path, generated: str) -> str:
+    """`generated` after the text `out` holds up to and including MARKER (all of `generated`
+    when `out` has no marker)."""
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    head, marker, _ = old.partition(MARKER)
+    return head + marker + generated if marker else generated
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(Path(__file__).parent.parent / "docs" / "models.md"))
     out = Path(parser.parse_args().out)
     text = (
-        "# The model zoo against its papers\n\n"
+        "## The model zoo against its papers\n\n"
         f"Made by `python tools/models_table.py` on {datetime.date.today()}. Parameters count\n"
         "every weight (BatchNorm statistics included, as `model.count_params()`); MACs are the\n"
         "multiply-adds of convolutions and fully connected layers for one image\n"
@@ -151,6 +161,7 @@ def main() -> None:
         "2.4× less computation than v1.0; ours: 819M / 349M = 2.35×. Neither has BatchNorm\n"
         "(`batch_norm=True` adds it and drops the biases).\n"
     )
+    text = with_kept_text(out, text)
     write_atomic(out, lambda f: f.write(text))
     print(f"wrote {out}")
 

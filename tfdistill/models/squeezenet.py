@@ -24,7 +24,7 @@ them as logits (a softmax of them is the model's prediction), as the reference's
 `final_relu=False` drops that ReLU (same weights), so the scores are unbounded logits. On the
 embedded digits (v1.1, cifar stem, 8 epochs; `tools/squeezenet_final_relu.py`) the reference
 stayed at chance, with cross-entropy and with KD alike, and `batch_norm=True, final_relu=False`
-reached 99.7% and 99.4% (with the ReLU: 77.8% and 70.3%); see README, Models.
+reached 99.7% and 99.4% (with the ReLU: 77.8% and 70.3%); see docs/models.md.
 
 `batch_norm=True` puts a BatchNorm (momentum `bn_momentum`) between every convolution but
 conv10 and its ReLU, and drops those convolutions' biases: a variant for training from scratch

@@ -86,7 +86,7 @@ def adam(learning_rate: float, steps: int, schedule: str = "cosine") -> keras.op
 def use_xla(config: RunConfig, model: keras.Model) -> bool:
     """`config.xla` "on" or "off"; "auto": where a GPU is present, as the Distiller decides
     (`resolve_jit_compile`), and off on CPU-only machines, where the embedded data's runs of a
-    few hundred steps do not repay the compilation (measured: README, XLA)."""
+    few hundred steps do not repay the compilation (measured: docs/distiller.md, XLA)."""
     if config.xla == "auto":
         return bool(tf.config.list_physical_devices("GPU")) and resolve_jit_compile(model)
     return config.xla == "on"
