@@ -37,6 +37,7 @@ TINY = {
     "prune_channels": 0.5,
     "augment": True,
     "teacher_views": 2,  # every student stage distils from 2 stored views per image
+    "tensorboard": True,
 }
 
 
@@ -391,6 +392,26 @@ def test_report_markdown_and_plots(tiny_run):
         "student (pruned channels)",
     ]
     assert len(result["history"]["student (distilled)"]["loss"]) == 2
+
+
+def test_tensorboard_has_every_training_stage(tiny_run):
+    """`--tensorboard`: one folder of event files per training stage, Keras 3 and tf_keras
+    alike, with the losses, the distillation terms and the learning rate of every epoch."""
+    import tensorflow as tf
+
+    root = tiny_run.out / "tensorboard"
+    stages = ["teacher", "scratch", "distil", "prune_channels", "prune", "qat"]
+    assert sorted(p.name for p in root.iterdir()) == sorted(stages)
+    tags: dict[str, set[str]] = {}
+    for stage in stages:
+        for path in (root / stage).rglob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                tags.setdefault(stage, set()).update(v.tag for v in event.summary.value)
+    assert {"epoch_loss", "epoch_learning_rate"} <= tags["teacher"]
+    assert {"epoch_distillation_loss", "epoch_student_loss"} <= tags["distil"]
+    assert "epoch_loss" in tags["qat"]
+    text = (tiny_run.out / "report.md").read_text()
+    assert f"Training curves: `tensorboard --logdir {root}`." in text
 
 
 def test_pareto_front_by_hand():

@@ -88,6 +88,8 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
         lines += ["", *_search_lines(report["search"])]
     for title, file in (plots or {}).items():
         lines += ["", f"![{title}]({file})"]
+    if report.get("tensorboard"):
+        lines += ["", f"Training curves: `tensorboard --logdir {report['tensorboard']}`."]
     timings = report.get("timings_s", {})
     if timings:
         lines += ["", "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]

@@ -269,6 +269,13 @@ class RunConfig:
         choices=XLA,
         fingerprint=WHEN_SET,
     )
+    tensorboard: bool = option(
+        False,
+        "run: write TensorBoard event files of every training stage to "
+        "<out>/tensorboard/<stage> (losses, the distillation terms, accuracy, learning rate); "
+        "view them with: tensorboard --logdir <out>/tensorboard.",
+        fingerprint=NEVER,
+    )
     quiet: bool = option(
         False,
         "run: no stage banners, time estimates or progress bars; just the results.",

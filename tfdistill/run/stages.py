@@ -23,7 +23,7 @@ from tfdistill import artifacts, compress, data, ensemble
 from tfdistill.run import config as config_lib
 from tfdistill.run import delivery, feed, shrink, training
 from tfdistill.run.config import RunConfig
-from tfdistill.run.state import Run
+from tfdistill.run.state import TENSORBOARD, Run
 
 
 def data_digest(ds: data.Dataset) -> str:
@@ -338,6 +338,7 @@ class Prune(ModelStage):
 
     def train(self, run: Run) -> training.Trained:
         backup = training.tf_keras_backup(run.ledger.backup_dir(self.name))
+        backup += run.tf_keras_tensorboard(self.name)
         distilled = run.float32("student_distilled")
         batches = training.epoch_batches(
             run.config, run.ds, run.elements(), feed.sizes_of(run.ds, run.teacher_size, "both")
@@ -381,6 +382,7 @@ class QAT(Stage):
 
     def work(self, run: Run) -> tuple[Any, dict]:
         backup = training.tf_keras_backup(run.ledger.backup_dir(self.name))
+        backup += run.tf_keras_tensorboard(self.name)
         batches = training.epoch_batches(
             run.config, run.ds, run.elements(), feed.sizes_of(run.ds, run.teacher_size, "both")
         )
@@ -526,6 +528,7 @@ def report_of(run: Run) -> dict:
         "config": config_lib.settings(config),
         "timings_s": timings,
         "loaded_stages": list(run.loaded),
+        "tensorboard": str(run.out / TENSORBOARD) if config.tensorboard else None,
         "search": run.search and {**run.search, "check": (run.latency or {}).get("budget_check")},
         "history": dict(run.histories),
     }

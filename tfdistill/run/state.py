@@ -17,6 +17,8 @@ from tfdistill.run import training
 from tfdistill.run.config import RunConfig
 from tfdistill.run.delivery import Export
 
+TENSORBOARD = "tensorboard"  # the event files' folder in the run folder
+
 
 @dataclasses.dataclass(eq=False)
 class Run:
@@ -76,7 +78,16 @@ class Run:
             folder = save_dir
         interval = 0.0 if distribute.is_multi_worker(self.strategy) else self.backup_interval_s
         verbose = self.progress.fit_verbose
-        return training.Fitting(verbose, tuple(self.callbacks), folder, interval, save_dir)
+        callbacks = tuple(self.callbacks)
+        if self.config.tensorboard and self.chief:
+            callbacks += (training.tensorboard(self.keep / TENSORBOARD / stage),)
+        return training.Fitting(verbose, callbacks, folder, interval, save_dir)
+
+    def tf_keras_tensorboard(self, stage: str) -> list:
+        """With `--tensorboard`, the TFMOT stages' tf_keras TensorBoard callback (the chief's)."""
+        if not (self.config.tensorboard and self.chief):
+            return []
+        return training.tf_keras_tensorboard(self.keep / TENSORBOARD / stage)
 
     def elements(self) -> tuple:
         """The `distillation_elements` (or with `teacher_views` the `teacher_view_elements`,

@@ -141,6 +141,12 @@ class Fitting:
     save_dir: Path | None = None
 
 
+def tensorboard(folder: Path) -> keras.callbacks.Callback:
+    """Keras's TensorBoard callback for one stage: each epoch's logs (the loss, the Distiller's
+    terms, accuracy) and the optimizer's learning rate, without the graph."""
+    return keras.callbacks.TensorBoard(log_dir=str(folder), write_graph=False)
+
+
 @dataclasses.dataclass(frozen=True)
 class Trained:
     """A trained model and its history: {metric: [value per epoch]}."""
@@ -545,6 +551,14 @@ def tf_keras_backup(folder: Path) -> list:
 
     folder.mkdir(parents=True, exist_ok=True)
     return [Backup(str(folder), delete_checkpoint=False)]
+
+
+def tf_keras_tensorboard(folder: Path) -> list:
+    """tf_keras's TensorBoard callback, for the TFMOT stages' tf_keras fits (see
+    `tensorboard`)."""
+    import tf_keras
+
+    return [tf_keras.callbacks.TensorBoard(log_dir=str(folder), write_graph=False)]
 
 
 TEACHER_LABELLED = 1000
