@@ -1,6 +1,7 @@
 """tfdistill.bench: the benchmark_model parser on recorded transcripts, LiteRT timing here, and the
 adb driver and shell script through a stand-in adb (`fake_adb.py`) that replays the transcripts."""
 
+import dataclasses
 import json
 import os
 import re
@@ -385,11 +386,22 @@ def files(tmp_path):
     return binary, model
 
 
-def run_flags(graph: str, threads=1, xnnpack="true", op_profiling="false") -> str:
-    return (
-        f"--graph={graph} --num_threads={threads} --use_xnnpack={xnnpack} --use_gpu=false "
+def run_flags(
+    graph: str, threads=1, xnnpack="true", op_profiling="false", tool="classic", gpu="false"
+) -> str:
+    """The command line's flags, written out per tool; "auto" is both tools' flags."""
+    classic = (
+        f"--graph={graph} --num_threads={threads} --use_xnnpack={xnnpack} --use_gpu={gpu} "
         f"--use_nnapi=false --num_runs=50 --warmup_runs=1 --enable_op_profiling={op_profiling}"
     )
+    if tool == "litert":
+        return (
+            f"--graph={graph} --num_threads={threads} --use_cpu=true --use_gpu={gpu} "
+            f"--use_npu=false --num_runs=50 --warmup_runs=1 --use_profiler={op_profiling}"
+        )
+    if tool == "auto":
+        return f"{classic} --use_cpu=true --use_npu=false --use_profiler={op_profiling}"
+    return classic
 
 
 def test_android_benchmark_happy_path(adb, files):
@@ -401,12 +413,13 @@ def test_android_benchmark_happy_path(adb, files):
     remote_binary = f"/data/local/tmp/tfdistill-{token}-benchmark_model"
     remote_model = f"/data/local/tmp/tfdistill-{token}-student.tflite"
     dev = ["-s", "FAKE0001"]
+    flags = run_flags(remote_model, tool="auto")
     assert calls == [
         ["devices"],
         [*dev, "push", str(binary), remote_binary],
         [*dev, "shell", f"chmod 755 {remote_binary}"],
         [*dev, "push", str(model), remote_model],
-        [*dev, "shell", f"{remote_binary} {run_flags(remote_model)}; echo tfdistill_exit=$?"],
+        [*dev, "shell", f"{remote_binary} {flags}; echo tfdistill_exit=$?"],
         [*dev, "shell", f"rm -f {remote_binary} {remote_model}"],
     ]
     assert adb.left_on_device() == []
@@ -434,7 +447,7 @@ def test_android_benchmark_serial_taskset_and_op_profiling(adb, files, tmp_path)
     assert all(call[:2] == ["-s", "FAKE0002"] for call in calls[1:])
     run = calls[4][3]
     remote_model = re.search(REMOTE + r"my_student__v2_\.tflite", run).group(0)
-    flags = run_flags(remote_model, threads=4, xnnpack="false", op_profiling="true")
+    flags = run_flags(remote_model, threads=4, xnnpack="false", op_profiling="true", tool="auto")
     assert re.fullmatch(
         rf"taskset f0 {REMOTE}benchmark_model {re.escape(flags)}; echo tfdistill_exit=\$\?", run
     )
@@ -539,6 +552,144 @@ def test_android_benchmark_argument_errors(adb, files, kwargs, message):
     assert adb.calls() == []
 
 
+# --- the two tools: classic TFLite and LiteRT's CompiledModel benchmark_model -----------------
+
+
+def tool_run(adb: FakeAdb) -> str:
+    """The tool's command line of the last benchmark run, before `; echo`."""
+    run = [c for c in adb.calls() if c[2:3] == ["shell"] and "--graph=" in c[3]][-1][3]
+    return run.split("; echo ")[0]
+
+
+def remote_graph(run: str) -> str:
+    return re.search(r"--graph=(\S+)", run).group(1)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_tool_of_output(name):
+    tool = "litert" if name == LITERT else "classic"
+    assert bench.parse.tool_of_output(fixture_text(name)) == tool
+    logcat = "\n".join(LOGCAT_FORMS["threadtime"](line) for line in tool_lines(name))
+    assert bench.parse.tool_of_output(logcat) == tool
+
+
+def test_litert_tool_flags_and_latencies(adb, files):
+    binary, model = files
+    adb.use(LITERT, "one")
+    result = android.benchmark(
+        model,
+        benchmark_binary=binary,
+        adb=str(adb.path),
+        num_threads=4,
+        use_gpu=True,
+        enable_op_profiling=True,
+        taskset="f0",
+        tool="litert",
+    )
+    run = tool_run(adb)
+    flags = run_flags(remote_graph(run), threads=4, gpu="true", op_profiling="true", tool="litert")
+    assert re.fullmatch(rf"taskset f0 {REMOTE}benchmark_model {re.escape(flags)}", run)
+    assert (result.count, result.avg_us, result.p50_us, result.p95_us) == (1054, 947.132, 942, 991)
+    assert (result.init_us, result.first_us, result.warmup_avg_us) == (5757, 2125, 949.861)
+    assert (result.min_us, result.max_us, result.std_us) == (910, 1102, 23)
+    assert android.detected_tool(binary) is None
+    assert adb.left_on_device() == []
+
+
+def test_litert_tool_npu(adb, files):
+    binary, model = files
+    adb.use(LITERT, "one")
+    android.benchmark(
+        model, benchmark_binary=binary, adb=str(adb.path), use_npu=True, tool="litert"
+    )
+    run = tool_run(adb)
+    flags = run_flags(remote_graph(run), tool="litert").replace("--use_npu=false", "--use_npu=true")
+    assert run.endswith(f"benchmark_model {flags}")
+
+
+def test_classic_tool_flags_and_latencies(adb, files):
+    binary, model = files
+    result = android.benchmark(
+        model, benchmark_binary=binary, adb=str(adb.path), use_nnapi=True, tool="classic"
+    )
+    run = tool_run(adb)
+    flags = run_flags(remote_graph(run)).replace("--use_nnapi=false", "--use_nnapi=true")
+    assert run.endswith(f"benchmark_model {flags}")
+    assert (result.count, result.avg_us, result.std_us) == (50, 971535, 39112)
+    assert (result.min_us, result.max_us, result.first_us) == (911877, 1112273, 1041765)
+
+
+@pytest.mark.parametrize(("name", "tool"), [(LITERT, "litert"), (TI, "classic"), (ARM, "classic")])
+def test_auto_detects_the_tool_once_per_binary(adb, files, name, tool):
+    binary, model = files
+    adb.use(name, "one")
+    first = android.benchmark(model, benchmark_binary=binary, adb=str(adb.path), num_threads=2)
+    run = tool_run(adb)
+    assert run.endswith(f"benchmark_model {run_flags(remote_graph(run), threads=2, tool='auto')}")
+    assert android.detected_tool(binary) == tool
+    again = android.benchmark(model, benchmark_binary=binary, adb=str(adb.path), tool="auto")
+    run = tool_run(adb)
+    assert run.endswith(f"benchmark_model {run_flags(remote_graph(run), tool=tool)}")
+    assert first.avg_us == again.avg_us == EXPECTED[name]["avg_us"]
+    assert first.count == EXPECTED[name]["count"]
+    binary.write_bytes(b"\x7fELF another build of benchmark_model")
+    assert android.detected_tool(binary) is None
+    android.benchmark(model, benchmark_binary=binary, adb=str(adb.path))
+    run = tool_run(adb)
+    assert run.endswith(f"benchmark_model {run_flags(remote_graph(run), tool='auto')}")
+
+
+def test_auto_detection_then_a_setting_the_tool_lacks(adb, files):
+    binary, model = files
+    adb.use(LITERT, "one")
+    kwargs = dict(benchmark_binary=binary, adb=str(adb.path), use_nnapi=True)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "use_nnapi=True is not a setting of LiteRT's benchmark_model: its accelerators are "
+            "cpu (XNNPACK), gpu, npu (benchmark_model is litert, read from its output)"
+        ),
+    ):
+        android.benchmark(model, **kwargs)
+    assert adb.left_on_device() == []
+    calls = len(adb.calls())
+    with pytest.raises(ValueError, match="use_nnapi=True is not a setting of LiteRT's"):
+        android.benchmark(model, **kwargs)
+    assert len(adb.calls()) == calls
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            dict(tool="litert", use_nnapi=True),
+            "use_nnapi=True is not a setting of LiteRT's benchmark_model: its accelerators are "
+            "cpu (XNNPACK), gpu, npu",
+        ),
+        (
+            dict(tool="litert", use_xnnpack=False),
+            "use_xnnpack=False is not a setting of LiteRT's benchmark_model: its accelerators "
+            "are cpu (XNNPACK), gpu, npu",
+        ),
+        (
+            dict(tool="classic", use_npu=True),
+            "use_npu=True is not a setting of the classic TFLite benchmark_model: its "
+            "accelerators are xnnpack, gpu, nnapi",
+        ),
+        (
+            dict(use_nnapi=True, use_npu=True),
+            "use_nnapi=True and use_npu=True need different tools; no benchmark_model takes both",
+        ),
+        (dict(tool="tflite"), "tool must be one of classic, litert, auto (or None), got 'tflite'"),
+    ],
+)
+def test_tool_mismatch_errors(adb, files, kwargs, message):
+    binary, model = files
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        android.benchmark(model, benchmark_binary=binary, adb=str(adb.path), **kwargs)
+    assert adb.calls() == []
+
+
 # --- mobile/android/benchmark.sh, through the same stand-in ------------------------------------
 
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -629,6 +780,59 @@ def test_cli_bench_android_through_the_stand_in(adb, files, capsys):
     run = next(c for c in adb.calls() if c[2:3] == ["shell"] and "--graph=" in c[3])
     assert run[3].startswith("taskset f0 ") and "--num_threads=4" in run[3]
     assert adb.left_on_device() == []
+
+
+def test_cli_bench_android_litert_tool(adb, files, capsys):
+    from absl import flags
+
+    from tfdistill import cli
+
+    binary, model = files
+    adb.use(LITERT, "one")
+    argv = flags.FLAGS(
+        [
+            "tfdistill",
+            "--android",
+            f"--benchmark_binary={binary}",
+            f"--adb={adb.path}",
+            "--threads=4",
+            "--benchmark_tool=litert",
+            "--use_npu",
+            "--enable_op_profiling",
+        ]  # fmt: skip
+    )
+    try:
+        assert cli._main([*argv, "bench", str(model)]) == 0
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert "0.947 ms" in capsys.readouterr().out
+    run = tool_run(adb)
+    flags_ = run_flags(remote_graph(run), threads=4, op_profiling="true", tool="litert")
+    assert run.endswith(flags_.replace("--use_npu=false", "--use_npu=true"))
+
+
+def test_run_passes_the_tool_to_the_phone(adb, files):
+    from tfdistill import run as run_lib
+    from tfdistill.run import delivery
+
+    binary, model = files
+    adb.use(LITERT, "one")
+    config = run_lib.RunConfig(
+        out="unused",
+        bench_runs=50,
+        android=True,
+        benchmark_binary=str(binary),
+        adb=str(adb.path),
+        use_npu=True,
+        benchmark_tool="litert",
+    )
+    assert delivery.on_phone(config, model).avg_us == 947.132
+    run = tool_run(adb)
+    assert run.endswith(
+        run_flags(remote_graph(run), tool="litert").replace("npu=false", "npu=true")
+    )
+    with pytest.raises(ValueError, match="use_npu=True is not a setting of the classic"):
+        dataclasses.replace(config, benchmark_tool="classic")
 
 
 def test_run_times_its_files_on_the_phone_too(adb, files, tflite_model):

@@ -237,6 +237,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--serial=S1",
         "--use_gpu",
         "--use_nnapi",
+        "--benchmark_tool=classic",
         "--taskset=f0",
         "--prune_channels=0.5",
         "--prune_criterion=bn_gamma",
@@ -293,10 +294,13 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "serial": "S1",
         "use_gpu": True,
         "use_nnapi": True,
+        "use_npu": False,
+        "benchmark_tool": "classic",
         "taskset": "f0",
         "prune_channels": 0.5,
         "latency_budget": None,
         "search_steps": 7,
+        "search_step": 0.1,
         "prune_criterion": "bn_gamma",
     }
     file = tmp_path / "run.json"

@@ -128,6 +128,8 @@ def test_the_stage_list_is_the_runs_stages_in_order():
         "serial",
         "use_gpu",
         "use_nnapi",
+        "use_npu",
+        "benchmark_tool",
         "taskset",
     }
 

@@ -83,7 +83,7 @@ _CALIBRATION = flags.DEFINE_integer(
 _WARMUP = flags.DEFINE_integer("warmup_runs", 1, "bench: untimed inferences first.")
 _XNNPACK = flags.DEFINE_boolean("use_xnnpack", True, "bench: the XNNPACK CPU delegate.")
 _OP_PROFILING = flags.DEFINE_boolean(
-    "enable_op_profiling", False, "bench --android: per-op timings."
+    "enable_op_profiling", False, "bench --android: per-op timings (LiteRT's --use_profiler)."
 )
 
 
@@ -254,10 +254,12 @@ def _bench(model_path: str) -> int:
                 use_xnnpack=_XNNPACK.value,
                 use_gpu=_flag("use_gpu"),
                 use_nnapi=_flag("use_nnapi"),
+                use_npu=_flag("use_npu"),
                 num_runs=_flag("bench_runs"),
                 warmup_runs=_WARMUP.value,
                 enable_op_profiling=_OP_PROFILING.value,
                 taskset=_flag("taskset"),
+                tool=_flag("benchmark_tool"),
             )
         else:
             result = bench.benchmark_tflite(

@@ -1,8 +1,29 @@
 """Latency on an Android phone: push `benchmark_model` and a `.tflite` model over adb, run, parse.
 
-Only the classic TFLite `benchmark_model` (`tflite/tools/benchmark`) takes the flags used here;
-LiteRT's CompiledModel tool takes others (`--use_cpu`, `--use_npu`). Tested against a stand-in
-adb that replays recorded transcripts (`tests/fake_adb.py`), never on a phone.
+Two tools share the name and take different flags. Each flag used here was checked in the
+tool's source (and stays out of the other tool's command line once the tool is known):
+
+- both (`BenchmarkModel::GetFlags`, `tflite/tools/benchmark/benchmark_model.cc` in
+  google-ai-edge/LiteRT, as in tensorflow/tensorflow): `--num_threads`, `--num_runs`,
+  `--warmup_runs`.
+- classic TFLite tool (`tflite/tools/benchmark`): `--graph` and `--enable_op_profiling`
+  (`benchmark_tflite_model.cc`), `--use_xnnpack`, `--use_gpu`, `--use_nnapi` (the delegate
+  providers, `tensorflow/lite/tools/delegates/{xnnpack,gpu,nnapi}_delegate_provider.cc`;
+  `--use_nnapi` exists in Android builds only).
+- LiteRT CompiledModel tool (`litert/tools:benchmark_model`, the one Google ships prebuilt):
+  `--graph`, `--use_cpu`, `--use_gpu`, `--use_npu`, `--use_profiler` (`GetFlags` in
+  `litert/tools/benchmark_litert_model.h`; `--use_gpu=true` and `--use_profiler=true` also in
+  ai.google.dev/edge/litert/next/benchmark). Its CPU accelerator (XNNPACK) stays on as the
+  fallback beside the GPU or NPU (`CreateCompiledModelOptions`, `benchmark_litert_model.cc`),
+  so `--use_cpu=true` always; it has no NNAPI and no way to turn XNNPACK off. Its
+  `--result_file_path` (a binary proto) is not used: the printed output is parsed.
+
+Both tools only warn about flags they do not know ("Unconsumed cmdline flags", in
+`BenchmarkModel::ParseFlags`) and run on, which is how `tool=None` detects the tool: the first
+run of a binary passes both tools' flags, `tool_of_output` reads which tool answered (LiteRT
+prints a "BENCHMARK RESULTS" block), and later runs of that binary (same path, size and
+modification time) pass only its own flags. Tested against a stand-in adb that replays
+recorded transcripts (`tests/fake_adb.py`), never on a phone.
 """
 
 from __future__ import annotations
@@ -16,7 +37,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from tfdistill.bench.parse import parse_benchmark_model_output
+from tfdistill.bench.parse import parse_benchmark_model_output, tool_of_output
 from tfdistill.bench.result import BenchmarkResult
 
 DEVICE_DIR = "/data/local/tmp"
@@ -24,6 +45,13 @@ ADB_TIMEOUT_S = 60.0
 PUSH_TIMEOUT_S = 600.0
 TAIL_LINES = 40
 _EXIT_MARK = "tfdistill_exit="
+TOOLS = ("classic", "litert")
+_TOOL_NAMES = {
+    "classic": "the classic TFLite benchmark_model",
+    "litert": "LiteRT's benchmark_model",
+}
+_ACCELERATORS = {"classic": "xnnpack, gpu, nnapi", "litert": "cpu (XNNPACK), gpu, npu"}
+_detected: dict[tuple[str, int, int], str] = {}
 
 
 class AndroidBenchmarkError(RuntimeError):
@@ -114,6 +142,82 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _binary_key(binary: Path) -> tuple[str, int, int]:
+    stat = binary.stat()
+    return str(binary.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def detected_tool(benchmark_binary: str | os.PathLike) -> str | None:
+    """The tool ("classic" or "litert") an earlier `tool=None` run found this binary to be."""
+    binary = Path(benchmark_binary)
+    return _detected.get(_binary_key(binary)) if binary.is_file() else None
+
+
+def check_tool(
+    tool: str | None, *, use_xnnpack: bool = True, use_nnapi: bool = False, use_npu: bool = False
+) -> str | None:
+    """`tool` as "classic", "litert" or None (detect; "auto" too); ValueError for a setting
+    the tool does not take."""
+    if tool == "auto":
+        tool = None
+    if tool is not None and tool not in TOOLS:
+        raise ValueError(f"tool must be one of classic, litert, auto (or None), got {tool!r}")
+    wanted = [
+        (name, owner)
+        for name, owner, on in (
+            ("use_nnapi=True", "classic", use_nnapi),
+            ("use_xnnpack=False", "classic", not use_xnnpack),
+            ("use_npu=True", "litert", use_npu),
+        )
+        if on
+    ]
+    owners = {owner for _, owner in wanted}
+    if len(owners) > 1:
+        settings = " and ".join(name for name, _ in wanted)
+        raise ValueError(f"{settings} need different tools; no benchmark_model takes both")
+    for name, owner in wanted:
+        if tool is not None and owner != tool:
+            raise ValueError(
+                f"{name} is not a setting of {_TOOL_NAMES[tool]}: its accelerators are "
+                f"{_ACCELERATORS[tool]}"
+            )
+    return tool
+
+
+def tool_flags(
+    tool: str | None,
+    graph: str,
+    *,
+    num_threads: int,
+    use_xnnpack: bool,
+    use_gpu: bool,
+    use_nnapi: bool,
+    use_npu: bool,
+    num_runs: int,
+    warmup_runs: int,
+    profiling: bool,
+) -> list[str]:
+    """The flags of `tool` for these settings; for None both tools' flags, the classic ones
+    first (each tool warns about the other's and runs on)."""
+    common = [f"--graph={graph}", f"--num_threads={num_threads}"]
+    gpu = f"--use_gpu={_flag(use_gpu)}"
+    runs = [f"--num_runs={num_runs}", f"--warmup_runs={warmup_runs}"]
+    classic = [
+        *common,
+        f"--use_xnnpack={_flag(use_xnnpack)}",
+        gpu,
+        f"--use_nnapi={_flag(use_nnapi)}",
+        *runs,
+        f"--enable_op_profiling={_flag(profiling)}",
+    ]
+    npu, profiler = f"--use_npu={_flag(use_npu)}", f"--use_profiler={_flag(profiling)}"
+    if tool == "classic":
+        return classic
+    if tool == "litert":
+        return [*common, "--use_cpu=true", gpu, npu, *runs, profiler]
+    return [*classic, "--use_cpu=true", npu, profiler]
+
+
 def benchmark(
     model_path: str | os.PathLike,
     *,
@@ -124,23 +228,31 @@ def benchmark(
     use_xnnpack: bool = True,
     use_gpu: bool = False,
     use_nnapi: bool = False,
+    use_npu: bool = False,
     num_runs: int = 50,
     warmup_runs: int = 1,
     enable_op_profiling: bool = False,
     taskset: str | int | None = None,
     timeout_s: float = 600.0,
+    tool: str | None = None,
 ) -> BenchmarkResult:
     """Runs `benchmark_model` for `model_path` on a phone over adb and parses its output.
 
-    Pushes the binary and the model to `/data/local/tmp` under unique names, `chmod 755`s the
-    binary, runs it (behind `taskset MASK` if `taskset` is given: a hex CPU mask such as "f0", or
-    an int), and removes both files again, also after a failure. `serial` picks one of several
-    devices. Latencies in microseconds. Raises `ValueError` for bad arguments and
-    `AndroidBenchmarkError` when adb is missing, no single device is ready, a push fails, or the
-    tool crashes, times out or prints no results (with the tail of its output).
+    `tool`: "classic" (TFLite's tool: XNNPACK, GPU, NNAPI), "litert" (LiteRT's CompiledModel
+    tool: CPU, GPU, NPU) or None/"auto" (detected from the first run's output, then cached per
+    binary; see the module docstring). `enable_op_profiling` is `--enable_op_profiling` or
+    `--use_profiler`. Pushes the binary and the model to `/data/local/tmp` under unique names,
+    `chmod 755`s the binary, runs it (behind `taskset MASK` if `taskset` is given: a hex CPU
+    mask such as "f0", or an int), and removes both files again, also after a failure.
+    `serial` picks one of several devices. Latencies in microseconds. Raises `ValueError` for
+    bad arguments or a setting the tool lacks (also once detected), `AndroidBenchmarkError`
+    when adb is missing, no single device is ready, a push fails, or the tool crashes, times
+    out or prints no results (with the tail of its output).
     """
     model, binary = Path(model_path), Path(benchmark_binary)
     taskset = _check_arguments(model, binary, num_runs, warmup_runs, num_threads, taskset)
+    settings = dict(use_xnnpack=use_xnnpack, use_nnapi=use_nnapi, use_npu=use_npu)
+    tool = check_tool(tool, **settings) or check_tool(detected_tool(binary), **settings)
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     adb_path = shutil.which(adb)
@@ -153,25 +265,31 @@ def benchmark(
     on_device = [adb_path, "-s", device]
     token = secrets.token_hex(4)
     remote_binary, remote_model = _remote_name(binary, token), _remote_name(model, token)
-    tool = [
-        remote_binary,
-        f"--graph={remote_model}",
-        f"--num_threads={num_threads}",
-        f"--use_xnnpack={_flag(use_xnnpack)}",
-        f"--use_gpu={_flag(use_gpu)}",
-        f"--use_nnapi={_flag(use_nnapi)}",
-        f"--num_runs={num_runs}",
-        f"--warmup_runs={warmup_runs}",
-        f"--enable_op_profiling={_flag(enable_op_profiling)}",
-    ]
+    flags = tool_flags(
+        tool,
+        remote_model,
+        num_threads=num_threads,
+        use_gpu=use_gpu,
+        num_runs=num_runs,
+        warmup_runs=warmup_runs,
+        profiling=enable_op_profiling,
+        **settings,
+    )
+    command = [remote_binary, *flags]
     if taskset is not None:
-        tool = ["taskset", taskset, *tool]
+        command = ["taskset", taskset, *command]
     pushed: list[str] = []
     try:
         _push(on_device, ((binary, remote_binary), (model, remote_model)), pushed)
-        parsed = _run_tool(on_device, device, tool, timeout_s)
+        parsed, output = _run_tool(on_device, device, command, timeout_s)
     finally:
         _remove(on_device, device, pushed)
+    if tool is None:
+        _detected[_binary_key(binary)] = found = tool_of_output(output)
+        try:
+            check_tool(found, **settings)
+        except ValueError as error:
+            raise ValueError(f"{error} ({binary.name} is {found}, read from its output)") from None
     if parsed.num_threads is None:
         parsed.num_threads = num_threads
     return parsed
@@ -231,8 +349,8 @@ def _push(on_device: list[str], files: tuple, pushed: list[str]) -> None:
 
 def _run_tool(
     on_device: list[str], device: str, tool: list[str], timeout_s: float
-) -> BenchmarkResult:
-    """Runs the `tool` command line on the phone; its parsed output."""
+) -> tuple[BenchmarkResult, str]:
+    """Runs the `tool` command line on the phone; its parsed output, and the output."""
     command = f"{shlex.join(tool)}; echo {_EXIT_MARK}$?"
     result = _run([*on_device, "shell", command], timeout_s, "benchmark_model")
     output, status = result.stdout, result.returncode
@@ -247,7 +365,7 @@ def _run_tool(
             f"{_tail(output)}"
         )
     try:
-        return parse_benchmark_model_output(output)
+        return parse_benchmark_model_output(output), output
     except ValueError as error:
         raise AndroidBenchmarkError(
             f"benchmark_model printed no results on {device} ({error}); its output ends:\n"

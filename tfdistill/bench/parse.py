@@ -147,6 +147,14 @@ def _table_row(line: str, columns: list[str]) -> OpProfileRow | None:
     return OpProfileRow(**values)
 
 
+def tool_of_output(text: str) -> str:
+    """Which `benchmark_model` printed `text`: "litert" when it holds LiteRT's "BENCHMARK
+    RESULTS" banner (`BenchmarkLoggingListener` in LiteRT's `litert/tools/
+    benchmark_litert_model.h`), else "classic". Meant for text that parses as a run."""
+    lines = (strip_prefix(line) for line in text.splitlines())
+    return "litert" if any("BENCHMARK RESULTS" in line for line in lines) else "classic"
+
+
 def parse_benchmark_model_output(text: str) -> BenchmarkResult:
     """Reads one `benchmark_model` run's output (stdout and stderr, any line prefix).
 

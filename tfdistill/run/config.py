@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdistill import compress, data, distribute, models, precision
+from tfdistill.bench import android
 from tfdistill.distiller import check_alpha
 from tfdistill.export import QUANTIZATIONS
 from tfdistill.losses import check_temperature
@@ -25,6 +26,7 @@ METHODS = ("kd", "at", "kd+at", "gat", "fitnet", "kd+fitnet", "dkd", "dist", "kd
 LABELS_ONLY = ("at", "gat", "fitnet")  # labels and the feature term alone: alpha 1
 SCHEDULES = ("cosine", "step", "constant")
 XLA = ("auto", "on", "off")
+BENCHMARK_TOOLS = ("auto", "classic", "litert")
 ALIASES = {"num_runs": "bench_runs"}
 ALWAYS, NEVER, WHEN_SET = "always", "never", "when set"
 _REQUIRED = object()
@@ -292,7 +294,18 @@ class RunConfig:
     adb: str = option("adb", f"{_ANDROID}the adb executable.", stage=_BENCH)
     serial: str | None = option(None, f"{_ANDROID}device serial (adb -s).", stage=_BENCH)
     use_gpu: bool = option(False, f"{_ANDROID}the GPU delegate.", stage=_BENCH)
-    use_nnapi: bool = option(False, f"{_ANDROID}the NNAPI delegate.", stage=_BENCH)
+    use_nnapi: bool = option(
+        False, f"{_ANDROID}the NNAPI delegate (the classic tool only).", stage=_BENCH
+    )
+    use_npu: bool = option(False, f"{_ANDROID}the NPU (LiteRT's tool only).", stage=_BENCH)
+    benchmark_tool: str = option(
+        "auto",
+        f"{_ANDROID}which benchmark_model --benchmark_binary is: classic (TFLite's: XNNPACK, "
+        "GPU, NNAPI), litert (LiteRT's CompiledModel tool: CPU, GPU, NPU) or auto (read from "
+        "the first run's output; docs/phone_tools.md).",
+        choices=BENCHMARK_TOOLS,
+        stage=_BENCH,
+    )
     taskset: str | None = option(None, f"{_ANDROID}CPU mask, e.g. f0.", stage=_BENCH)
     prune_channels: float | None = option(
         None,
@@ -359,6 +372,8 @@ class RunConfig:
             )
         if self.android and not self.benchmark_binary:
             raise ValueError("android needs benchmark_binary, the phone's benchmark_model.")
+        if self.android:
+            android.check_tool(self.benchmark_tool, use_nnapi=self.use_nnapi, use_npu=self.use_npu)
         check_alpha(self.alpha)
         check_temperature(self.temperature)
         if self.latency_budget is not None:

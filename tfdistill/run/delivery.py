@@ -84,8 +84,10 @@ def on_phone(config: RunConfig, path: Path) -> Any:
         num_threads=config.threads or 1,
         use_gpu=config.use_gpu,
         use_nnapi=config.use_nnapi,
+        use_npu=config.use_npu,
         num_runs=config.bench_runs,
         taskset=config.taskset,
+        tool=config.benchmark_tool,
     )
 
 
