@@ -242,6 +242,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "--prune_channels=0.5",
         "--prune_criterion=bn_gamma",
         "--search_steps=7",
+        "--search_step=0.2",
+        "--tensorboard",
         "--image_size=40,48",
         "--teacher_views=3",
         '--method_kwargs={"temperature": 2.0}',
@@ -287,6 +289,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "deterministic": True,
         "mixed_precision": "bfloat16",
         "xla": "off",
+        "tensorboard": True,
         "quiet": True,
         "android": True,
         "benchmark_binary": "/bin/true",
@@ -300,7 +303,7 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "prune_channels": 0.5,
         "latency_budget": None,
         "search_steps": 7,
-        "search_step": 0.1,
+        "search_step": 0.2,
         "prune_criterion": "bn_gamma",
     }
     file = tmp_path / "run.json"
