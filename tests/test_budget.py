@@ -177,6 +177,9 @@ def test_a_search_state_round_trips_and_reports(tmp_path):
     assert lines[0].startswith("Latency budget 52us: 52.0 µs from 58.0 µs;") and "(met)" in lines[0]
     assert lines[4].startswith("| 1 | b | 1 / 7 | 55.0 | 90.00% |")
     assert plots.search_path(search, tmp_path / "search.png").stat().st_size > 0
+    check = {"timed": "t", "threads": 1, "distilled_us": 2.0, "pruned_us": 1.0, "ratio": 0.5}
+    checked = report._search_lines({**search, "check": {**check, "of_budget": 1, "within": 1}})[0]
+    assert "(single measurements; the files are timed interleaved below)" in checked
 
 
 @pytest.mark.slow

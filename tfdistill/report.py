@@ -111,7 +111,10 @@ def _check_lines(check: dict | None) -> list[str]:
 
 def _search_lines(search: dict) -> list[str]:
     """The `--latency_budget` search as Markdown: the budget, then one row per round."""
-    met = "met" if search["met"] else "not met"
+    if search.get("check"):
+        met = "single measurements; the files are timed interleaved below"
+    else:
+        met = "met" if search["met"] else "not met"
     lines = [
         f"Latency budget {search['budget']}: {search['budget_us']:.1f} µs from "
         f"{search['start_us']:.1f} µs; after the search {search['searched_us']:.1f} µs, after "
