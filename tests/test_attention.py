@@ -385,3 +385,56 @@ def test_mixed_precision_attention_terms_are_float32(policy, rtol, gradient_rtol
         if key != "accuracy":
             assert logs[key] == pytest.approx(value, rel=tolerance), key
     assert distiller.attention_loss_tracker.result().dtype == tf.float32
+
+
+def test_stage_maps_are_the_maps_the_loss_compares_and_get_drawn(tmp_path):
+    """`attention.stage_maps` against the numpy map of the tapped outputs, (B, H, W) each;
+    `delivery.attention_pictures` pairs the stages of a teacher and two students on the digits
+    test images and `plots.attention_maps` draws them."""
+    from tfdistill import data, plots
+    from tfdistill.attention import stage_maps
+    from tfdistill.run import delivery
+
+    keras.utils.set_random_seed(3)
+    teacher = models.get("convnet", input_shape=(32, 32, 1), num_classes=10, widths=(4, 8))
+    student = models.get("convnet", input_shape=(32, 32, 1), num_classes=10, widths=(2, 4))
+    x = np.random.default_rng(0).normal(size=(3, 32, 32, 1)).astype("float32")
+    names = [layer.name for layer in teacher.layers if layer.name.endswith("_out")]
+    maps = stage_maps(teacher, names, x)
+    taps = keras.Model(teacher.inputs, [teacher.get_layer(n).output for n in names])(x)
+    for got, out in zip(maps, taps, strict=True):
+        out = np.asarray(out, dtype="float64")
+        assert got.shape == out.shape[:3]
+        np.testing.assert_allclose(got.reshape(3, -1), np_map(out), rtol=1e-5, atol=1e-7)
+    ds = data.load("digits")
+    pictures = delivery.attention_pictures(ds, teacher, {"distilled": student, "scratch": student})
+    assert pictures["stages"] == names and pictures["images"].shape == (4, 32, 32, 1)
+    assert sorted(pictures["maps"]) == ["distilled", "scratch", "teacher"]
+    assert [m.shape[1:] for m in pictures["maps"]["teacher"]] == [t.shape[1:3] for t in taps]
+    assert 0.0 <= pictures["images"].min() and pictures["images"].max() == 1.0
+    png = plots.attention_maps(pictures, tmp_path / "maps.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    flat = keras.Sequential(
+        [keras.Input((32, 32, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    assert delivery.attention_pictures(ds, flat, {"distilled": student}) is None
+
+
+def test_the_report_pictures_attention_only_for_attention_methods():
+    from types import SimpleNamespace
+
+    from tfdistill import data
+    from tfdistill import run as run_lib
+    from tfdistill.run import stages
+
+    teacher = models.get("convnet", input_shape=(32, 32, 1), num_classes=10, widths=(4, 8))
+    student = models.get("convnet", input_shape=(32, 32, 1), num_classes=10, widths=(2, 4))
+    found = {"teacher": teacher, "student_distilled": student, "student_scratch": student}
+    ds = data.load("digits")
+    for method, pictured in (("at", True), ("gat", True), ("kd", False), ("fitnet", False)):
+        config = run_lib.RunConfig(out="unused", method=method)
+        run = SimpleNamespace(config=config, ds=ds, float32=found.__getitem__)
+        pictures = stages.pictures_of(run)
+        assert (pictures is not None) == pictured
+        if pictured:
+            assert sorted(pictures["maps"]) == ["distilled", "scratch", "teacher"]

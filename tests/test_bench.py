@@ -876,3 +876,36 @@ def test_with_cpu_records_each_calls_process_time():
     work["idle"]()
     assert len(cpu["busy"]) == 2 and all(s > 0 for s in cpu["busy"])
     assert len(cpu["idle"]) == 1 and cpu["idle"][0] < min(cpu["busy"])
+
+
+def test_a_profiled_phone_run_reports_and_draws_the_slowest_ops(adb, files, tmp_path):
+    """`run --android --enable_op_profiling`: the tool gets the profiling flag, the distilled
+    student's float32 file's op rows go to the report's `op_profile`, drawn as op_profile.png."""
+    from types import SimpleNamespace
+
+    from tfdistill import plots
+    from tfdistill import run as run_lib
+    from tfdistill.run import delivery, stages
+
+    binary, model = files
+    adb.use(RISCV, "one")
+    config = run_lib.RunConfig(
+        out="unused",
+        android=True,
+        benchmark_binary=str(binary),
+        adb=str(adb.path),
+        enable_op_profiling=True,
+        benchmark_tool="classic",
+    )
+    phone = delivery.on_phone(config, model)
+    assert "--enable_op_profiling=true" in tool_run(adb)
+    expected = parse_benchmark_model_output(fixture_text(RISCV)).ops
+    assert phone.ops == expected and len(expected) > 15
+    name = "student_distilled_fp32.tflite"
+    run = SimpleNamespace(config=config, latency={"android": {name: phone.to_dict()}})
+    profile = stages.op_profile_of(run)
+    assert profile["file"] == name and len(profile["ops"]) == len(expected)
+    unprofiled = dataclasses.replace(config, enable_op_profiling=False)
+    assert stages.op_profile_of(SimpleNamespace(config=unprofiled, latency=run.latency)) is None
+    png = plots.op_profile(profile["ops"], tmp_path / "ops.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"

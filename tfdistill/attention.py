@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfdistill import resolution
 from tfdistill.folding import functional_graph, graph_nodes
 from tfdistill.losses import (
+    attention_map,
     attention_transfer_per_example,
     check_p,
     check_resizable,
@@ -269,3 +271,18 @@ class GradientAttentionTransfer:
 
 
 AttentionLike = AttentionTransfer | GradientAttentionTransfer
+
+
+def stage_maps(
+    model: keras.Model, layers: Sequence[str], images: Any, p: float = 2.0
+) -> list[np.ndarray]:
+    """For `images` (B, H, W, C) at `model`'s input size, the attention map the loss compares
+    (mean over channels of |A|^p, L2-normalised per example) of each of `layers`' outputs, as
+    (B, H_l, W_l) arrays: what `AttentionTransfer` matches, drawn as pictures."""
+    taps = keras.Model(model.inputs, [layer_output(model, name, "model") for name in layers])
+    outputs = taps(np.asarray(images), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [
+        np.asarray(attention_map(out, p)).reshape(-1, *static_map_size(out, model, name))
+        for out, name in zip(outputs, layers, strict=True)
+    ]

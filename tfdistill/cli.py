@@ -82,9 +82,6 @@ _CALIBRATION = flags.DEFINE_integer(
 )
 _WARMUP = flags.DEFINE_integer("warmup_runs", 1, "bench: untimed inferences first.")
 _XNNPACK = flags.DEFINE_boolean("use_xnnpack", True, "bench: the XNNPACK CPU delegate.")
-_OP_PROFILING = flags.DEFINE_boolean(
-    "enable_op_profiling", False, "bench --android: per-op timings (LiteRT's --use_profiler)."
-)
 
 
 def _flag(name: str) -> Any:
@@ -257,7 +254,7 @@ def _bench(model_path: str) -> int:
                 use_npu=_flag("use_npu"),
                 num_runs=_flag("bench_runs"),
                 warmup_runs=_WARMUP.value,
-                enable_op_profiling=_OP_PROFILING.value,
+                enable_op_profiling=_flag("enable_op_profiling"),
                 taskset=_flag("taskset"),
                 tool=_flag("benchmark_tool"),
             )

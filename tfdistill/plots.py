@@ -1,5 +1,6 @@
 """The run's PNG plots: accuracy against latency with the Pareto front, file sizes, training
-curves. Matplotlib draws off-screen (Agg); each file is written atomically."""
+curves, the latency-budget search, attention maps and a phone's slowest ops. Matplotlib draws
+off-screen (Agg); each file is written atomically."""
 
 from __future__ import annotations
 
@@ -135,4 +136,45 @@ def search_path(search: dict, path: str | os.PathLike) -> Path:
     axes.set_ylabel("holdout agreement with the teacher")
     axes.invert_xaxis()
     axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def attention_maps(pictures: dict, path: str | os.PathLike) -> Path:
+    """A grid: one row per test image, the image, then for each tapped stage the teacher's and
+    each student's attention maps side by side. `pictures`: "images" (B, H, W, C) in [0, 1],
+    "stages" (names, one per tapped pair) and "maps" {model name: [(B, H_l, W_l) per stage]}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images, stages, maps = pictures["images"], pictures["stages"], pictures["maps"]
+    columns = [(stage, name) for stage in range(len(stages)) for name in maps]
+    rows = len(images)
+    figure, axes = plt.subplots(
+        rows, 1 + len(columns), figsize=(1.3 * (1 + len(columns)), 1.4 * rows), squeeze=False
+    )
+    for row in range(rows):
+        image = images[row]
+        axes[row][0].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        for col, (stage, name) in enumerate(columns, 1):
+            axes[row][col].imshow(maps[name][stage][row], cmap="inferno")
+            if row == 0:
+                axes[row][col].set_title(f"{name}\n{stages[stage]}", fontsize=6)
+    axes[0][0].set_title("test image", fontsize=6)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    return _save(figure, path)
+
+
+def op_profile(ops: list[dict], path: str | os.PathLike, top: int = 15) -> Path:
+    """The `top` slowest ops of a profiled run (`OpProfileRow` dicts of the "Run Order" table:
+    `node_type`, `name`, `avg_ms`), as horizontal bars in µs, slowest at the top."""
+    figure, axes = _figure()
+    slowest = sorted(ops, key=lambda op: op["avg_ms"], reverse=True)[:top][::-1]
+    labels = [f"{op['node_type']} {op.get('name') or ''}".strip()[:48] for op in slowest]
+    axes.barh(range(len(slowest)), [1000 * op["avg_ms"] for op in slowest], color="C1")
+    axes.set_yticks(range(len(slowest)), labels, fontsize=6)
+    axes.set_xlabel("average time per run, µs")
     return _save(figure, path)

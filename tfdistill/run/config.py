@@ -297,6 +297,13 @@ class RunConfig:
     use_nnapi: bool = option(
         False, f"{_ANDROID}the NNAPI delegate (the classic tool only).", stage=_BENCH
     )
+    enable_op_profiling: bool = option(
+        False,
+        f"{_ANDROID}per-op timings (the classic tool's op profiler, LiteRT's --use_profiler); "
+        "run: report.md shows the distilled student's slowest ops on the phone "
+        "(op_profile.png).",
+        stage=_BENCH,
+    )
     use_npu: bool = option(False, f"{_ANDROID}the NPU (LiteRT's tool only).", stage=_BENCH)
     benchmark_tool: str = option(
         "auto",

@@ -7,8 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tfdistill import bench as bench_lib
 from tfdistill import compress, data, plots, report
+from tfdistill.attention import AttentionTransfer, stage_maps
 from tfdistill.export import evaluate_tflite, file_size, inference_function, to_tflite
 from tfdistill.resolution import static_image_size
 from tfdistill.run.config import RunConfig
@@ -85,6 +88,7 @@ def on_phone(config: RunConfig, path: Path) -> Any:
         use_gpu=config.use_gpu,
         use_nnapi=config.use_nnapi,
         use_npu=config.use_npu,
+        enable_op_profiling=config.enable_op_profiling,
         num_runs=config.bench_runs,
         taskset=config.taskset,
         tool=config.benchmark_tool,
@@ -182,10 +186,13 @@ PLOTS = {
     "training loss": "training_curves.png",
 }
 SEARCH_PLOT = ("latency-budget search", "search.png")
+ATTENTION_PLOT = ("attention maps: teacher and students", "attention_maps.png")
+OPS_PLOT = ("slowest ops on the phone", "op_profile.png")
+PICTURED_IMAGES = 4
 
 
-def write_reports(result: dict, out: Path) -> None:
-    """report.json, report.md and the plots it shows."""
+def write_reports(result: dict, out: Path, pictures: dict | None = None) -> None:
+    """report.json, report.md and the plots it shows; `pictures`: `attention_pictures`."""
     plots.accuracy_latency(result["tflite"], out / PLOTS["accuracy against latency"])
     plots.sizes(result["tflite"], out / PLOTS["file sizes"])
     plots.training_curves(result["history"], out / PLOTS["training loss"])
@@ -193,5 +200,35 @@ def write_reports(result: dict, out: Path) -> None:
     if result.get("search"):
         shown[SEARCH_PLOT[0]] = SEARCH_PLOT[1]
         plots.search_path(result["search"], out / SEARCH_PLOT[1])
+    if pictures:
+        shown[ATTENTION_PLOT[0]] = ATTENTION_PLOT[1]
+        plots.attention_maps(pictures, out / ATTENTION_PLOT[1])
+    if result.get("op_profile"):
+        shown[OPS_PLOT[0]] = OPS_PLOT[1]
+        plots.op_profile(result["op_profile"]["ops"], out / OPS_PLOT[1])
     report.write_markdown(result, out / "report.md", shown)
     report.write_json(result, out / "report.json")
+
+
+def attention_pictures(
+    ds: data.Dataset, teacher: Any, students: dict[str, Any], count: int = PICTURED_IMAGES
+) -> dict | None:
+    """The attention maps of the first `count` test images at the stages attention transfer
+    pairs (`AttentionTransfer().resolve` of the first student and the teacher), each model
+    fed at its own input size: {"images", "stages", "maps": {name: [(B, H_l, W_l)]}}; None
+    where the models share no stage."""
+    first = next(iter(students.values()))
+    try:
+        pairs = AttentionTransfer().resolve(first, teacher)
+    except ValueError:
+        return None
+
+    def test_images(model: Any) -> np.ndarray:
+        return np.asarray(ds.inputs("test", static_image_size(model))[:count], "float32")
+
+    maps = {"teacher": stage_maps(teacher, [p.teacher for p in pairs], test_images(teacher))}
+    for name, student in students.items():
+        maps[name] = stage_maps(student, [p.student for p in pairs], test_images(student))
+    shown = test_images(first)
+    shown = (shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-12)
+    return {"images": shown, "stages": [p.student for p in pairs], "maps": maps}

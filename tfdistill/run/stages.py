@@ -471,7 +471,7 @@ class Report(Stage):
 
     def work(self, run: Run) -> tuple[dict, dict]:
         result = report_of(run)
-        delivery.write_reports(result, run.out)
+        delivery.write_reports(result, run.out, pictures_of(run))
         return result, {}
 
     def deliver(self, run: Run, result: dict, record: dict) -> None:
@@ -529,9 +529,35 @@ def report_of(run: Run) -> dict:
         "timings_s": timings,
         "loaded_stages": list(run.loaded),
         "tensorboard": str(run.out / TENSORBOARD) if config.tensorboard else None,
+        "op_profile": op_profile_of(run),
         "search": run.search and {**run.search, "check": (run.latency or {}).get("budget_check")},
         "history": dict(run.histories),
     }
+
+
+ATTENTION_METHODS = ("at", "kd+at", "gat")
+
+
+def pictures_of(run: Run) -> dict | None:
+    """With an attention method, the attention maps of the teacher and of the scratch and
+    distilled students (`delivery.attention_pictures`)."""
+    if run.config.method not in ATTENTION_METHODS:
+        return None
+    students = {
+        "distilled": run.float32("student_distilled"),
+        "scratch": run.float32("student_scratch"),
+    }
+    return delivery.attention_pictures(run.ds, run.float32("teacher"), students)
+
+
+def op_profile_of(run: Run) -> dict | None:
+    """With `--android --enable_op_profiling`, the distilled student's float32 file's per-op
+    rows on the phone."""
+    phone = (run.latency or {}).get("android") or {}
+    name = "student_distilled_fp32.tflite"
+    if not run.config.enable_op_profiling or not phone.get(name, {}).get("ops"):
+        return None
+    return {"file": name, "ops": phone[name]["ops"]}
 
 
 def teacher_entry(run: Run) -> dict:
