@@ -87,6 +87,7 @@ def one_run(name: str, work: Path, settings: dict[str, Any]) -> dict:
     key = "distilled" if name.startswith("narrow") else "pruned_channels"
     student = result["students"][key]
     return {
+        "teacher_accuracy": result["teacher"]["accuracy"],
         "accuracy": student["accuracy"],
         "macs": student["macs"],
         "params": student["params"],
@@ -105,6 +106,7 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, teacher: Path | No
     runs = {
         "narrow": one_run(f"narrow_{seed}", work, {**settings, "student_kwargs": {"alpha": 0.25}})
     }
+    settings.setdefault("teacher_weights", str(work / f"narrow_{seed}" / "teacher.keras"))
     latency = bench.benchmark_tflite(work / f"narrow_{seed}" / FP32["narrow"], num_runs=200)
     budget = f"{latency.p50_us:.1f}us"
     wide = {**settings, "student_kwargs": {"alpha": 0.5}, "latency_budget": budget}
