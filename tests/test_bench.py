@@ -753,27 +753,23 @@ def test_script_without_adb(files, tmp_path):
     assert done.returncode == 2 and "adb not found" in done.stderr
 
 
-def test_cli_bench_android_through_the_stand_in(adb, files, capsys):
+def cli_bench_on_phone(adb, files, *extra: str) -> int:
+    """`tfdistill bench --android MODEL` through the stand-in adb, with `extra` flags."""
     from absl import flags
 
     from tfdistill import cli
 
     binary, model = files
-    argv = flags.FLAGS(
-        [
-            "tfdistill",
-            "--android",
-            f"--benchmark_binary={binary}",
-            f"--adb={adb.path}",
-            "--threads=4",
-            "--num_runs=50",
-            "--taskset=f0",
-        ]  # fmt: skip
-    )
+    head = ["tfdistill", "--android", f"--benchmark_binary={binary}", f"--adb={adb.path}"]
+    argv = flags.FLAGS([*head, "--threads=4", *extra])
     try:
-        assert cli._main([*argv, "bench", str(model)]) == 0
+        return cli._main([*argv, "bench", str(model)])
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_cli_bench_android_through_the_stand_in(adb, files, capsys):
+    assert cli_bench_on_phone(adb, files, "--num_runs=50", "--taskset=f0") == 0
     printed = capsys.readouterr().out
     assert "source: benchmark_model, 4 threads, 50 runs" in printed
     assert "971.535 ms" in printed
@@ -783,28 +779,9 @@ def test_cli_bench_android_through_the_stand_in(adb, files, capsys):
 
 
 def test_cli_bench_android_litert_tool(adb, files, capsys):
-    from absl import flags
-
-    from tfdistill import cli
-
-    binary, model = files
     adb.use(LITERT, "one")
-    argv = flags.FLAGS(
-        [
-            "tfdistill",
-            "--android",
-            f"--benchmark_binary={binary}",
-            f"--adb={adb.path}",
-            "--threads=4",
-            "--benchmark_tool=litert",
-            "--use_npu",
-            "--enable_op_profiling",
-        ]  # fmt: skip
-    )
-    try:
-        assert cli._main([*argv, "bench", str(model)]) == 0
-    finally:
-        flags.FLAGS.unparse_flags()
+    flags_ = ("--benchmark_tool=litert", "--use_npu", "--enable_op_profiling")
+    assert cli_bench_on_phone(adb, files, *flags_) == 0
     assert "0.947 ms" in capsys.readouterr().out
     run = tool_run(adb)
     flags_ = run_flags(remote_graph(run), threads=4, op_profiling="true", tool="litert")

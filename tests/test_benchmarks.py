@@ -158,13 +158,18 @@ def test_describe_reads_a_proc_folder(tmp_path):
     assert empty["cpu_quota"] is None and empty["cpu"]
 
 
+def load_benchmark(module: str, script: str):
+    """benchmarks/`script`.py imported as `module`."""
+    spec = importlib.util.spec_from_file_location(module, ROOT / f"benchmarks/{script}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
 @pytest.fixture(scope="module")
 def inference():
-    spec = importlib.util.spec_from_file_location("inference", ROOT / "benchmarks/inference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["inference"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("inference", "inference")
 
 
 def _payload() -> dict:
@@ -279,11 +284,7 @@ def test_a_partial_run_keeps_the_sections_it_skipped(inference, tmp_path):
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks/ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ablation"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablation", "ablation")
 
 
 def test_ablation_methods_build_the_runs_terms(ablation, capsys):
@@ -335,11 +336,7 @@ def test_ablation_pairs_with_scratch_and_merges_other_methods(ablation):
 
 @pytest.fixture(scope="module")
 def budget_bench():
-    spec = importlib.util.spec_from_file_location("budget_bench", ROOT / "benchmarks/budget.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["budget_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("budget_bench", "budget")
 
 
 def test_budget_benchmark_pairs_each_variant_with_the_narrow_student(budget_bench, capsys):
