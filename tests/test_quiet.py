@@ -66,3 +66,16 @@ def test_a_failing_command_prints_its_one_line_and_nothing_else():
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr
     assert done.stderr.startswith("tfdistill profile: Unknown model 'no_such_model'")
+
+
+def test_what_a_crashing_command_writes_last_still_arrives():
+    """The filter is a process of its own: a command that dies at once (no atexit, as after a
+    fatal C++ check) still has its last line forwarded, and noise before it dropped."""
+    code = (
+        "import os, sys; sys.argv = ['tfdistill']; import tfdistill; "
+        "os.write(2, b'I0000 00:00:17.5  12 port.cc:153] oneDNN custom operations are on.\\n'); "
+        "os.write(2, b'F0000 a fatal check failed\\n'); os._exit(3)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stderr == "F0000 a fatal check failed\n"

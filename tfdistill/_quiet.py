@@ -4,7 +4,7 @@ chatter are dropped from the process's stderr; everything else passes through.
 TensorFlow 2.21 logs through absl's C++ logging before `absl::InitializeLog()` runs, so
 `TF_CPP_MIN_LOG_LEVEL` no longer hides its start-up lines; libjpeg writes its warnings to
 stderr directly. Both bypass Python, so the filter sits on file descriptor 2: a pipe read by a
-thread that forwards every line but the ones `noise` matches. Installed only for the command
+forked process that forwards every line but the ones `noise` matches. Installed only for the command
 (`tfdistill ...` or `python -m tfdistill.cli ...`), never for a library user, and not with
 absl's `--verbosity` of 1 or more. This module imports nothing heavy, so that it runs before
 TensorFlow is imported.
@@ -15,8 +15,9 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import signal
 import sys
-import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,16 +75,33 @@ def _forward(read_fd: int, write_fd: int) -> None:
                 os.write(write_fd, raw)
 
 
+def _filter_process(read_fd: int) -> None:
+    """The forked filter: reads the pipe until every writer is gone, writes what passes to the
+    original stderr (its own fd 2), and exits. Ctrl-C and SIGTERM are the command's to
+    handle: the filter outlives them, so the command's last words still arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        _forward(read_fd, 2)
+    finally:
+        os._exit(0)
+
+
 def filter_stderr() -> None:
-    """Routes file descriptor 2 through a pipe whose reader drops `noise`; at exit, restores
-    it and forwards what is still in the pipe."""
+    """Routes file descriptor 2 through a pipe to a forked filter process that drops `noise`.
+    A process, not a thread, so that what a crashing command writes last (a fatal C++ check,
+    a traceback) is still forwarded after the command is gone. At a normal exit fd 2 is
+    restored and the filter waited for, so its output comes before the shell's prompt."""
     sys.stderr.flush()
-    original = os.dup(2)
     read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write_fd)
+        _filter_process(read_fd)
+    os.close(read_fd)
+    original = os.dup(2)
     os.dup2(write_fd, 2)
     os.close(write_fd)
-    reader = threading.Thread(target=_forward, args=(read_fd, original), daemon=True)
-    reader.start()
 
     def restore() -> None:
         try:
@@ -91,7 +109,9 @@ def filter_stderr() -> None:
         except (OSError, ValueError):
             pass
         os.dup2(original, 2)
-        reader.join(JOIN_TIMEOUT_S)
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+            time.sleep(0.01)
 
     atexit.register(restore)
 
