@@ -22,8 +22,10 @@ setup(
     ],
     extras_require={
         "compress": ["tensorflow-model-optimization>=0.8,<0.9", "tf-keras~=2.21.0"],
+        "tensorboard": ["tensorboard>=2.16"],
         "test": [
             "pytest>=8",
+            "tensorboard>=2.16",
             "pytest-xdist>=3",
             "ruff",
             "tensorflow-model-optimization>=0.8,<0.9",

@@ -338,3 +338,17 @@ def test_multi_worker_runs_need_a_shared_out_and_tf_config(monkeypatch, tmp_path
     code, err = run(f"--out={tmp_path / 'run'}")
     assert code == 2 and err.startswith("tfdistill run: --strategy=multi_worker reads the cluster")
     assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_tensorboard_without_its_package_stops_before_training(monkeypatch):
+    import importlib.util
+
+    from tfdistill import run as run_lib
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name)
+    )
+    with pytest.raises(ValueError, match=r"pip install 'tfdistill\[tensorboard\]'"):
+        run_lib.RunConfig(out="unused", tensorboard=True)
+    assert run_lib.RunConfig(out="unused").tensorboard is False

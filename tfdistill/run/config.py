@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -392,6 +393,11 @@ class RunConfig:
                 )
         if self.prune is not None or self.qat:
             compress.require_tfmot()
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "tensorboard writes event files with the tensorboard package, which is not "
+                "installed: pip install 'tfdistill[tensorboard]' (or pip install tensorboard)."
+            )
         data.check_name(self.dataset)
         _check_method_kwargs(self.method, self.method_kwargs)
         data.views.parse_size(self.image_size, "image_size")
