@@ -250,6 +250,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         '--method_kwargs={"temperature": 2.0}',
         "--teacher_image_size=64",
         f"--cache_dir={tmp_path / 'cache'}",
+        "--max_megapixels=20",
+        "--unsafe_load",
     )
     assert dataclasses.asdict(config) == {
         "out": str(tmp_path),
@@ -260,6 +262,8 @@ def test_every_run_flag_lands_in_its_config_field(monkeypatch, tmp_path):
         "method_kwargs": {"temperature": 2.0},
         "teacher_image_size": "64",
         "cache_dir": str(tmp_path / "cache"),
+        "max_megapixels": 20.0,
+        "unsafe_load": True,
         "teacher": "resnet",
         "teacher_kwargs": {"depth": 20},
         "student": "mobilenet_v1",

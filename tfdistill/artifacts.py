@@ -67,3 +67,26 @@ def save_weights(model: Any, path: str | os.PathLike) -> Path:
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"weights are saved as .weights.h5 files, got {str(path)!r}.")
     return _save_beside(path, ".weights.h5", model.save_weights)
+
+
+UNSAFE_HINT = "safe_mode=False"
+
+
+def load_model(path: str | os.PathLike, *, unsafe: bool = False, what: str = "") -> Any:
+    """`keras.models.load_model(path)` in Keras safe mode unless `unsafe`; a file that needs
+    unsafe deserialization (a `Lambda` layer's Python code) is a one-line ValueError naming
+    `what` and `--unsafe_load`."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, safe_mode=not unsafe)
+    except (ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        if unsafe or UNSAFE_HINT not in message:
+            raise
+        asks = message.partition(". ")[0].removeprefix("Requested the ")
+        raise ValueError(
+            f"{what or 'model'} {str(path)!r} is refused by Keras safe mode: it asks for the "
+            f"{asks}, Python code that runs when the file loads; if you trust the file, pass "
+            "--unsafe_load."
+        ) from None

@@ -181,16 +181,14 @@ def _profile(name: str) -> int:
 
 
 def _load_classifier(path: Path) -> Any:
-    """A `.keras` classifier; a saved Distiller gives its student. A mixed-precision model
-    comes back as a float32 copy, as TFLite export needs."""
-    import keras
-
+    """A `.keras` classifier, in Keras safe mode unless --unsafe_load; a saved Distiller gives
+    its student. A mixed-precision model comes back as a float32 copy, as TFLite export needs."""
     import tfdistill
-    from tfdistill import precision
+    from tfdistill import artifacts, precision
 
     if path.suffix != ".keras" or not path.is_file():
         raise ValueError(f"{str(path)!r} is not a .keras file.")
-    model = keras.models.load_model(path)
+    model = artifacts.load_model(path, unsafe=_flag("unsafe_load"))
     model = model.student if isinstance(model, tfdistill.Distiller) else model
     return precision.float32_copy(model)
 

@@ -14,9 +14,10 @@ image folder and ``tfds:NAME`` TensorFlow Datasets.
 
 One concern a module: ``dataset`` (the ``Dataset`` container), ``registry`` (``load``,
 ``check_name``, ``available``), ``builtin`` (digits, MNIST, Fashion-MNIST), ``cifar``,
-``tfds``, ``folder`` (``folder:PATH``), ``store`` (``ImageStore``: uint8 images on disk),
-``views`` (what a model sees of a stored photo), ``resized`` (``in_store``), ``stream``
-(``shuffled_batches``), ``labels``
+``tfds``, ``folder`` (``folder:PATH``), ``decode`` (one image file read defensively with
+Pillow: its header, its pixels, or why it is skipped), ``store`` (``ImageStore``: uint8
+images on disk), ``views`` (what a model sees of a stored photo), ``resized``
+(``in_store``), ``stream`` (``shuffled_batches``), ``labels``
 (``label_subset``, ``mask_labels``), ``augment`` (``random_crop_flip``, ``resize_bilinear``) and
 ``teacher_cache`` (``teacher_logits``, ``cache_teacher_outputs``) and ``teacher_views``
 (``label_views``: the teacher's logits of K augmented views per image, for augmented
@@ -24,10 +25,11 @@ distillation without the teacher online). The modules import one another
 directly, never this package, so there is no import cycle.
 """
 
-from tfdistill.data import store, teacher_views, views
+from tfdistill.data import decode, store, teacher_views, views
 from tfdistill.data.augment import random_crop_flip, resize_bilinear
 from tfdistill.data.cifar import DATA_DIR_ENV
 from tfdistill.data.dataset import DIGITS_MAX, EIGHT_BIT, SPLITS, Dataset
+from tfdistill.data.decode import DEFAULT_MAX_MEGAPIXELS
 from tfdistill.data.folder import load_folder
 from tfdistill.data.labels import label_subset, mask_labels
 from tfdistill.data.registry import PREFIXES, available, check_name, load
@@ -38,6 +40,7 @@ from tfdistill.data.teacher_views import TeacherViews, label_views
 
 __all__ = [
     "DATA_DIR_ENV",
+    "DEFAULT_MAX_MEGAPIXELS",
     "DIGITS_MAX",
     "EIGHT_BIT",
     "PREFIXES",
@@ -48,6 +51,7 @@ __all__ = [
     "available",
     "cache_teacher_outputs",
     "check_name",
+    "decode",
     "label_subset",
     "label_views",
     "load",

@@ -32,8 +32,10 @@ class Dataset:
     of the source files (names, sizes, times) and the stored size, when there are files.
     ``y_train``/``y_test``: int64, shape (N,), values in [0, num_classes); -1 marks an
     unlabeled example (see :func:`mask_labels`). ``skipped``: image files that did not decode
-    (``folder:PATH``). ``pixel_max``: the raw pixel value that 1.0 stands for (> 0; 255 for
-    8-bit images, 16 for ``"digits"``), see :meth:`raw_pixels`.
+    (``folder:PATH``); ``skipped_reasons``: their count by reason (`decode.REASONS`: empty,
+    not_an_image, truncated, too_large), reasons with none left out. ``pixel_max``: the raw
+    pixel value that 1.0 stands for (> 0; 255 for 8-bit images, 16 for ``"digits"``), see
+    :meth:`raw_pixels`.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Dataset:
     num_classes: int
     class_names: tuple[str, ...]
     skipped: int = 0
+    skipped_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     pixel_max: float = 1.0
     image_size: Size | None = None
     files_digest: str | None = None

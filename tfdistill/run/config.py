@@ -110,6 +110,18 @@ class RunConfig:
         "and size). Default $TFDISTILL_CACHE_DIR, else ~/.cache/tfdistill.",
         fingerprint=NEVER,
     )
+    max_megapixels: float = option(
+        data.DEFAULT_MAX_MEGAPIXELS,
+        "run: folder: images larger than this many megapixels (a JPEG after draft decoding at "
+        "1/2, 1/4 or 1/8 a side) are skipped and counted, never decoded in full.",
+        fingerprint=WHEN_SET,
+    )
+    unsafe_load: bool = option(
+        False,
+        "run, convert: load .keras files (--teacher_weights, convert's MODEL) outside Keras "
+        "safe mode, so a Lambda layer's Python code runs: only for files you trust.",
+        fingerprint=NEVER,
+    )
     teacher: str = option(
         "convnet",
         "Registered teacher model name, or keras.applications.NAME (MobileNetV2, ResNet50, "
@@ -382,6 +394,8 @@ class RunConfig:
             raise ValueError("android needs benchmark_binary, the phone's benchmark_model.")
         if self.android:
             android.check_tool(self.benchmark_tool, use_nnapi=self.use_nnapi, use_npu=self.use_npu)
+        if not self.max_megapixels > 0:
+            raise ValueError(f"max_megapixels must be > 0, got {self.max_megapixels}.")
         check_alpha(self.alpha)
         check_temperature(self.temperature)
         if self.latency_budget is not None:

@@ -41,6 +41,17 @@ def data_digest(ds: data.Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
+def skipped_text(ds: data.Dataset, config: RunConfig) -> str:
+    """ "skipped 3 file(s) that did not decode as images: 1 empty, 2 too large (over
+    --max_megapixels=50)"."""
+    reasons = data.decode.reasons_text(ds.skipped_reasons)
+    if ds.skipped_reasons.get("too_large"):
+        reasons += f" (over --max_megapixels={config.max_megapixels:g})"
+    return f"skipped {ds.skipped} file(s) that did not decode as images" + (
+        f": {reasons}" if reasons else ""
+    )
+
+
 def sizes_text(ds: data.Dataset, teacher: tuple[int, int] | None) -> str:
     """What the models see, for the log: sizes, and where the images come from."""
     h, w, c = ds.input_shape
@@ -115,12 +126,14 @@ class Data(Stage):
     def work(self, run: Run) -> tuple[data.Dataset, dict]:
         config = run.config
         teacher = feed.teacher_size(config)
+        photos = config.dataset.startswith("folder:")
         ds = data.load(
             config.dataset,
             data_dir=config.data_dir,
             image_size=config.image_size,
             view_sizes=[teacher] if teacher else [],
             cache_dir=config.cache_dir,
+            **({"max_megapixels": config.max_megapixels} if photos else {}),
         ).raw_pixels()
         digest = data_digest(ds)
         run.agree({"the data (the first digits of its digest)": int(digest[:6], 16)})
@@ -141,7 +154,7 @@ class Data(Stage):
         if record["new"]:
             run.ledger.finish("data", {"digest": record["digest"], "seconds": record["seconds"]})
         if ds.skipped:
-            run.progress.log(f"   data: skipped {ds.skipped} file(s) that did not decode as images")
+            run.progress.log(f"   data: {skipped_text(ds, run.config)}")
         run.progress.log(f"   data: {sizes_text(ds, run.teacher_size)}")
 
 
@@ -165,7 +178,8 @@ class ModelStage(Stage):
 
     def reload(self, run: Run, record: dict) -> keras.Model:
         with run.scope(self.distributed):
-            return keras.models.load_model(run.out / f"{self.model}.keras")
+            path = run.out / f"{self.model}.keras"
+            return artifacts.load_model(path, unsafe=run.config.unsafe_load, what=self.model)
 
     def deliver(self, run: Run, model: keras.Model, record: dict) -> None:
         run.models[self.model] = model
@@ -196,7 +210,7 @@ class Teacher(ModelStage):
             fitting = run.fitting(self.name)
             return training.train_teacher(run.config, run.ds, fitting, run.teacher_size)
         teacher, warnings = training.load_teachers(
-            run.config.teacher_files, run.ds, run.teacher_size
+            run.config.teacher_files, run.ds, run.teacher_size, run.config.unsafe_load
         )
         for warning in warnings:
             run.progress.log(f"   teacher: {warning}")
@@ -596,6 +610,7 @@ def dataset_entry(run: Run) -> dict:
         "labels_per_class": config.labels_per_class,
         "labeled": len(run.labeled),
         "skipped_files": ds.skipped,
+        "skipped_by_reason": dict(ds.skipped_reasons),
         "streamed": ds.streamed,
         "stored_shape": list(ds.x_train.image_shape) if ds.streamed else None,
     }

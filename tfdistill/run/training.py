@@ -22,10 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdistill import compress, data, distribute, ensemble, models, precision, resume
+from tfdistill import artifacts, compress, data, distribute, ensemble, models, precision, resume
 from tfdistill.attention import AttentionTransfer, GradientAttentionTransfer
 from tfdistill.batches import INPUTS, TEACHER_LOGITS
 from tfdistill.distiller import Distiller, resolve_jit_compile
+from tfdistill.errors import brief
 from tfdistill.hints import FeatureHint, FeatureMethod
 from tfdistill.losses import DIST, DecoupledKD, SoftTargetLoss
 from tfdistill.profile import profile, weight_bytes
@@ -267,15 +268,17 @@ def fine_tune_teacher(
 
 
 def load_teacher(
-    path: str | Path, ds: data.Dataset, size: Any = None
+    path: str | Path, ds: data.Dataset, size: Any = None, unsafe: bool = False
 ) -> tuple[keras.Model, str | None]:
-    """The trained teacher in `.keras` file `path`, checked against `ds` at `size` (H, W)
-    (default: the student's), and a warning when it does not start by rescaling raw pixels as
-    tfdistill's models do (else None)."""
+    """The trained teacher in `.keras` file `path` (in Keras safe mode unless `unsafe`),
+    checked against `ds` at `size` (H, W) (default: the student's), and a warning when it does
+    not start by rescaling raw pixels as tfdistill's models do (else None)."""
     try:
-        teacher = keras.models.load_model(path)
+        teacher = artifacts.load_model(path, unsafe=unsafe, what="teacher_weights")
     except Exception as error:
-        raise ValueError(f"teacher_weights {str(path)!r} does not load: {error}") from None
+        if "--unsafe_load" in str(error):
+            raise
+        raise ValueError(f"teacher_weights {str(path)!r} does not load: {brief(error)}") from None
     model_inputs = getattr(teacher, "inputs", None) or []
     if len(model_inputs) != 1:
         raise ValueError(f"teacher_weights {str(path)!r} is not a model with one image input.")
@@ -300,12 +303,12 @@ def load_teacher(
 
 
 def load_teachers(
-    paths: list[str], ds: data.Dataset, size: Any = None
+    paths: list[str], ds: data.Dataset, size: Any = None, unsafe: bool = False
 ) -> tuple[keras.Model, list[str]]:
     """The teacher of `paths`: one `.keras` file's model, or of several the
-    `ensemble.teacher_ensemble` of their models (equal weights), each checked as
+    `ensemble.teacher_ensemble` of their models (equal weights), each loaded and checked as
     `load_teacher` does; and the warnings."""
-    loaded = [load_teacher(path, ds, size) for path in paths]
+    loaded = [load_teacher(path, ds, size, unsafe) for path in paths]
     warnings = [warning for _, warning in loaded if warning]
     if len(loaded) == 1:
         return loaded[0][0], warnings
