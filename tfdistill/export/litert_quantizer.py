@@ -124,7 +124,9 @@ def quantize(
 
 def op_graph(content: bytes) -> list[tuple[str, list[str], list[str]]]:
     """The ops of `content`'s first subgraph in order: (scope, output names, input activation
-    names), the scope being the output names joined by ';', as the quantizer names ops."""
+    names), the scope being the output names joined by ';', as the quantizer names ops. The
+    first is the quantizer's virtual input op, whose outputs are the model's inputs: kept
+    float, the file takes float inputs."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
@@ -135,7 +137,8 @@ def op_graph(content: bytes) -> list[tuple[str, list[str], list[str]]]:
         raw = graph.tensors[index].name
         return raw.decode() if isinstance(raw, bytes) else raw
 
-    ops = []
+    inputs = [name(i) for i in graph.inputs]
+    ops = [(";".join(inputs), inputs, [])]
     for op in graph.operators:
         outputs = [name(i) for i in op.outputs if i >= 0]
         inputs = [name(i) for i in op.inputs if i >= 0 and i not in constant]

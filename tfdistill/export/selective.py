@@ -23,7 +23,8 @@ class SelectiveResult:
     `max_drop` is in points (0.5: half a percentage point) below `float_accuracy`.
 
     `full_accuracy`: the recipe on every op; `accuracy`: the written file's; `float_ops`: the
-    scopes (output tensor names) of the ops kept in float, in the order they were chosen;
+    scopes (output tensor names joined by ';') of the ops kept in float, in the order they
+    were chosen;
     `met`: whether the drop is within `max_drop`; `quantizations`: files quantized and
     run."""
 
@@ -63,12 +64,14 @@ def selective_quantize(
 ) -> SelectiveResult:
     """Quantizes `model` with the LiteRT Quantizer's `recipe` into `path`, keeping ops in float
     one at a time until the accuracy on `x` ((N, *input_shape)) and `y` ((N,) labels) is at most
-    `max_drop` points below the float32 file's, or `max_float_ops` ops are float (then `met` is
-    False and the last file is kept).
+    `max_drop` points below the float32 file's, or at least `max_float_ops` ops are float (then
+    `met` is False and the last file is kept).
 
-    Each round tries every op still quantized alone in float and keeps the one whose file's
-    (P, C) outputs on the first `probe_samples` calibration examples (of `representative_data`,
-    as in `to_tflite`) are closest to the float32 file's (mean squared error)."""
+    Each round tries, for every op, the op and the ops that read its output in float (so that
+    tensor stays float end to end; the first op is the model's input) and keeps the group whose
+    file's (P, C) outputs on the first `probe_samples` calibration examples (of
+    `representative_data`, as in `to_tflite`) are closest to the float32 file's (mean squared
+    error)."""
     litert_quantizer.check_recipe(recipe)
     if max_drop < 0:
         raise ValueError(f"max_drop must be >= 0 (points of accuracy), got {max_drop}.")
@@ -79,8 +82,8 @@ def selective_quantize(
     if recipe in litert_quantizer.STATIC_RECIPES:
         calibration = litert_quantizer.calibrate(content, recipe, samples)
     probe = np.concatenate(samples[:probe_samples])
-    scopes = [scope for scope, _, _ in litert_quantizer.op_graph(content)]
-    limit = len(scopes) if max_float_ops is None else max_float_ops
+    groups = _groups(litert_quantizer.op_graph(content))
+    limit = len(groups) + 1 if max_float_ops is None else max_float_ops
     reference = _accuracy(content, x, y)
 
     def quantized(float_ops: list[str]) -> bytes:
@@ -93,12 +96,14 @@ def selective_quantize(
     target = _outputs(content, probe)
     while drop_points(reference, accuracy) > max_drop and len(float_ops) < limit:
         errors = {
-            scope: _error(quantized([*float_ops, scope]), probe, target)
-            for scope in scopes
-            if scope not in float_ops
+            group: _error(quantized(_union(float_ops, group)), probe, target)
+            for group in groups
+            if not set(group) <= set(float_ops)
         }
+        if not errors:
+            break
         tried += len(errors)
-        float_ops.append(min(errors, key=errors.get))
+        float_ops = _union(float_ops, min(errors, key=errors.get))
         candidate = quantized(float_ops)
         accuracy = _accuracy(candidate, x, y)
     written = write_atomic(path, lambda f: f.write(candidate), mode="wb")
@@ -106,6 +111,23 @@ def selective_quantize(
     return SelectiveResult(
         written, recipe, max_drop, reference, full, accuracy, tuple(float_ops), met, tried
     )
+
+
+def _groups(ops: list[tuple[str, list[str], list[str]]]) -> list[tuple[str, ...]]:
+    """Per op, its scope and the scopes of the ops that read its outputs."""
+    readers: dict[str, list[str]] = {}
+    for scope, _, inputs in ops:
+        for name in inputs:
+            readers.setdefault(name, []).append(scope)
+    groups = []
+    for scope, outputs, _ in ops:
+        group = [scope, *(reader for name in outputs for reader in readers.get(name, ()))]
+        groups.append(tuple(dict.fromkeys(group)))
+    return list(dict.fromkeys(groups))
+
+
+def _union(chosen: list[str], group: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys([*chosen, *group]))
 
 
 def _evaluation(content: bytes, x: Any, y: Any = None) -> Any:
