@@ -194,3 +194,31 @@ def test_cli_convert_with_a_recipe(convnet, tmp_path, capsys):
         assert "'int3' is not one of ['dynamic_wi8_afp32'" in capsys.readouterr().err
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_run_exports_recipes_and_a_selective_file_with_its_costs(tmp_path):
+    from tfdistill import data
+    from tfdistill.run import RunConfig
+
+    digits = data.load("digits")
+    keras.utils.set_random_seed(0)
+    student = keras.Sequential(
+        [keras.Input(digits.input_shape), keras.layers.Rescaling(1 / 16),
+         keras.layers.AveragePooling2D(4), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )  # fmt: skip
+    student.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    student.fit(digits.x_train, digits.y_train, epochs=3, verbose=0)
+    config = RunConfig(out=str(tmp_path), max_accuracy_drop=0.0)
+    plan = [delivery.Export("s", student, ("none", "static_wi8_ai16"), selective=True)]
+    rows = delivery.export(config, digits, plan, tmp_path)
+    assert [(r["file"], r["quantizer"]) for r in rows] == [
+        ("s_fp32.tflite", "converter"),
+        ("s_static_wi8_ai16.tflite", "litert"),
+    ]
+    extra, (entry,) = delivery.selective(config, digits, plan, tmp_path)
+    assert entry["model"] == "s" and entry["met"] == (entry["accuracy"] >= entry["float_accuracy"])
+    assert [r["file"] for r in extra] == ([entry["file"]] if entry["float_ops"] else [])
+    timings = {"litert": {r["file"]: {"avg_us": 1.0} for r in rows + extra}}
+    (costed,) = delivery.selective_costs([entry], rows + extra, timings)
+    assert costed["cost"]["fp32"]["file"] == "s_fp32.tflite" and costed["cost"]["int8"] is None
+    assert report.selective_line(costed).startswith("Selective quantization of s (static_wi8_ai8")
