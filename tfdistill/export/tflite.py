@@ -129,6 +129,21 @@ def to_tflite(
             function, recipe, representative_data, num_calibration_samples, keep_float
         )
         return write_atomic(path, lambda f: f.write(content), mode="wb")
+    content = _converted(
+        function, quantization, representative_data, num_calibration_samples, int8_io, sparsity
+    )
+    return write_atomic(path, lambda f: f.write(content), mode="wb")
+
+
+def _converted(
+    function: tf.types.experimental.ConcreteFunction,
+    quantization: str,
+    representative_data: Any,
+    num_calibration_samples: int,
+    int8_io: bool,
+    sparsity: bool,
+) -> bytes:
+    """The converter's `.tflite` file of `function` in `quantization` (see `to_tflite`)."""
     trained_ranges = quantization == "int8" and is_quantization_aware(function)
     if quantization in _NEEDS_CALIBRATION and representative_data is None and not trained_ranges:
         raise ValueError(
@@ -160,8 +175,7 @@ def to_tflite(
     if int8_io:
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    content = _convert(converter)
-    return write_atomic(path, lambda f: f.write(content), mode="wb")
+    return _convert(converter)
 
 
 def float_content(function: tf.types.experimental.ConcreteFunction) -> bytes:
