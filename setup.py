@@ -23,7 +23,10 @@ setup(
     extras_require={
         "compress": ["tensorflow-model-optimization>=0.8,<0.9", "tf-keras~=2.21.0"],
         "tensorboard": ["tensorboard>=2.16"],
+        # LiteRT Quantizer recipes (export.to_tflite(quantizer="litert")); pins ai-edge-litert.
+        "litert-quantizer": ["litert-quantizer>=0.11,<0.12"],
         "test": [
+            "litert-quantizer>=0.11,<0.12",
             "pytest>=8",
             "tensorboard>=2.16",
             "pytest-xdist>=3",

@@ -2,7 +2,8 @@
 
 tfdistill run [--flags]                          the main job
 tfdistill profile MODEL [--flags]                parameters and MACs of a zoo model
-tfdistill convert MODEL.keras --quantization=…   a .tflite file
+tfdistill convert MODEL.keras --quantization=…   a .tflite file (--quantizer=litert --recipe=…:
+                                                 a LiteRT Quantizer recipe)
 tfdistill bench MODEL.tflite [--threads=N]       latency in LiteRT, or on a phone (--android)
 """
 
@@ -75,10 +76,23 @@ _PER_LAYER = flags.DEFINE_boolean("per_layer", False, "profile: print every laye
 _QUANTIZATION = flags.DEFINE_string(
     "quantization", "none", "convert: none, float16, dynamic, int8 or int16x8."
 )
+_QUANTIZER = flags.DEFINE_enum(
+    "quantizer",
+    "converter",
+    ["converter", "litert"],
+    "convert: the TFLite converter (--quantization) or the LiteRT Quantizer (--recipe; needs "
+    "the litert-quantizer extra).",
+)
+_RECIPE = flags.DEFINE_string(
+    "recipe",
+    None,
+    "convert --quantizer=litert: dynamic_wi8_afp32, dynamic_wi4_afp32, weight_only_wi8_afp32, "
+    "weight_only_wi4_afp32, static_wi8_ai8 or static_wi8_ai16 (static ones calibrate).",
+)
 _CALIBRATION = flags.DEFINE_integer(
     "calibration_samples",
     200,
-    "convert: training images of --dataset that calibrate int8 and int16x8.",
+    "convert: training images of --dataset that calibrate int8, int16x8 and static recipes.",
 )
 _WARMUP = flags.DEFINE_integer("warmup_runs", 1, "bench: untimed inferences first.")
 _XNNPACK = flags.DEFINE_boolean("use_xnnpack", True, "bench: the XNNPACK CPU delegate.")
@@ -194,43 +208,54 @@ def _load_classifier(path: Path) -> Any:
 
 
 def _convert(model_path: str) -> int:
-    from tfdistill import data, export
+    from tfdistill import export
 
     path = Path(model_path)
-    quantization = _QUANTIZATION.value
-    out = Path(_flag("out") or path.with_name(f"{path.stem}_{quantization}.tflite"))
+    quantization, quantizer, recipe = _QUANTIZATION.value, _QUANTIZER.value, _RECIPE.value
+    mode = recipe if quantizer == "litert" else quantization
+    out = Path(_flag("out") or path.with_name(f"{path.stem}_{mode}.tflite"))
     try:
         if quantization not in export.QUANTIZATIONS:
             raise ValueError(
                 f"--quantization={quantization!r} is not one of {list(export.QUANTIZATIONS)}."
             )
+        if quantizer == "litert" and recipe not in export.RECIPES:
+            raise ValueError(f"--recipe={recipe!r} is not one of {list(export.RECIPES)}.")
+        if quantizer == "converter" and recipe is not None:
+            raise ValueError("--recipe needs --quantizer=litert.")
         model = _load_classifier(path)
-        calibration = None
-        if quantization in ("int8", "int16x8"):
-            expected = tuple(model.inputs[0].shape[1:])
-            ds = data.load(
-                _flag("dataset"), data_dir=_flag("data_dir"), image_size=expected[:2]
-            ).raw_pixels()
-            if tuple(ds.input_shape) != expected:
-                raise ValueError(
-                    f"--dataset={_flag('dataset')} gives {tuple(ds.input_shape)} images but the "
-                    f"model takes {expected}; calibrate with the data it was trained on."
-                )
-            images = ds.inputs("train")
-            count = min(len(images), _CALIBRATION.value)
-            calibration = (images[i : min(i + 64, count)] for i in range(0, count, 64))
+        calibrated = quantization in ("int8", "int16x8") or recipe in export.STATIC_RECIPES
         export.to_tflite(
             model,
             out,
             quantization=quantization,
-            representative_data=calibration,
+            representative_data=_calibration_images(model) if calibrated else None,
             num_calibration_samples=_CALIBRATION.value,
+            quantizer=quantizer,
+            recipe=recipe,
         )
-    except (ValueError, OSError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
         print(f"tfdistill convert: {error}", file=sys.stderr)
         return 2
-    print(f"{out} ({out.stat().st_size:,} bytes, {quantization})")
+    print(f"{out} ({out.stat().st_size:,} bytes, {mode}, {quantizer})")
     return 0
+
+
+def _calibration_images(model: Any) -> Any:
+    """Batches of --calibration_samples training images of --dataset, checked to fit `model`."""
+    from tfdistill import data
+
+    expected = tuple(model.inputs[0].shape[1:])
+    ds = data.load(_flag("dataset"), data_dir=_flag("data_dir"), image_size=expected[:2])
+    ds = ds.raw_pixels()
+    if tuple(ds.input_shape) != expected:
+        raise ValueError(
+            f"--dataset={_flag('dataset')} gives {tuple(ds.input_shape)} images but the "
+            f"model takes {expected}; calibrate with the data it was trained on."
+        )
+    images = ds.inputs("train")
+    count = min(len(images), _CALIBRATION.value)
+    return (images[i : min(i + 64, count)] for i in range(0, count, 64))
 
 
 def _bench(model_path: str) -> int:

@@ -73,19 +73,22 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
         phone = any("android_latency_us" in row for row in report["tflite"])
         lines += [
             "",
-            "| file | size KB | gzip KB | accuracy | agrees with Keras | latency µs |"
+            "| file | quantizer | size KB | gzip KB | accuracy | agrees with Keras | latency µs |"
             + (" phone µs |" if phone else ""),
-            "|---|---|---|---|---|---|" + ("---|" if phone else ""),
+            "|---|---|---|---|---|---|---|" + ("---|" if phone else ""),
         ]
         for row in report["tflite"]:
             lines.append(
-                f"| {row['file']} | {row['size_bytes'] / 1024:.1f} | "
+                f"| {row['file']} | {row.get('quantizer', 'converter')} | "
+                f"{row['size_bytes'] / 1024:.1f} | "
                 f"{row.get('gzip_bytes', 0) / 1024:.1f} | {row['accuracy']:.2%} | "
                 f"{row['agreement']:.2%} | {row['latency_us']:.1f} |"
                 + (f" {row['android_latency_us']:.1f} |" if phone else "")
             )
     if report.get("search"):
         lines += ["", *_search_lines(report["search"])]
+    for entry in report.get("selective") or []:
+        lines += ["", selective_line(entry)]
     for title, file in (plots or {}).items():
         lines += ["", f"![{title}]({file})"]
     if report.get("tensorboard"):
@@ -94,6 +97,31 @@ def markdown(report: dict, plots: dict[str, str] | None = None) -> str:
     if timings:
         lines += ["", "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]
     return "\n".join(lines) + "\n"
+
+
+def selective_line(entry: dict) -> str:
+    """One `--max_accuracy_drop` entry as a sentence: the ops kept in float, the accuracy, and
+    the size and latency against the float32 and int8 files."""
+    drop = (entry["float_accuracy"] - entry["accuracy"]) * 100
+    head = (
+        f"Selective quantization of {entry['model']} ({entry['recipe']}, at most "
+        f"{entry['max_drop']:g} points below float32's {entry['float_accuracy']:.2%}): "
+    )
+    if not entry["float_ops"]:
+        return head + f"not needed, every op quantized gives {entry['full_accuracy']:.2%}."
+    met = "within" if entry["met"] else "NOT within"
+    costs = ", ".join(
+        f"{key} {c['size_bytes'] / 1024:.1f} KB"
+        + (f" {c['latency_us']:.1f} µs" if c.get("latency_us") is not None else "")
+        for key, c in (entry.get("cost") or {}).items()
+        if c
+    )
+    ops = ", ".join(f"`{op}`" for op in entry["float_ops"])
+    return head + (
+        f"{len(entry['float_ops'])} op(s) kept in float ({ops}): {entry['accuracy']:.2%} "
+        f"({drop:.2f} points, {met}; all ops quantized: {entry['full_accuracy']:.2%}). "
+        f"Size and latency: {costs}."
+    )
 
 
 def _check_lines(check: dict | None) -> list[str]:

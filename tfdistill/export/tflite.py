@@ -17,8 +17,10 @@ import tensorflow as tf
 
 from tfdistill import _keras_internals
 from tfdistill.artifacts import write_atomic
+from tfdistill.export import litert_quantizer
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8")
+QUANTIZERS = ("converter", "litert")
 _NEEDS_CALIBRATION = ("int8", "int16x8")
 _UNSUPPORTED_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
 _OP_LIST = re.compile(r"^(TF Select ops|Custom ops): (.+)$", re.MULTILINE)
@@ -33,6 +35,26 @@ def _check(quantization: str, int8_io: bool, num_calibration_samples: int) -> No
         raise ValueError(f'int8_io=True needs quantization="int8", got {quantization!r}.')
     if num_calibration_samples < 1:
         raise ValueError(f"num_calibration_samples must be >= 1, got {num_calibration_samples}.")
+
+
+def _check_quantizer(quantizer: str, recipe: str | None, quantization: str, plain: bool) -> None:
+    if quantizer not in QUANTIZERS:
+        raise ValueError(
+            f"quantizer={quantizer!r} is not one of {', '.join(map(repr, QUANTIZERS))}."
+        )
+    if quantizer == "converter":
+        if recipe is not None:
+            raise ValueError(f'recipe={recipe!r} needs quantizer="litert".')
+        return
+    if recipe is None:
+        choices = ", ".join(map(repr, litert_quantizer.RECIPES))
+        raise ValueError(f'quantizer="litert" needs recipe=, one of {choices}.')
+    litert_quantizer.check_recipe(recipe)
+    if quantization != "none" or not plain:
+        raise ValueError(
+            'quantizer="litert" quantizes the float32 file: leave quantization="none", '
+            "int8_io and sparsity off."
+        )
 
 
 def _calibrate(converter: Any, quantization: str, samples: list) -> None:
@@ -57,6 +79,9 @@ def to_tflite(
     int8_io: bool = False,
     sparsity: bool = False,
     input_shape: Sequence[int] | None = None,
+    quantizer: str = "converter",
+    recipe: str | None = None,
+    keep_float: Sequence[str] = (),
 ) -> Path:
     """Converts `model` to a `.tflite` file at `path` and returns the path.
 
@@ -88,11 +113,37 @@ def to_tflite(
     a time; the other modes ignore it. `sparsity` also stores weights that are mostly zero
     (pruned) in a sparse format.
 
+    `quantizer="litert"` converts to float32 and then quantizes the file with the LiteRT
+    Quantizer's `recipe` (`litert_quantizer.RECIPES`; the static ones calibrated on
+    `representative_data` like "int8"), ops whose scope (output tensor names joined by ';') is in
+    `keep_float` left float; it needs the `litert-quantizer` extra.
+
     The file is written to a temporary name beside `path` and renamed, so an existing file at
     `path` is only replaced by a complete conversion.
     """
     _check(quantization, int8_io, num_calibration_samples)
+    _check_quantizer(quantizer, recipe, quantization, not (int8_io or sparsity))
     function = inference_function(model, input_shape)
+    if quantizer == "litert":
+        content = _litert(
+            function, recipe, representative_data, num_calibration_samples, keep_float
+        )
+        return write_atomic(path, lambda f: f.write(content), mode="wb")
+    content = _converted(
+        function, quantization, representative_data, num_calibration_samples, int8_io, sparsity
+    )
+    return write_atomic(path, lambda f: f.write(content), mode="wb")
+
+
+def _converted(
+    function: tf.types.experimental.ConcreteFunction,
+    quantization: str,
+    representative_data: Any,
+    num_calibration_samples: int,
+    int8_io: bool,
+    sparsity: bool,
+) -> bytes:
+    """The converter's `.tflite` file of `function` in `quantization` (see `to_tflite`)."""
     trained_ranges = quantization == "int8" and is_quantization_aware(function)
     if quantization in _NEEDS_CALIBRATION and representative_data is None and not trained_ranges:
         raise ValueError(
@@ -124,8 +175,46 @@ def to_tflite(
     if int8_io:
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    content = _convert(converter)
-    return write_atomic(path, lambda f: f.write(content), mode="wb")
+    return _convert(converter)
+
+
+def float_content(function: tf.types.experimental.ConcreteFunction) -> bytes:
+    """The float32 `.tflite` file of `function` (one (1, ...) input), with a signature."""
+    with _quiet_trackable_warning():
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return litert_quantizer.with_signature(_convert(converter))
+
+
+def calibration_samples(
+    function: tf.types.experimental.ConcreteFunction, data: Any, limit: int
+) -> list[np.ndarray]:
+    """Up to `limit` examples of `data` (as `to_tflite`'s `representative_data`), each a (1, ...)
+    array of `function`'s input dtype."""
+    (spec,) = tf.nest.flatten(function.structured_input_signature)
+    return _calibration_samples(data, tuple(spec.shape[1:]), spec.dtype, limit)
+
+
+def _litert(
+    function: tf.types.experimental.ConcreteFunction,
+    recipe: str,
+    data: Any,
+    limit: int,
+    keep_float: Sequence[str],
+) -> bytes:
+    """`function` as a float32 file quantized by the LiteRT Quantizer's `recipe`."""
+    content = float_content(function)
+    calibration = None
+    if recipe in litert_quantizer.STATIC_RECIPES:
+        if data is None:
+            raise ValueError(
+                f'recipe="{recipe}" needs representative data: pass representative_data=, e.g. '
+                "a few hundred training images of shape (N, H, W, C)."
+            )
+        samples = calibration_samples(function, data, limit)
+        calibration = litert_quantizer.calibrate(content, recipe, samples)
+    quantized, _ = litert_quantizer.quantize(content, recipe, calibration, keep_float)
+    return quantized
 
 
 def inference_function(
@@ -319,4 +408,12 @@ def _names(text: str) -> list[str]:
     return sorted(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
-__all__ = ["QUANTIZATIONS", "inference_function", "is_quantization_aware", "to_tflite"]
+__all__ = [
+    "QUANTIZATIONS",
+    "QUANTIZERS",
+    "calibration_samples",
+    "float_content",
+    "inference_function",
+    "is_quantization_aware",
+    "to_tflite",
+]

@@ -20,7 +20,7 @@ from typing import Any
 from tfdistill import compress, data, distribute, models, precision
 from tfdistill.bench import android
 from tfdistill.distiller import check_alpha
-from tfdistill.export import QUANTIZATIONS
+from tfdistill.export import QUANTIZATIONS, RECIPES
 from tfdistill.losses import check_temperature
 
 METHODS = ("kd", "at", "kd+at", "gat", "fitnet", "kd+fitnet", "dkd", "dist", "kd+ls", "dkd+ls")
@@ -162,8 +162,18 @@ class RunConfig:
     seed: int = option(0, "Random seed.")
     quantize: tuple[str, ...] = option(
         ("none", "float16", "dynamic", "int8"),
-        "run: .tflite modes of the distilled student (and of --prune_channels').",
-        choices=QUANTIZATIONS,
+        "run: .tflite modes of the distilled student (and of --prune_channels'): the "
+        "converter's, or LiteRT Quantizer recipes (e.g. static_wi8_ai16; needs the "
+        "litert-quantizer extra).",
+        choices=QUANTIZATIONS + RECIPES,
+        stage="export",
+    )
+    max_accuracy_drop: float | None = option(
+        None,
+        "run: points of test accuracy the int8 file may lose against the float32 one; beyond "
+        "that, LiteRT Quantizer's static_wi8_ai8 keeps the ops that cost the most in float "
+        "(<model>_selective.tflite; needs the litert-quantizer extra).",
+        minimum=0,
         stage="export",
     )
     threads: int | None = option(

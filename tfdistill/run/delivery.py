@@ -12,7 +12,14 @@ import numpy as np
 from tfdistill import bench as bench_lib
 from tfdistill import compress, data, plots, report
 from tfdistill.attention import AttentionTransfer, stage_maps
-from tfdistill.export import evaluate_tflite, file_size, inference_function, to_tflite
+from tfdistill.export import (
+    RECIPES,
+    evaluate_tflite,
+    file_size,
+    inference_function,
+    selective_quantize,
+    to_tflite,
+)
 from tfdistill.resolution import static_image_size
 from tfdistill.run.config import RunConfig
 
@@ -21,12 +28,15 @@ CALIBRATION_SAMPLES = 1000
 
 @dataclasses.dataclass(frozen=True)
 class Export:
-    """One model to export: files `<name>_<mode>.tflite`, one per quantization mode."""
+    """One model to export: files `<name>_<mode>.tflite`, one per quantization mode (the
+    converter's, or a LiteRT Quantizer recipe); `selective`: also `<name>_selective.tflite` with
+    `--max_accuracy_drop`."""
 
     name: str
     model: Any
     quantizations: tuple[str, ...]
     sparse: bool = False
+    selective: bool = False
 
 
 def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -> list[dict]:
@@ -44,30 +54,95 @@ def export(config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path) -
         for quantization in item.quantizations:
             suffix = "fp32" if quantization == "none" else quantization
             sparse = item.sparse and quantization in ("none", "float16")
+            recipe = quantization if quantization in RECIPES else None
             path = to_tflite(
                 function,
                 out / f"{item.name}_{suffix}.tflite",
-                quantization=quantization,
+                quantization="none" if recipe else quantization,
                 representative_data=_batches(calibration, samples),
                 num_calibration_samples=samples,
                 sparsity=sparse,
+                quantizer="litert" if recipe else "converter",
+                recipe=recipe,
             )
-            checked = evaluate_tflite(path, test, ds.y_test, reference=item.model)
-            size = file_size(path)
-            rows.append(
-                {
-                    "file": path.name,
-                    "model": item.name,
-                    "quantization": quantization,
-                    "sparse_format": sparse,
-                    "size_bytes": size.raw_bytes,
-                    "gzip_bytes": size.gzip_bytes,
-                    "accuracy": checked.accuracy,
-                    "agreement": checked.agreement,
-                    "max_abs_error": checked.max_abs_error,
-                }
-            )
+            rows.append(_row(path, item, quantization, sparse, test, ds.y_test))
     return rows
+
+
+def _row(path: Path, item: Export, quantization: str, sparse: bool, x: Any, y: Any) -> dict:
+    """The report row of one file: checked in LiteRT on `x` (N, H, W, C) and labels `y` (N,)
+    against its Keras model."""
+    checked = evaluate_tflite(path, x, y, reference=item.model)
+    size = file_size(path)
+    return {
+        "file": path.name,
+        "model": item.name,
+        "quantization": quantization,
+        "quantizer": "litert" if quantization in (*RECIPES, "selective") else "converter",
+        "sparse_format": sparse,
+        "size_bytes": size.raw_bytes,
+        "gzip_bytes": size.gzip_bytes,
+        "accuracy": checked.accuracy,
+        "agreement": checked.agreement,
+        "max_abs_error": checked.max_abs_error,
+    }
+
+
+def selective(
+    config: RunConfig, ds: data.Dataset, plan: list[Export], out: Path
+) -> tuple[list[dict], list[dict]]:
+    """With `--max_accuracy_drop`, each `selective` model of the plan quantized by
+    `selective_quantize` (static_wi8_ai8, calibrated on the training split, judged on the test
+    split): the rows of the files it wrote, and one entry per model (`SelectiveResult` fields,
+    `file` None when every op could stay quantized)."""
+    if config.max_accuracy_drop is None:
+        return [], []
+    rows, entries = [], []
+    samples = min(len(ds.x_train), CALIBRATION_SAMPLES)
+    for item in (item for item in plan if item.selective):
+        size = static_image_size(item.model)
+        calibration, test = ds.inputs("train", size), ds.inputs("test", size)
+        path = out / f"{item.name}_selective.tflite"
+        found = selective_quantize(
+            item.model,
+            path,
+            test,
+            ds.y_test,
+            config.max_accuracy_drop,
+            representative_data=_batches(calibration, samples),
+            num_calibration_samples=samples,
+        )
+        fields = {k: v for k, v in found.to_dict().items() if k != "path"}
+        entry = {"model": item.name, **fields, "file": None}
+        if found.float_ops:
+            rows.append(_row(path, item, "selective", False, test, ds.y_test))
+            entry["file"] = path.name
+        else:
+            path.unlink()
+        entries.append(entry)
+    return rows, entries
+
+
+def selective_costs(entries: list[dict], rows: list[dict], timings: dict | None) -> list[dict]:
+    """The `selective` entries with their file's size and LiteRT latency (µs) beside the float32
+    file's and the best 8-bit file's of the same model (converter int8, else static_wi8_ai8)."""
+    litert = (timings or {}).get("litert") or {}
+    by_file = {row["file"]: row for row in rows}
+    by_mode = {(row["model"], row["quantization"]): row["file"] for row in rows}
+
+    def cost(file: str | None) -> dict | None:
+        if file is None or file not in by_file:
+            return None
+        latency = litert.get(file, {}).get("avg_us")
+        return {"file": file, "size_bytes": by_file[file]["size_bytes"], "latency_us": latency}
+
+    costed = []
+    for entry in entries:
+        model = entry["model"]
+        int8 = by_mode.get((model, "int8")) or by_mode.get((model, "static_wi8_ai8"))
+        files = {"selective": entry["file"], "fp32": by_mode.get((model, "none")), "int8": int8}
+        costed.append({**entry, "cost": {key: cost(file) for key, file in files.items()}})
+    return costed
 
 
 def _batches(images: Any, count: int, size: int = 64) -> Any:

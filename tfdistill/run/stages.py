@@ -285,7 +285,8 @@ class Distil(ModelStage):
         extra.update(alpha=config.alpha, temperature=config.temperature)
         run.students["distilled"] = (self.model, {**extra, "file": f"{self.model}.keras"})
         if run.chief:
-            run.plan.append(delivery.Export(self.model, run.float32(self.model), config.quantize))
+            student = run.float32(self.model)
+            run.plan.append(delivery.Export(self.model, student, config.quantize, selective=True))
 
 
 class PruneChannels(ModelStage):
@@ -332,7 +333,7 @@ class PruneChannels(ModelStage):
         extra = {"model": run.config.student, "file": f"{self.model}.keras"}
         run.students["pruned_channels"] = (self.model, extra)
         run.search = record.get("search")
-        run.plan.append(delivery.Export(self.model, model, run.config.quantize))
+        run.plan.append(delivery.Export(self.model, model, run.config.quantize, selective=True))
 
 
 class Prune(ModelStage):
@@ -439,14 +440,17 @@ class Export(Stage):
         return [row["file"] for row in record["rows"]]
 
     def work(self, run: Run) -> tuple[list[dict], dict]:
-        rows = delivery.export(run.config, run.ds, self.plan(run), run.out)
-        return rows, {"rows": rows}
+        plan = self.plan(run)
+        rows = delivery.export(run.config, run.ds, plan, run.out)
+        extra, selective = delivery.selective(run.config, run.ds, plan, run.out)
+        return rows + extra, {"rows": rows + extra, "selective": selective}
 
     def reload(self, run: Run, record: dict) -> list[dict]:
         return record["rows"]
 
     def deliver(self, run: Run, rows: list[dict], record: dict) -> None:
         run.rows = rows
+        run.selective = record.get("selective") or []
 
 
 class Bench(Stage):
@@ -545,6 +549,7 @@ def report_of(run: Run) -> dict:
         "tensorboard": str(run.out / TENSORBOARD) if config.tensorboard else None,
         "op_profile": op_profile_of(run),
         "search": run.search and {**run.search, "check": (run.latency or {}).get("budget_check")},
+        "selective": delivery.selective_costs(run.selective, run.rows, run.latency),
         "history": dict(run.histories),
     }
 

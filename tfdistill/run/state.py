@@ -49,6 +49,7 @@ class Run:
     stale: set[str] = dataclasses.field(default_factory=set)
     result: dict | None = None
     search: dict | None = None  # the --latency_budget search, for the report
+    selective: list[dict] = dataclasses.field(default_factory=list)  # --max_accuracy_drop
     _elements: tuple | None = None
     _float32: dict[str, keras.Model] = dataclasses.field(default_factory=dict)
 
