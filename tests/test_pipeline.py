@@ -197,6 +197,7 @@ def test_run_writes_report_and_models(tiny_run):
         "teacher.keras",
         "teacher_fp32.tflite",
         *sorted(tiny_run.interrupted["views"]),
+        "tensorboard",
         "training_curves.png",
     ]
     assert result["dataset"] == {
@@ -210,6 +211,7 @@ def test_run_writes_report_and_models(tiny_run):
         "labels_per_class": 3,
         "labeled": 30,
         "skipped_files": 0,
+        "skipped_by_reason": {},
         "streamed": False,
         "stored_shape": None,
     }
