@@ -116,6 +116,13 @@ def _run_values() -> dict[str, Any]:
     return values
 
 
+def _one_line(error: Exception) -> str:
+    """An error for the terminal: an OSError as the problem, the path and the way out."""
+    from tfdistill import errors
+
+    return errors.os_error(error) if isinstance(error, OSError) else str(error)
+
+
 def _run() -> int:
     from tfdistill import report
     from tfdistill import run as run_lib
@@ -140,7 +147,7 @@ def _run() -> int:
             )
         result = run_lib.run(config)
     except (ValueError, OSError, RuntimeError, ImportError) as error:
-        print(f"tfdistill run: {error}", file=sys.stderr)
+        print(f"tfdistill run: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -232,7 +239,7 @@ def _convert(model_path: str) -> int:
             num_calibration_samples=_CALIBRATION.value,
         )
     except (ValueError, OSError, RuntimeError) as error:
-        print(f"tfdistill convert: {error}", file=sys.stderr)
+        print(f"tfdistill convert: {_one_line(error)}", file=sys.stderr)
         return 2
     print(f"{out} ({out.stat().st_size:,} bytes, {quantization})")
     return 0
@@ -270,7 +277,7 @@ def _bench(model_path: str) -> int:
                 use_xnnpack=_XNNPACK.value,
             )
     except (ValueError, OSError, bench.android.AndroidBenchmarkError) as error:
-        print(f"tfdistill bench: {error}", file=sys.stderr)
+        print(f"tfdistill bench: {_one_line(error)}", file=sys.stderr)
         return 2
     print(result.table())
     return 0
