@@ -104,8 +104,11 @@ def _ms_to_us(text: str) -> float | None:
 
 
 def _scaled(text: str, factor: float, round_to: int | None = None) -> float | None:
+    """`text` times `factor` (rounded to `round_to` digits); None beyond float range."""
     value = float(text) * factor
-    return round(value, round_to) if math.isfinite(value) else None
+    if not math.isfinite(value):
+        return None
+    return value if round_to is None else round(value, round_to)
 
 
 def _stats(line: str) -> dict[str, float | None]:
