@@ -289,3 +289,17 @@ def test_a_full_disk_while_a_model_is_saved_leaves_no_temporary_file(tmp_path):
     assert error.value.filename == str(tmp_path / "m.keras")
     assert (tmp_path / "m.keras").read_bytes() == b"old model"
     assert leftovers(tmp_path) == [] and sorted(os.listdir(tmp_path)) == ["m.keras"]
+
+
+def test_a_full_disk_while_the_lock_is_written_names_the_lock_and_holds_nothing(
+    tmp_path, monkeypatch
+):
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lock.os, "pwrite", full)
+        with pytest.raises(OSError) as error:
+            lock.acquire(tmp_path, log=lambda _: None)
+    assert error.value.filename == str(tmp_path / lock.LOCK)
+    lock.acquire(tmp_path, log=lambda _: None).release()

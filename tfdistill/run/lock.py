@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from tfdistill.artifacts import FILE_MODE
@@ -156,6 +156,11 @@ def acquire(
     fd, previous = _open_locked(out)
     try:
         _take(out, fd, previous, log, stale_after_s)
+    except OSError as error:
+        os.close(fd)
+        if error.errno and error.filename is None:
+            raise OSError(error.errno, error.strerror, str(out / LOCK)) from error
+        raise
     except BaseException:
         os.close(fd)
         raise
@@ -163,13 +168,3 @@ def acquire(
     heartbeat = threading.Thread(target=_beat, args=(fd, stop, heartbeat_s), daemon=True)
     heartbeat.start()
     return RunLock(out / LOCK, fd, stop, heartbeat)
-
-
-@contextlib.contextmanager
-def held(out: str | os.PathLike, log: Callable[[str], None] = print) -> Iterator[RunLock]:
-    """`acquire`, released when the block ends, however it ends."""
-    lock = acquire(out, log)
-    try:
-        yield lock
-    finally:
-        lock.release()
