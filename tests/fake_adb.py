@@ -15,6 +15,11 @@ Environment:
   FAKE_ADB_TRANSCRIPT  the transcript replayed as the tool's output
   FAKE_ADB_DEVICE_DIR  the host folder standing in for /data/local/tmp
   FAKE_ADB_LOG         each call's argv (after `adb`) is appended to it as one JSON line
+  FAKE_ADB_DISCONNECT  STEP:HOW, the phone going away at STEP: push_binary, push_model,
+                       chmod, or run (after the tool printed its warm-up); HOW is `unplugged`
+                       (`adb: device 'SERIAL' not found` then and for every later call),
+                       `gone` (`adb: no devices/emulators found`, likewise) or `offline`
+                       (`error: device offline` at that step alone: the link comes back)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sys
 from pathlib import Path
 
 DEVICE_DIR = "/data/local/tmp"
+NO_DEVICES = "adb: no devices/emulators found"
 DEVICES = {
     "none": {},
     "two": {"FAKE0001": "device", "FAKE0002": "device"},
@@ -48,7 +54,8 @@ def transcript() -> list[str]:
     return lines
 
 
-def run_tool(argv: list[str], scenario: str) -> int:
+def run_tool(argv: list[str], scenario: str) -> int | None:
+    """The tool's exit status; None when the phone went away during the run."""
     program = host_path(argv[0])
     if not program.is_file():
         print(f"/system/bin/sh: {argv[0]}: inaccessible or not found", file=sys.stderr)
@@ -61,6 +68,11 @@ def run_tool(argv: list[str], scenario: str) -> int:
         print(f"fake adb: the tool needs one pushed --graph, got {graphs}", file=sys.stderr)
         return 1
     lines = transcript()
+    if os.environ.get("FAKE_ADB_DISCONNECT", "").startswith("run:"):
+        hits = [i for i, line in enumerate(lines) if "Running benchmark" in line]
+        sys.stderr.write("".join(lines[: hits[-1] + 1]))
+        sys.stderr.flush()
+        return None
     if scenario in ("crash", "no_results"):
         marker = "Running benchmark" if scenario == "crash" else "Initialized session"
         hits = [i for i, line in enumerate(lines) if marker in line]
@@ -74,7 +86,31 @@ def run_tool(argv: list[str], scenario: str) -> int:
     return 0
 
 
-def run_shell(command: str, scenario: str) -> int:
+UNPLUGGED = {"unplugged": "adb: device '{serial}' not found", "gone": NO_DEVICES}
+
+
+def unplugged_mark() -> Path:
+    return Path(os.environ["FAKE_ADB_DEVICE_DIR"] + ".unplugged")
+
+
+def disconnect(step: str, serial: str) -> bool:
+    """Whether the phone goes away at `step` (see FAKE_ADB_DISCONNECT); prints what adb
+    prints then. An unplugged phone stays away for the later calls."""
+    if unplugged_mark().exists():
+        print(unplugged_mark().read_text().format(serial=serial))
+        return True
+    at, _, how = os.environ.get("FAKE_ADB_DISCONNECT", "").partition(":")
+    if at != step:
+        return False
+    if how == "offline":
+        print("error: device offline")
+        return True
+    unplugged_mark().write_text(UNPLUGGED[how])
+    print(UNPLUGGED[how].format(serial=serial))
+    return True
+
+
+def run_shell(command: str, scenario: str, serial: str) -> int:
     status = 0
     for part in command.split(";"):
         argv = shlex.split(part)
@@ -83,6 +119,8 @@ def run_shell(command: str, scenario: str) -> int:
         if argv[0] == "taskset":
             argv = argv[2:]
         if argv[0] == "chmod":
+            if disconnect("chmod", serial):
+                return 1
             target = host_path(argv[2])
             if not target.is_file():
                 print(f"chmod: {argv[2]}: No such file or directory", file=sys.stderr)
@@ -100,6 +138,9 @@ def run_shell(command: str, scenario: str) -> int:
             status = 0
         else:
             status = run_tool(argv, scenario)
+            if status is None:
+                disconnect("run", serial)
+                return 255
     return status
 
 
@@ -115,17 +156,23 @@ def main(args: list[str]) -> int:
     if args == ["devices"]:
         print("List of devices attached")
         for name, state in devices.items():
-            print(f"{name}\t{state}")
+            if not unplugged_mark().exists():
+                print(f"{name}\t{state}")
         print()
         return 0
+    if unplugged_mark().exists():
+        return int(disconnect("", serial or ""))
     if serial is None and len(ready) != 1:
         print("adb: more than one device/emulator" if ready else "adb: no devices found")
         return 1
     if serial is not None and serial not in ready:
         print(f"adb: device '{serial}' not found")
         return 1
+    serial = serial or ready[0]
     if args[:1] == ["push"] and len(args) == 3:
         local, remote = Path(args[1]), args[2]
+        if disconnect("push_model" if local.suffix == ".tflite" else "push_binary", serial):
+            return 1
         if scenario == "push_fails":
             print(f"adb: error: failed to copy '{local}' to '{remote}': remote Permission denied")
             return 1
@@ -134,7 +181,7 @@ def main(args: list[str]) -> int:
         print(f"{local}: 1 file pushed, 0 skipped.")
         return 0
     if args[:1] == ["shell"] and len(args) >= 2:
-        return run_shell(" ".join(args[1:]), scenario)
+        return run_shell(" ".join(args[1:]), scenario, serial)
     print(f"fake adb: unsupported command {args}", file=sys.stderr)
     return 1
 

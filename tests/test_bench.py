@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -531,6 +532,40 @@ def test_android_benchmark_timeout_cleans_up(adb, files):
     with pytest.raises(android.AndroidBenchmarkError, match="did not finish within"):
         android.benchmark(model, benchmark_binary=binary, adb=str(adb.path), timeout_s=1e-3)
     assert adb.calls()[-1][3].startswith("rm -f ") and adb.left_on_device() == []
+
+
+@pytest.mark.parametrize(
+    ("step", "how", "during", "said"),
+    [
+        ("push_binary", "gone", "the push of benchmark_model", "no devices/emulators found"),
+        ("push_model", "offline", "the push of student.tflite", "error: device offline"),
+        ("chmod", "unplugged", "the chmod of benchmark_model", "device 'FAKE0001' not found"),
+        ("run", "offline", "the benchmark run", "error: device offline"),
+        ("run", "unplugged", "the benchmark run", "device 'FAKE0001' not found"),
+    ],
+)
+def test_a_phone_that_disconnects_is_one_clear_error(adb, files, step, how, during, said):
+    """The phone goes away at `step`: one line naming the step and what adb said, and the way
+    out. The pushed files go where the phone is back for the cleanup; where it is not, the
+    cleanup warns (naming them) and the first error stands."""
+    binary, model = files
+    adb.monkeypatch.setenv("FAKE_ADB_DISCONNECT", f"{step}:{how}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(android.AndroidBenchmarkError) as error:
+            android.benchmark(model, benchmark_binary=binary, adb=str(adb.path))
+    message = str(error.value)
+    assert message == (
+        f"the phone FAKE0001 disconnected during {during} (adb: {said}); reconnect it, "
+        "check that 'adb devices' lists it as 'device', and rerun"
+    )
+    assert adb.calls()[-1][3].startswith("rm -f ")
+    left = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if how == "offline":
+        assert adb.left_on_device() == [] and left == []
+    else:
+        assert len(left) == 1 and "(it is disconnected); once it is back: adb" in left[0]
+        assert all(name in left[0] for name in adb.left_on_device())
 
 
 @pytest.mark.parametrize(

@@ -328,6 +328,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(runs):
     assert "student_distilled.keras" not in runs.killed_files
     assert ".backup/distil/checkpoint/training_metadata.json" in runs.killed_files
     assert "   distil: resuming from its last backed-up epoch" in runs.resumed_log
+    assert "run.lock" in runs.killed_files  # the killed run's lock, taken over by the resume
+    takeover = [line for line in runs.resumed_log if "taking over the lock" in line]
+    assert len(takeover) == 1 and "killed or crashed" in takeover[0], runs.resumed_log
     steps = -(-1437 // SMALL["batch_size"])
     assert runs.resumed_starts == [("Distiller", 1, steps)]  # not a restart from epoch 0
     assert runs.resumed["loaded_stages"] == ["teacher", "scratch"]

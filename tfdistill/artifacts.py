@@ -1,5 +1,8 @@
 """Writing a run's files without ever leaving a half-written one: temporary file, then rename.
 
+A write that fails (a full disk) removes its temporary file and leaves the old file as it was;
+its OSError names the file being written.
+
 The temporary file gets the mode a plain `open` would give (0666 less the umask), not
 `mkstemp`'s owner-only 0600, so a renamed file is as readable as a file written in place."""
 
@@ -31,10 +34,18 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], mode: str 
         with os.fdopen(fd, mode) as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        _name_the_file(error, tmp, path)
         raise
     return path
+
+
+def _name_the_file(error: BaseException, tmp: str, path: Path) -> None:
+    """Raises an OSError of writing temporary file `tmp` (or of no file) as one of `path`,
+    the file the user knows of."""
+    if isinstance(error, OSError) and error.errno and error.filename in (None, tmp):
+        raise OSError(error.errno, error.strerror or os.strerror(error.errno), str(path)) from error
 
 
 def _save_beside(path: Path, suffix: str, save: Callable[[str], Any]) -> Path:
@@ -46,8 +57,9 @@ def _save_beside(path: Path, suffix: str, save: Callable[[str], Any]) -> Path:
     try:
         save(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        _name_the_file(error, tmp, path)
         raise
     return path
 

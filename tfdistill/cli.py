@@ -127,6 +127,13 @@ def _run_values() -> dict[str, Any]:
     return values
 
 
+def _one_line(error: Exception) -> str:
+    """An error for the terminal: an OSError as the problem, the path and the way out."""
+    from tfdistill import errors
+
+    return errors.os_error(error) if isinstance(error, OSError) else str(error)
+
+
 def _run() -> int:
     from tfdistill import report
     from tfdistill import run as run_lib
@@ -151,7 +158,7 @@ def _run() -> int:
             )
         result = run_lib.run(config)
     except (ValueError, OSError, RuntimeError, ImportError) as error:
-        print(f"tfdistill run: {error}", file=sys.stderr)
+        print(f"tfdistill run: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -235,7 +242,7 @@ def _convert(model_path: str) -> int:
             recipe=recipe,
         )
     except (ValueError, OSError, RuntimeError, ImportError) as error:
-        print(f"tfdistill convert: {error}", file=sys.stderr)
+        print(f"tfdistill convert: {_one_line(error)}", file=sys.stderr)
         return 2
     print(f"{out} ({out.stat().st_size:,} bytes, {mode}, {quantizer})")
     return 0
@@ -290,7 +297,7 @@ def _bench(model_path: str) -> int:
                 use_xnnpack=_XNNPACK.value,
             )
     except (ValueError, OSError, bench.android.AndroidBenchmarkError) as error:
-        print(f"tfdistill bench: {error}", file=sys.stderr)
+        print(f"tfdistill bench: {_one_line(error)}", file=sys.stderr)
         return 2
     print(result.table())
     return 0

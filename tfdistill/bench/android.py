@@ -54,8 +54,26 @@ _ACCELERATORS = {"classic": "xnnpack, gpu, nnapi", "litert": "cpu (XNNPACK), gpu
 _detected: dict[tuple[str, int, int], str] = {}
 
 
+# What adb prints when the phone goes away: unplugged, rebooted, or a lost USB link.
+_GONE = re.compile(
+    r"device '[^']*' not found|device (?:'[^']*' )?offline|no devices(?:/emulators)? found"
+    r"|device not found"
+)
+
+
 class AndroidBenchmarkError(RuntimeError):
     """adb or `benchmark_model` failed on the device; the message says which step and why."""
+
+
+def _disconnected(device: str, what: str, output: str) -> AndroidBenchmarkError | None:
+    """The error for a step whose adb `output` says the phone went away, else None."""
+    said = next((line.strip() for line in output.splitlines() if _GONE.search(line)), None)
+    if said is None:
+        return None
+    return AndroidBenchmarkError(
+        f"the phone {device} disconnected during {what} (adb: {said.removeprefix('adb: ')}); "
+        "reconnect it, check that 'adb devices' lists it as 'device', and rerun"
+    )
 
 
 def _tail(output: str, lines: int = TAIL_LINES) -> str:
@@ -246,7 +264,8 @@ def benchmark(
     mask such as "f0", or an int), and removes both files again, also after a failure.
     `serial` picks one of several devices. Latencies in microseconds. Raises `ValueError` for
     bad arguments or a setting the tool lacks (also once detected), `AndroidBenchmarkError`
-    when adb is missing, no single device is ready, a push fails, or the tool crashes, times
+    when adb is missing, no single device is ready, a push fails, the phone disconnects
+    (naming the step it went away in), or the tool crashes, times
     out or prints no results (with the tail of its output).
     """
     model, binary = Path(model_path), Path(benchmark_binary)
@@ -329,11 +348,13 @@ def _check_arguments(
 def _push(on_device: list[str], files: tuple, pushed: list[str]) -> None:
     """Pushes each (local, remote) of `files`, recording the remote paths in `pushed` (for the
     cleanup, even after a failure); the first one, the binary, is made executable."""
+    device = on_device[-1]
     for index, (local, remote) in enumerate(files):
         pushed.append(remote)
         result = _run([*on_device, "push", str(local), remote], PUSH_TIMEOUT_S, "adb push")
         if result.returncode != 0:
-            raise AndroidBenchmarkError(
+            gone = _disconnected(device, f"the push of {local.name}", result.stdout)
+            raise gone or AndroidBenchmarkError(
                 f"adb push {local} {remote} failed (exit {result.returncode}):\n"
                 f"{_tail(result.stdout)}"
             )
@@ -341,7 +362,8 @@ def _push(on_device: list[str], files: tuple, pushed: list[str]) -> None:
             command = f"chmod 755 {shlex.quote(remote)}"
             result = _run([*on_device, "shell", command], ADB_TIMEOUT_S, "chmod")
             if result.returncode != 0:
-                raise AndroidBenchmarkError(
+                gone = _disconnected(device, f"the chmod of {local.name}", result.stdout)
+                raise gone or AndroidBenchmarkError(
                     f"could not make {remote} executable (exit {result.returncode}):\n"
                     f"{_tail(result.stdout)}"
                 )
@@ -358,6 +380,8 @@ def _run_tool(
     if marks:
         status = int(marks[-1])
         output = re.sub(rf"{_EXIT_MARK}\d+\r?\n?", "", output)
+    elif status != 0 and (gone := _disconnected(device, "the benchmark run", output)):
+        raise gone
     if status != 0:
         raise AndroidBenchmarkError(
             f"benchmark_model exited with status {status} on {device}"
@@ -374,13 +398,18 @@ def _run_tool(
 
 
 def _remove(on_device: list[str], device: str, pushed: list[str]) -> None:
-    """Removes the `pushed` files from the phone; a warning when that fails."""
+    """Removes the `pushed` files from the phone; a warning, never an error, when that fails
+    (the phone may be gone: the error that stopped the run is the one to see)."""
     if not pushed:
         return
     command = "rm -f " + " ".join(shlex.quote(path) for path in pushed)
+    why = ""
     try:
-        failed = _run([*on_device, "shell", command], ADB_TIMEOUT_S, "rm").returncode != 0
-    except AndroidBenchmarkError:
-        failed = True
-    if failed:
-        warnings.warn(f"could not remove {', '.join(pushed)} from {device}", RuntimeWarning, 4)
+        result = _run([*on_device, "shell", command], ADB_TIMEOUT_S, "rm")
+    except (AndroidBenchmarkError, OSError):
+        result = None
+    if result is not None and result.returncode == 0:
+        return
+    if result is not None and _disconnected(device, "", result.stdout):
+        why = f" (it is disconnected); once it is back: adb -s {device} shell {command}"
+    warnings.warn(f"could not remove {', '.join(pushed)} from {device}{why}", RuntimeWarning, 4)

@@ -15,7 +15,7 @@ import re
 
 from tfdistill.bench.result import BenchmarkResult, OpProfileRow
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"  # digits split one way only
 
 _PREFIX = re.compile(
     r"^(?:(?:\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+)?[VDIWEF]/[^(:]*\(\s*\d+\):\s?"
@@ -98,8 +98,17 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _ms_to_us(text: str) -> float:
-    return round(float(text) * 1000.0, 6)
+def _ms_to_us(text: str) -> float | None:
+    """Milliseconds as microseconds; None for a number too large to be one."""
+    return _scaled(text, 1000.0, round_to=6)
+
+
+def _scaled(text: str, factor: float, round_to: int | None = None) -> float | None:
+    """`text` times `factor` (rounded to `round_to` digits); None beyond float range."""
+    value = float(text) * factor
+    if not math.isfinite(value):
+        return None
+    return value if round_to is None else round(value, round_to)
 
 
 def _stats(line: str) -> dict[str, float | None]:
@@ -270,18 +279,19 @@ class _Reader:
                 self.litert["count"] = int(match.group(3))
         elif match := _LITERT_MEMORY.match(stripped):
             key = "init_memory_mb" if match.group(1) == "Init" else "memory_mb"
-            self.info[key] = float(match.group(2))
+            self.info[key] = _scaled(match.group(2), 1.0)
         elif match := _SESSION.match(stripped):
             self.session["init_us"] = _ms_to_us(match.group(1))
         elif match := _MODEL_SIZE.match(stripped):
-            self.info["model_size_bytes"] = round(float(match.group(1)) * 1e6)
+            size = _scaled(match.group(1), 1e6)
+            self.info["model_size_bytes"] = None if size is None else round(size)
         elif match := _THREADS.match(stripped):
             threads = int(match.group(1))
             if threads >= 1 and (stripped.startswith("#") or "num_threads" not in self.info):
                 self.info["num_threads"] = threads
         elif match := _MEMORY.match(stripped):
-            self.info["init_memory_mb"] = float(match.group(1))
-            self.info["memory_mb"] = float(match.group(2))
+            self.info["init_memory_mb"] = _scaled(match.group(1), 1.0)
+            self.info["memory_mb"] = _scaled(match.group(2), 1.0)
 
     def from_stats(self) -> dict[str, float | None]:
         """The timings of the `count=` lines: the regular run's, and the warm-up's first and

@@ -14,13 +14,13 @@ and labelled with the teacher's full logits, float16 (N, K, C): DKD and DIST nee
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tfdistill.artifacts import write_atomic
 from tfdistill.batches import INPUTS, VIEW_LOGITS, VIEW_PARAMS
 from tfdistill.data import views
 from tfdistill.data.dataset import Dataset
@@ -46,12 +46,9 @@ class TeacherViews:
         return {INPUTS: images, VIEW_PARAMS: self.params, VIEW_LOGITS: self.logits}
 
     def save(self, folder: Path, stem: str) -> None:
-        """`stem`_params.npy and `stem`_logits.npy in `folder`, each written whole, then moved
-        into place."""
+        """`stem`_params.npy and `stem`_logits.npy in `folder`, each written atomically."""
         for name, array in (("params", self.params), ("logits", self.logits)):
-            partial = folder / f"{stem}_{name}.partial.npy"
-            np.save(partial, array)
-            os.replace(partial, folder / f"{stem}_{name}.npy")
+            write_atomic(folder / f"{stem}_{name}.npy", lambda f, a=array: np.save(f, a), "wb")
 
     @classmethod
     def load(cls, folder: Path, stem: str) -> TeacherViews | None:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfdistill import distribute, resume
 from tfdistill.progress import Progress
 from tfdistill.run import config as config_lib
+from tfdistill.run import lock
 from tfdistill.run.config import RunConfig
 from tfdistill.run.stages import Stage, stages_of
 from tfdistill.run.state import Run
@@ -39,7 +40,8 @@ def run(
 
     A folder holding an earlier run of the same config (`run.json`) gives back its finished
     stages instead of re-running them, and a training stage cut short resumes from its last
-    backed-up epoch; a folder of another config or other data is a ValueError. `callbacks`
+    backed-up epoch; a folder of another config or other data is a ValueError, and one that
+    another run holds (`run.lock`, see `lock`) a RunFolderBusy, before any data is read. `callbacks`
     join every Keras 3 `fit` (teacher, scratch, distil, prune_channels); `strategy` (default:
     `config.strategy`) holds the models of the distributed stages; they back up at the end of
     an epoch at most every `backup_interval_s`.
@@ -61,7 +63,51 @@ def run(
     chief = distribute.is_chief(strategy)
     settings = {k: v for k, v in config_lib.settings(config).items() if k != "quiet"}
     digits = int(resume.fingerprint(settings)[:6], 16)
-    distribute.agree(strategy, {"the settings (the first digits of their digest)": digits})
+    out = Path(config.out)
+    held, busy = _lock(out, chief, log)
+    try:
+        _agree_locked(strategy, busy, {"the settings (the first digits of their digest)": digits})
+        return _stages(config, strategy, chief, log, callbacks, backup_interval_s)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _lock(
+    out: Path, chief: bool, log: Callable[[str], None]
+) -> tuple[lock.RunLock | None, lock.RunFolderBusy | None]:
+    """The chief's lock of the run folder, or why another run keeps it (see `lock`)."""
+    if not chief:
+        return None, None
+    try:
+        return lock.acquire(out, log), None
+    except lock.RunFolderBusy as error:
+        return None, error
+
+
+def _agree_locked(
+    strategy: tf.distribute.Strategy, busy: lock.RunFolderBusy | None, values: dict[str, int]
+) -> None:
+    """`values` agreed, and that the chief holds the run folder's lock: a busy folder stops
+    every worker, the chief with its own message."""
+    try:
+        distribute.agree(strategy, {**values, "whether the chief locked --out": int(not busy)})
+    except ValueError:
+        if busy is None:
+            raise
+    if busy is not None:
+        raise busy
+
+
+def _stages(
+    config: RunConfig,
+    strategy: tf.distribute.Strategy,
+    chief: bool,
+    log: Callable[[str], None],
+    callbacks: tuple,
+    backup_interval_s: float,
+) -> dict:
+    """The stages of `run` once the folder is locked."""
     out = Path(config.out)
     ledger = resume.Ledger(out, config_lib.fingerprinted(config), writable=chief)
     keep = out if chief else Path(tempfile.mkdtemp(prefix="tfdistill-worker-"))
