@@ -40,7 +40,14 @@ def _sources() -> dict[str, ast.Module]:
     return found
 
 
+# Underscored but public and documented in the standard library: os._exit ends a forked child
+# without running its parent's exit handlers (tfdistill/_quiet.py's filter process).
+STANDARD_LIBRARY = frozenset({"_exit"})
+
+
 def _is_private(name: str) -> bool:
+    if name in STANDARD_LIBRARY:
+        return False
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 

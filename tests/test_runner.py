@@ -118,7 +118,10 @@ def test_the_stage_list_is_the_runs_stages_in_order():
     assert run_lib.stage_names(config) == [
         n for n in names if n not in ("prune_channels", "prune", "qat")
     ]
-    assert STAGES[7].settings(config) == {"quantize": ["none", "float16", "dynamic", "int8"]}
+    assert STAGES[7].settings(config) == {
+        "quantize": ["none", "float16", "dynamic", "int8"],
+        "max_accuracy_drop": None,
+    }
     assert set(STAGES[8].settings(config)) == {
         "threads",
         "bench_runs",
@@ -129,6 +132,7 @@ def test_the_stage_list_is_the_runs_stages_in_order():
         "use_gpu",
         "use_nnapi",
         "use_npu",
+        "enable_op_profiling",
         "benchmark_tool",
         "taskset",
     }
