@@ -64,6 +64,7 @@ def test_a_lambda_teacher_loads_with_unsafe_load(lambda_model):
     assert any(isinstance(layer, keras.layers.Lambda) for layer in teacher.layers)
 
 
+@pytest.mark.slow  # two CLI subprocesses; the run's refusal holds the same check quickly
 def test_convert_refuses_a_lambda_model_unless_unsafe_load(lambda_model, tmp_path):
     out = tmp_path / "lambda.tflite"
     line = _one_line(_cli("convert", str(lambda_model), f"--out={out}"))
