@@ -19,6 +19,8 @@ STARTUP = [
     "E0000 00:00:1796316351.168032    7835 cuda_platform.cc:52] failed call to cuInit: "
     "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
     "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, "
+    "output_inference_type: FLOAT32",
     "Improper call to JPEG library in state 201",
     "Corrupt JPEG data: 24 extraneous bytes before marker 0xd9",
     "Premature end of JPEG file",

@@ -29,6 +29,7 @@ NOISE = re.compile(
             r"I\d{4} [\d:.]+\s+\d+ \S+:\d+\] ",  # absl INFO lines
             r"[WE]\d{4} [\d:.]+\s+\d+ (cuda_\w+|gpu_\w+|cudart_stub)\.cc:\d+\] ",
             r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.",
+            r"fully_quantize: \d+, inference_type: \d+, input_inference_type: ",  # converter
             r"Improper call to JPEG library in state \d+",
             r"Corrupt JPEG data: ",
             r"Premature end of JPEG file",
