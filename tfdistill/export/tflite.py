@@ -128,10 +128,10 @@ def to_tflite(
         content = _litert(
             function, recipe, representative_data, num_calibration_samples, keep_float
         )
-        return write_atomic(path, lambda f: f.write(content), mode="wb")
-    content = _converted(
-        function, quantization, representative_data, num_calibration_samples, int8_io, sparsity
-    )
+    else:
+        content = _converted(
+            function, quantization, representative_data, num_calibration_samples, int8_io, sparsity
+        )
     return write_atomic(path, lambda f: f.write(content), mode="wb")
 
 
