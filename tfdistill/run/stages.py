@@ -573,7 +573,7 @@ def op_profile_of(run: Run) -> dict | None:
     """With `--android --enable_op_profiling`, the distilled student's float32 file's per-op
     rows on the phone."""
     phone = (run.latency or {}).get("android") or {}
-    name = "student_distilled_fp32.tflite"
+    name = delivery.DISTILLED_FP32
     if not run.config.enable_op_profiling or not phone.get(name, {}).get("ops"):
         return None
     return {"file": name, "ops": phone[name]["ops"]}
