@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--teacher_epochs", type=int, default=None, help="default: the run's")
     add("--compress_epochs", type=int, default=None, help="default: the run's")
     add("--search_step", type=float, default=None, help="default: the run's 0.1")
+    add("--teacher_views", type=int, default=None, help="default: the run's 0 (online)")
+    add("--teacher", default=None, help="a teacher.keras for every run (default: the first trains)")
+    add("--work", default=None, help="keep the runs' folders here (default: a temporary folder)")
     add("--sparsity_l1", type=float, default=1e-4, help="slim's penalty (default 1e-4)")
     add("--quick", action="store_true", help="1 seed, 1 + 1 epochs, 2 search steps")
     add("--out", default=None, help="JSON path (default results/budget_<dataset>.json)")
@@ -69,7 +72,8 @@ def base_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"dataset": args.dataset, "quantize": ("none",)}
     if args.data_dir:
         settings["data_dir"] = args.data_dir
-    for name in ("student_epochs", "teacher_epochs", "compress_epochs", "search_step"):
+    names = ("student_epochs", "teacher_epochs", "compress_epochs", "search_step", "teacher_views")
+    for name in names:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     if args.quick:
@@ -175,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     done = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        work, teacher = Path(scratch), None
+        work = Path(args.work or scratch)
+        teacher = Path(args.teacher) if args.teacher else None
         for seed in seeds:
             done.append(one_seed(seed, args, work, teacher))
-            teacher = work / f"narrow_{seeds[0]}" / "teacher.keras"
+            teacher = teacher or work / f"narrow_{seeds[0]}" / "teacher.keras"
             result = {
                 "dataset": args.dataset,
                 "seeds": [s["seed"] for s in done],

@@ -196,6 +196,14 @@ BUDGET_FILES = (DISTILLED_FP32, "student_pruned_channels_fp32.tflite")
 BUDGET_TOLERANCE = 1.1
 
 
+def student_modes(config: RunConfig) -> tuple[str, ...]:
+    """The modes the distilled and channel-pruned students are exported in: `config.quantize`,
+    and float32 first where `--latency_budget` needs it for `budget_check`."""
+    if config.latency_budget is None or "none" in config.quantize:
+        return tuple(config.quantize)
+    return ("none", *config.quantize)
+
+
 def budget_check(config: RunConfig, out: Path) -> dict | None:
     """The `--latency_budget` student's float32 file against the distilled student's, timed
     interleaved in LiteRT (`bench.interleaved_tflite`, `config.bench_runs` rounds of 10 invokes

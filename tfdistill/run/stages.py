@@ -286,7 +286,8 @@ class Distil(ModelStage):
         run.students["distilled"] = (self.model, {**extra, "file": f"{self.model}.keras"})
         if run.chief:
             student = run.float32(self.model)
-            run.plan.append(delivery.Export(self.model, student, config.quantize, selective=True))
+            modes = delivery.student_modes(config)
+            run.plan.append(delivery.Export(self.model, student, modes, selective=True))
 
 
 class PruneChannels(ModelStage):
@@ -333,7 +334,8 @@ class PruneChannels(ModelStage):
         extra = {"model": run.config.student, "file": f"{self.model}.keras"}
         run.students["pruned_channels"] = (self.model, extra)
         run.search = record.get("search")
-        run.plan.append(delivery.Export(self.model, model, run.config.quantize, selective=True))
+        modes = delivery.student_modes(run.config)
+        run.plan.append(delivery.Export(self.model, model, modes, selective=True))
 
 
 class Prune(ModelStage):
