@@ -165,6 +165,55 @@ class Variant:
         return time.perf_counter() - start, time.process_time() - cpu_start
 
 
+def keras_peer(
+    teacher: keras.Model, student: keras.Model, optimizer: Any, jit_compile: bool | str
+) -> keras.Model:
+    """Keras's own `keras.distillation.Distiller`, compiled with the same KD as ours (KL at
+    `TEMPERATURE`, student loss weight `ALPHA`)."""
+    made = keras.distillation.Distiller(
+        teacher=teacher,
+        student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(
+            temperature=TEMPERATURE, loss=keras.losses.KLDivergence()
+        ),
+        student_loss_weight=ALPHA,
+    )
+    made.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return made
+
+
+def describe(
+    args: argparse.Namespace,
+    x: np.ndarray,
+    num_classes: int,
+    teacher: keras.Model,
+    student: keras.Model,
+) -> dict[str, Any]:
+    """The data and the two networks of the benchmark, for its JSON."""
+    return {
+        "dataset": args.dataset,
+        "train_examples": int(len(x)),
+        "input_shape": list(x.shape[1:]),
+        "num_classes": num_classes,
+        "teacher": {
+            "name": teacher.name,
+            "widths": list(args.teacher_widths),
+            "depth": args.teacher_depth,
+            "params": int(teacher.count_params()),
+        },
+        "student": {
+            "name": student.name,
+            "widths": list(args.student_widths),
+            "depth": args.student_depth,
+            "params": int(student.count_params()),
+        },
+    }
+
+
 def build_variants(
     args: argparse.Namespace,
 ) -> tuple[list[Variant], dict[str, Any]]:
@@ -215,20 +264,7 @@ def build_variants(
     cache_seconds = time.perf_counter() - start
 
     def peer(jit_compile: bool | str) -> keras.Model:
-        made = keras.distillation.Distiller(
-            teacher=teacher,
-            student=student_copy(student, weights),
-            distillation_losses=keras.distillation.LogitsDistillation(
-                temperature=TEMPERATURE, loss=keras.losses.KLDivergence()
-            ),
-            student_loss_weight=ALPHA,
-        )
-        made.compile(
-            optimizer=optimizer(),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=jit_compile,
-        )
-        return made
+        return keras_peer(teacher, student_copy(student, weights), optimizer(), jit_compile)
 
     variants = [
         Variant("student", plain, base),
@@ -247,26 +283,9 @@ def build_variants(
             mixed = student_net()
         mixed.set_weights(weights)
         variants.append(Variant(f"distiller_{args.mixed_precision}", distiller(jit, mixed), base))
-    info = {
-        "dataset": args.dataset,
-        "train_examples": int(len(x)),
-        "input_shape": list(input_shape),
-        "num_classes": num_classes,
-        "teacher": {
-            "name": teacher.name,
-            "widths": list(args.teacher_widths),
-            "depth": args.teacher_depth,
-            "params": int(teacher.count_params()),
-        },
-        "student": {
-            "name": student.name,
-            "widths": list(args.student_widths),
-            "depth": args.student_depth,
-            "params": int(student.count_params()),
-        },
-        "cache_build_seconds": cache_seconds,
-        "jit_compile": {v.name: bool(v.model.jit_compile) for v in variants},
-    }
+    info = describe(args, x, num_classes, teacher, student)
+    info["cache_build_seconds"] = cache_seconds
+    info["jit_compile"] = {v.name: bool(v.model.jit_compile) for v in variants}
     return variants, info
 
 

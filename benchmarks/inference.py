@@ -420,68 +420,45 @@ def _kb(size: int) -> str:
     return f"{size / 1024:,.1f}"
 
 
-def render(payload: dict) -> str:
-    """The markdown between the README markers."""
-    lines = [BEGIN, ""]
-    m = payload["machine"]
-    lines.append(
-        f"Generated {payload['timestamp']} by `{payload['command']}` on {m['cpu']} "
-        f"({m['cores_usable']} usable of {m['cores_logical']} logical cores; features "
-        f"{', '.join(m['cpu_features']) or 'unknown'}), LiteRT {m['packages']['ai-edge-litert']}"
-        f" with XNNPACK, TF {m['packages']['tensorflow']}. Full description: "
-        "`results/machine.json`; every number: `results/inference.json`."
-    )
-    sections = payload["sections"]
-    earlier = {
-        name: stamp
-        for name, stamp in payload.get("measured", {}).items()
-        if stamp != payload["timestamp"]
-    }
-    if earlier:
-        lines.append(
-            "Kept from earlier runs: " + ", ".join(f"{n} ({t})" for n, t in earlier.items()) + "."
-        )
-    if "peak" in sections:
-        parts = [
-            f"{t} thread{'s' * (t != '1')}: {v['gmacs']:.1f} GMAC/s ({v['ms']:.2f} ms)"
-            for t, v in sections["peak"]["threads"].items()
+def _zoo_lines(zoo: dict) -> list[str]:
+    """The zoo section's table: size, latency, throughput and accuracy of each model."""
+    lines: list[str] = []
+    threads = list(zoo["peak_gmacs"])
+    head = ["model", "params", "MMACs", "fp32 KB", "int8 KB"]
+    head += [f"fp32 ms ({t}t)" for t in threads] + [f"int8 ms ({t}t)" for t in threads]
+    head += [f"GMAC/s fp32 ({t}t)" for t in threads]
+    head += [f"% of peak ({t}t)" for t in threads] + ["acc %", "int8 acc %"]
+    lines += [
+        "",
+        f"**Zoo on the embedded digits** (32×32×1, trained {zoo['epochs']} epochs with "
+        "`tfdistill run`'s teacher recipe on every label; accuracy on the 360 test images; "
+        "GMAC/s = MACs / fp32 latency; peak in the same run: "
+        + ", ".join(f"{v:.1f} GMAC/s ({t}t)" for t, v in zoo["peak_gmacs"].items())
+        + ")",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for label, row in zoo["models"].items():
+        cells = [
+            label,
+            f"{row['params']:,}",
+            f"{row['macs'] / 1e6:.1f}",
+            _kb(row["none"]["size_bytes"]),
+            _kb(row["int8"]["size_bytes"]),
         ]
-        lines += [
-            "",
-            f"**Peak** (float32 256×1024 · 1024×1024 FULLY_CONNECTED): {'; '.join(parts)}.",
-        ]
-    if "zoo" in sections:
-        zoo = sections["zoo"]
-        threads = list(zoo["peak_gmacs"])
-        head = ["model", "params", "MMACs", "fp32 KB", "int8 KB"]
-        head += [f"fp32 ms ({t}t)" for t in threads] + [f"int8 ms ({t}t)" for t in threads]
-        head += [f"GMAC/s fp32 ({t}t)" for t in threads]
-        head += [f"% of peak ({t}t)" for t in threads] + ["acc %", "int8 acc %"]
-        lines += [
-            "",
-            f"**Zoo on the embedded digits** (32×32×1, trained {zoo['epochs']} epochs with "
-            "`tfdistill run`'s teacher recipe on every label; accuracy on the 360 test images; "
-            "GMAC/s = MACs / fp32 latency; peak in the same run: "
-            + ", ".join(f"{v:.1f} GMAC/s ({t}t)" for t, v in zoo["peak_gmacs"].items())
-            + ")",
-            "",
-            "| " + " | ".join(head) + " |",
-            "|" + "---|" * len(head),
-        ]
-        for label, row in zoo["models"].items():
-            cells = [
-                label,
-                f"{row['params']:,}",
-                f"{row['macs'] / 1e6:.1f}",
-                _kb(row["none"]["size_bytes"]),
-                _kb(row["int8"]["size_bytes"]),
-            ]
-            cells += [_ms(row["none"]["threads"][t]["ms"]) for t in threads]
-            cells += [_ms(row["int8"]["threads"][t]["ms"]) for t in threads]
-            cells += [f"{row['none']['threads'][t]['gmacs']:.1f}" for t in threads]
-            cells += [f"{100 * row['none']['threads'][t]['of_peak']:.0f}" for t in threads]
-            cells += [f"{100 * row['accuracy']:.1f}", f"{100 * row['int8']['accuracy']:.1f}"]
-            lines.append("| " + " | ".join(cells) + " |")
+        cells += [_ms(row["none"]["threads"][t]["ms"]) for t in threads]
+        cells += [_ms(row["int8"]["threads"][t]["ms"]) for t in threads]
+        cells += [f"{row['none']['threads'][t]['gmacs']:.1f}" for t in threads]
+        cells += [f"{100 * row['none']['threads'][t]['of_peak']:.0f}" for t in threads]
+        cells += [f"{100 * row['accuracy']:.1f}", f"{100 * row['int8']['accuracy']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pair_lines(sections: dict) -> list[str]:
+    """The twins and grouped sections: two latencies of each case and their ratios."""
+    lines: list[str] = []
     for key, title, a, b in (
         (
             "twins",
@@ -517,6 +494,42 @@ def render(payload: dict) -> str:
                         f"{_ms(v['ms_a'])} | {_ms(v['ms_b'])} | {v['ratio']:.3f} | "
                         f"{v['paired_ratio']:.3f} |"
                     )
+    return lines
+
+
+def render(payload: dict) -> str:
+    """The markdown between the README markers."""
+    lines = [BEGIN, ""]
+    m = payload["machine"]
+    lines.append(
+        f"Generated {payload['timestamp']} by `{payload['command']}` on {m['cpu']} "
+        f"({m['cores_usable']} usable of {m['cores_logical']} logical cores; features "
+        f"{', '.join(m['cpu_features']) or 'unknown'}), LiteRT {m['packages']['ai-edge-litert']}"
+        f" with XNNPACK, TF {m['packages']['tensorflow']}. Full description: "
+        "`results/machine.json`; every number: `results/inference.json`."
+    )
+    sections = payload["sections"]
+    earlier = {
+        name: stamp
+        for name, stamp in payload.get("measured", {}).items()
+        if stamp != payload["timestamp"]
+    }
+    if earlier:
+        lines.append(
+            "Kept from earlier runs: " + ", ".join(f"{n} ({t})" for n, t in earlier.items()) + "."
+        )
+    if "peak" in sections:
+        parts = [
+            f"{t} thread{'s' * (t != '1')}: {v['gmacs']:.1f} GMAC/s ({v['ms']:.2f} ms)"
+            for t, v in sections["peak"]["threads"].items()
+        ]
+        lines += [
+            "",
+            f"**Peak** (float32 256×1024 · 1024×1024 FULLY_CONNECTED): {'; '.join(parts)}.",
+        ]
+    if "zoo" in sections:
+        lines += _zoo_lines(sections["zoo"])
+    lines += _pair_lines(sections)
     lines += ["", END]
     return "\n".join(lines)
 
