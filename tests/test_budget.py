@@ -189,6 +189,7 @@ def test_a_run_searches_to_a_latency_budget_and_resumes_per_round(tmp_path, monk
     import json
 
     from tfdistill import run as run_lib
+    from tfdistill.run import shrink
 
     out = tmp_path / "run"
     config = run_lib.RunConfig(
@@ -222,6 +223,7 @@ def test_a_run_searches_to_a_latency_budget_and_resumes_per_round(tmp_path, monk
     result = run_lib.run(config, log=logs.append)
     search = result["search"]
     assert search["rounds"][0] == saved["rounds"][0] and search["start_us"] == saved["initial_us"]
+    assert search["timed"] == shrink.RELATIVE.format(us=saved["initial_us"])
     # Interrupted before its second round, the search had not met the budget: the resumed
     # run searched on.
     assert len(search["rounds"]) >= 2
@@ -239,20 +241,43 @@ def test_a_run_searches_to_a_latency_budget_and_resumes_per_round(tmp_path, monk
     assert not (out / ".backup").exists()
 
 
+def _two_convs(width: int):
+    """(B, 16, 16, 3) -> (B, width): two 3×3 convolutions of `width` filters, pooled."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+def test_a_share_budget_times_proposals_against_the_distilled_file(tmp_path):
+    """With a share budget each proposal's µs is its interleaved ratio to the distilled file
+    times the distilled student's µs (a resumed search's saved one); a µs budget is timed alone."""
+    from tfdistill.run import shrink
+    from tfdistill.run.config import RunConfig
+
+    wide, narrow = _two_convs(96), _two_convs(4)
+    config = RunConfig(out=str(tmp_path), latency_budget="0.5x", bench_runs=10)
+    measure, initial, timed = shrink._measure(config, tmp_path, wide, 1000.0)
+    assert initial == 1000.0 and timed == shrink.RELATIVE.format(us=1000.0)
+    assert 500 < measure(wide) < 2000 and measure(narrow) < 200
+    assert (tmp_path / "reference.tflite").is_file()
+    config = RunConfig(out=str(tmp_path / "us"), latency_budget="350us", bench_runs=10)
+    measure, initial, timed = shrink._measure(config, tmp_path / "us", wide, None)
+    assert timed == shrink.SINGLE and initial > 0 and measure(narrow) < initial
+    assert not (tmp_path / "us" / "reference.tflite").exists()
+
+
 def test_the_budget_check_times_both_files_interleaved(tmp_path):
     """The pruned file against the distilled one: a paired ratio below 1 for a smaller model,
     read against a share budget as ratio / share and against a µs budget as its median."""
-    import keras
-
     from tfdistill import export, report
     from tfdistill.run import delivery
     from tfdistill.run.config import RunConfig
 
     for name, width in zip(delivery.BUDGET_FILES, (96, 4), strict=True):
-        inputs = keras.Input((16, 16, 3))
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
-        model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+        model = _two_convs(width)
         export.to_tflite(export.inference_function(model), tmp_path / name, quantization="none")
     share = delivery.budget_check(
         RunConfig(out=str(tmp_path), latency_budget="0.5x", bench_runs=6), tmp_path

@@ -140,7 +140,8 @@ def _check_lines(check: dict | None) -> list[str]:
 def _search_lines(search: dict) -> list[str]:
     """The `--latency_budget` search as Markdown: the budget, then one row per round."""
     if search.get("check"):
-        met = "single measurements; the files are timed interleaved below"
+        timed = search.get("timed", "single measurements")
+        met = f"{timed}; the files are timed interleaved below"
     else:
         met = "met" if search["met"] else "not met"
     lines = [

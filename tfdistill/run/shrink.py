@@ -12,8 +12,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfdistill import artifacts, compress, data
+from tfdistill import artifacts, bench, compress, data
 from tfdistill.compress.budget import SearchState
+from tfdistill.export import inference_function, to_tflite
 from tfdistill.run import delivery, training
 from tfdistill.run.config import RunConfig
 
@@ -49,13 +50,50 @@ def _save(folder: Path, state: SearchState) -> None:
     artifacts.write_atomic(folder / STATE_FILE, lambda f: f.write(text))
 
 
+RELATIVE = "ratios to the distilled student's file, timed interleaved, times its {us:.1f} µs"
+SINGLE = "single measurements"
+
+
+def _measure(
+    config: RunConfig, folder: Path, distilled: keras.Model, initial_us: float | None
+) -> tuple[Callable[[keras.Model], float], float, str]:
+    """(measure: model -> µs, the distilled student's µs, how it is timed). A share budget
+    ("0.6x") timed here is met as a ratio, so each model's float32 file is timed interleaved
+    with the distilled student's (`config.bench_runs` rounds, paired median ratio) and the
+    ratio scaled by the distilled student's latency (`initial_us`, or measured once): load that
+    changes during the search then moves both alike. A budget in µs, or on the phone: single
+    measurements (`delivery.latency_us`)."""
+    candidate = folder / "candidate.tflite"
+
+    def single(model: keras.Model) -> float:
+        return delivery.latency_us(config, model, candidate)
+
+    if initial_us is None:
+        initial_us = single(distilled)
+    kind, _ = compress.budget.parse_budget(config.latency_budget)
+    if kind != "share" or config.android:
+        return single, initial_us, SINGLE
+    reference = folder / "reference.tflite"
+    to_tflite(inference_function(distilled), reference, quantization="none")
+
+    def relative(model: keras.Model) -> float:
+        to_tflite(inference_function(model), candidate, quantization="none")
+        files = {"candidate": candidate, "reference": reference}
+        timing = bench.interleaved_tflite(
+            files, num_threads=config.threads, rounds=config.bench_runs
+        )
+        return timing.paired_ratio("candidate", "reference") * initial_us
+
+    return relative, initial_us, RELATIVE.format(us=initial_us)
+
+
 def _steps(
     config: RunConfig,
     ds: data.Dataset,
     teacher: keras.Model,
     elements: tuple,
     size: Any,
-    folder: Path,
+    measure: Callable[[keras.Model], float],
     labelled: tuple[np.ndarray, np.ndarray],
 ) -> tuple[Callable, Callable, Callable]:
     """(measure, fine_tune, evaluate) of `compress.budget.search` for this run; proposals are
@@ -66,9 +104,6 @@ def _steps(
         steps = (1, config.search_steps)
         training.distil_pruned(config, ds, model, teacher, elements, steps, size=size)
         return model
-
-    def measure(model: keras.Model) -> float:
-        return delivery.latency_us(config, model, folder / "candidate.tflite")
 
     return measure, fine_tune, lambda model: agreement(model, images, targets)
 
@@ -91,11 +126,11 @@ def shrink(
         folder = Path(scratch) if fitting.backup_dir is None else fitting.backup_dir / "search"
         folder.mkdir(parents=True, exist_ok=True)
         labelled = training.teacher_labelled(config, ds, teacher, size)
-        steps = _steps(config, ds, teacher, elements, size, folder, labelled)
         state = _saved(folder)
-        if state is None:
-            start = steps[0](distilled)
-            state = SearchState(distilled, start, start)
+        initial = None if state is None else state.initial_us
+        measure, initial, timed = _measure(config, folder, distilled, initial)
+        steps = _steps(config, ds, teacher, elements, size, measure, labelled)
+        state = state or SearchState(distilled, initial, initial)
         limit = compress.budget.budget_us(config.latency_budget, state.initial_us)
         compress.budget.search(
             state,
@@ -119,6 +154,7 @@ def shrink(
         "searched_us": state.latency_us,
         "final_us": final,
         "met": final <= limit,
+        "timed": timed,
         "selected_by": SELECTED_BY.format(n=len(labelled[1])),
         "rounds": state.rounds,
     }
