@@ -11,17 +11,21 @@ what the command does. Per dataset one teacher: the first run trains it, every l
 its `teacher.keras` (`--teacher_weights`). Per seed, in this order:
 
   narrow  `--student=mobilenet_v1 --student_kwargs='{"alpha": 0.25}'`: the width-multiplier
-          student, distilled; its float32 file's LiteRT median (µs) is the budget of the rest.
-  pruned  alpha 0.5 distilled, then `--latency_budget=<narrow's µs>us`: the NetAdapt search
-          with the run's defaults (`--search_step`, `--search_steps`, `--prune_criterion`).
+          student, distilled. Its float32 file is timed interleaved against an (untrained)
+          ×0.5 one; that paired median ratio r is the budget of the rest, as a share.
+  pruned  alpha 0.5 distilled, then `--latency_budget=<r>x`: the NetAdapt search with the
+          run's defaults (`--search_step`, `--search_steps`, `--prune_criterion`), which times
+          every proposal against the distilled ×0.5 file, interleaved.
   slim    as pruned, with `--sparsity_l1` (network slimming, 1e-4) while it distils and
           fine-tunes, and `--prune_criterion=bn_gamma` (the slimming paper's criterion).
 
-Then the seed's float32 files are timed interleaved (`bench.interleaved_tflite`, paired median
-ratio to narrow's), so "equal latency" is checked in one process rather than trusted across
-runs. Written: `--out` (default benchmarks/results/budget_<dataset>.json) with every run's
-accuracies (Keras, test split), MACs, params, the search's rounds and the interleaved ratios,
-and a Markdown table beside it.
+Every latency is a ratio timed interleaved, never an absolute time carried across minutes of
+changing load. At the end the seed's float32 files (and the distilled ×0.5 one, to check r) are
+timed interleaved once more (`bench.interleaved_tflite`, paired median ratio to narrow's).
+`--narrow_from DIR` takes the narrow runs of another process's `--work` (waiting for each), so
+two processes can run the variants side by side against one narrow student. Written: `--out`
+(default benchmarks/results/budget_<dataset>.json) with every run's accuracies (Keras, test
+split), MACs, params, the search's rounds and the interleaved ratios, and a Markdown table.
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tfdistill import bench
+from ai_edge_litert.interpreter import Interpreter
+
+from tfdistill import bench, models
 from tfdistill import run as run_lib
+from tfdistill.export import inference_function, to_tflite
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("pruned", "slim")
@@ -61,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--teacher_views", type=int, default=None, help="default: the run's 0 (online)")
     add("--teacher", default=None, help="a teacher.keras for every run (default: the first trains)")
     add("--work", default=None, help="keep the runs' folders here (default: a temporary folder)")
+    add("--narrow_from", default=None, help="a --work whose narrow_<seed> runs to use (waits)")
     add("--sparsity_l1", type=float, default=1e-4, help="slim's penalty (default 1e-4)")
     add("--quick", action="store_true", help="1 seed, 1 + 1 epochs, 2 search steps")
     add("--out", default=None, help="JSON path (default results/budget_<dataset>.json)")
@@ -83,11 +91,8 @@ def base_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def one_run(name: str, work: Path, settings: dict[str, Any]) -> dict:
-    """A `tfdistill run` into `work / name`: its students' entries, rows and search."""
-    config = run_lib.RunConfig(out=str(work / name), student="mobilenet_v1", **settings)
-    start = time.perf_counter()
-    result = run_lib.run(config, log=lambda line: print(f"  [{name}] {line}", flush=True))
+def entry(name: str, result: dict, seconds: float | None) -> dict:
+    """A run's report (`run_lib.run`'s result, or its `report.json`): the student's entry."""
     key = "distilled" if name.startswith("narrow") else "pruned_channels"
     student = result["students"][key]
     return {
@@ -98,21 +103,58 @@ def one_run(name: str, work: Path, settings: dict[str, Any]) -> dict:
         "distilled_accuracy": result["students"]["distilled"]["accuracy"],
         "scratch_accuracy": result["students"]["scratch"]["accuracy"],
         "search": result.get("search"),
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": None if seconds is None else round(seconds, 1),
     }
+
+
+def one_run(name: str, work: Path, settings: dict[str, Any]) -> dict:
+    """A `tfdistill run` into `work / name`: its student's entry."""
+    config = run_lib.RunConfig(out=str(work / name), student="mobilenet_v1", **settings)
+    start = time.perf_counter()
+    result = run_lib.run(config, log=lambda line: print(f"  [{name}] {line}", flush=True))
+    return entry(name, result, time.perf_counter() - start)
+
+
+def finished(folder: Path, hours: float = 6.0) -> dict:
+    """The narrow run another process makes in `folder`, once its `report.json` is there."""
+    report = folder / "report.json"
+    deadline = time.monotonic() + hours * 3600
+    while not report.is_file():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{report} did not appear within {hours} h")
+        time.sleep(30)
+    return entry("narrow", json.loads(report.read_text()), None)
+
+
+def budget_share(narrow_file: Path, work: Path, alpha: float) -> float:
+    """The latency of `narrow_file` as a share of MobileNet v1 ×`alpha`'s at the same input and
+    classes, both float32 files timed interleaved (200 rounds, paired median ratio). The wide
+    model is untrained: a dense float model's latency depends on its shapes, not its weights."""
+    interpreter = Interpreter(model_path=str(narrow_file))
+    shape = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:])
+    classes = int(interpreter.get_output_details()[0]["shape"][-1])
+    wide = models.get("mobilenet_v1", num_classes=classes, input_shape=shape, alpha=alpha)
+    wide_file = work / f"{narrow_file.parent.name}_wide_untrained.tflite"
+    to_tflite(inference_function(models.with_preprocessing(wide, 1 / 255)), wide_file)
+    timing = bench.interleaved_tflite({"narrow": narrow_file, "wide": wide_file}, rounds=200)
+    return timing.paired_ratio("narrow", "wide")
 
 
 def one_seed(seed: int, args: argparse.Namespace, work: Path, teacher: Path | None) -> dict:
-    """narrow, then each variant at narrow's latency, then their files timed interleaved."""
+    """narrow (or the one `--narrow_from` holds), then each variant searched to narrow's share
+    of ×0.5's latency, then their files timed interleaved."""
     settings = {**base_settings(args), "seed": seed}
     if teacher is not None:
         settings["teacher_weights"] = str(teacher)
-    runs = {
-        "narrow": one_run(f"narrow_{seed}", work, {**settings, "student_kwargs": {"alpha": 0.25}})
-    }
-    settings.setdefault("teacher_weights", str(work / f"narrow_{seed}" / "teacher.keras"))
-    latency = bench.benchmark_tflite(work / f"narrow_{seed}" / FP32["narrow"], num_runs=200)
-    budget = f"{latency.p50_us:.1f}us"
+    narrow_dir = Path(args.narrow_from or work) / f"narrow_{seed}"
+    if args.narrow_from:
+        runs = {"narrow": finished(narrow_dir)}
+    else:
+        narrow = {**settings, "student_kwargs": {"alpha": 0.25}}
+        runs = {"narrow": one_run(narrow_dir.name, work, narrow)}
+    settings.setdefault("teacher_weights", str(narrow_dir / "teacher.keras"))
+    share = budget_share(narrow_dir / FP32["narrow"], work, 0.5)
+    budget = f"{share:.4f}x"
     wide = {**settings, "student_kwargs": {"alpha": 0.5}, "latency_budget": budget}
     for variant in args.variants.split(","):
         extra = {"sparsity_l1": args.sparsity_l1, "prune_criterion": "bn_gamma"}
@@ -120,11 +162,15 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, teacher: Path | No
             f"{variant}_{seed}", work, {**wide, **(extra if variant == "slim" else {})}
         )
     files = {name: work / f"{name}_{seed}" / FP32[name] for name in runs}
+    files["narrow"] = narrow_dir / FP32["narrow"]
+    files["wide"] = files[args.variants.split(",")[0]].parent / FP32["narrow"]
     timing = bench.interleaved_tflite(files, rounds=100)
     for name in runs:
         runs[name]["median_us"] = timing.median(name) * 1e6
         runs[name]["ratio_to_narrow"] = timing.paired_ratio(name, "narrow")
-    return {"seed": seed, "budget": budget, "runs": runs}
+    # The share came from an untrained ×0.5 file; the distilled one should time the same.
+    checked = timing.paired_ratio("narrow", "wide")
+    return {"seed": seed, "budget": budget, "share_of_distilled_wide": checked, "runs": runs}
 
 
 def mean_std(values: list[float]) -> list[float]:

@@ -359,3 +359,23 @@ def test_budget_benchmark_pairs_each_variant_with_the_narrow_student(budget_benc
     assert budget_bench.base_settings(quick)["student_epochs"] == 1
     assert budget_bench.main(["--variants", "pruned,wide"]) == 2
     assert "--variants ['wide'] not known" in capsys.readouterr().err
+
+
+def test_budget_benchmark_takes_its_budget_as_a_share_timed_interleaved(budget_bench, tmp_path):
+    """The narrow file's latency as a share of ×0.5's, from an untrained ×0.5 file at the same
+    input and classes: about 1 against its own width, well below 1 against twice the width; a
+    narrow run of another process is read from its `report.json`."""
+    import json
+
+    from tfdistill import models
+    from tfdistill.export import inference_function, to_tflite
+
+    narrow = models.get("mobilenet_v1", num_classes=10, input_shape=(32, 32, 3), alpha=0.25)
+    folder = tmp_path / "narrow_0"
+    path = to_tflite(inference_function(models.with_preprocessing(narrow, 1 / 255)), folder / "n")
+    assert 0.75 < budget_bench.budget_share(path, tmp_path, 0.25) < 1.33
+    assert budget_bench.budget_share(path, tmp_path, 0.5) < 0.75
+    student = {"accuracy": 0.5, "macs": 3, "params": 2}
+    report = {"teacher": {"accuracy": 0.6}, "students": {"distilled": student, "scratch": student}}
+    (folder / "report.json").write_text(json.dumps(report))
+    assert budget_bench.finished(folder)["accuracy"] == 0.5
