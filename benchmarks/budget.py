@@ -46,9 +46,10 @@ from tfdistill import run as run_lib
 from tfdistill.export import inference_function, to_tflite
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DISTILLED = "student_distilled_fp32.tflite"
 VARIANTS = ("pruned", "slim")
 FP32 = {
-    "narrow": "student_distilled_fp32.tflite",
+    "narrow": DISTILLED,
     "pruned": "student_pruned_channels_fp32.tflite",
     "slim": "student_pruned_channels_fp32.tflite",
 }
@@ -121,7 +122,10 @@ def finished(folder: Path, hours: float = 6.0) -> dict:
     deadline = time.monotonic() + hours * 3600
     while not report.is_file():
         if time.monotonic() > deadline:
-            raise SystemExit(f"{report} did not appear within {hours} h")
+            raise SystemExit(
+                f"{report} did not appear within {hours} h: start the narrow runs with "
+                f"--work {folder.parent}, or drop --narrow_from"
+            )
         time.sleep(30)
     return entry("narrow", json.loads(report.read_text()), None)
 
@@ -154,6 +158,8 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, teacher: Path | No
         runs = {"narrow": one_run(narrow_dir.name, work, narrow)}
     settings.setdefault("teacher_weights", str(narrow_dir / "teacher.keras"))
     share = budget_share(narrow_dir / FP32["narrow"], work, 0.5)
+    if not 0 < share < 1:
+        raise SystemExit(f"narrow's latency is {share:.3f} of x0.5's, not a budget in (0, 1)")
     budget = f"{share:.4f}x"
     wide = {**settings, "student_kwargs": {"alpha": 0.5}, "latency_budget": budget}
     for variant in args.variants.split(","):
@@ -163,7 +169,7 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, teacher: Path | No
         )
     files = {name: work / f"{name}_{seed}" / FP32[name] for name in runs}
     files["narrow"] = narrow_dir / FP32["narrow"]
-    files["wide"] = files[args.variants.split(",")[0]].parent / FP32["narrow"]
+    files["wide"] = files[args.variants.split(",")[0]].parent / DISTILLED
     timing = bench.interleaved_tflite(files, rounds=100)
     for name in runs:
         runs[name]["median_us"] = timing.median(name) * 1e6
@@ -211,6 +217,13 @@ def markdown(result: dict) -> str:
             f"{delta} | {row['ratio_to_narrow'][0]:.3f} ± {row['ratio_to_narrow'][1]:.3f} | "
             f"{row['macs'][0]:,.0f} | {row['params'][0]:,.0f} |"
         )
+    for seed in result.get("per_seed", []):
+        checked = seed.get("share_of_distilled_wide")
+        lines.append(
+            f"\nSeed {seed['seed']}: budget {seed['budget']} (narrow's share of an untrained "
+            "x0.5's latency)"
+            + (f"; of the distilled x0.5's at the end: {checked:.4f}." if checked else ".")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -229,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher = Path(args.teacher) if args.teacher else None
         for seed in seeds:
             done.append(one_seed(seed, args, work, teacher))
-            teacher = teacher or work / f"narrow_{seeds[0]}" / "teacher.keras"
+            first = Path(args.narrow_from or work) / f"narrow_{seeds[0]}"
+            teacher = teacher or first / "teacher.keras"
             result = {
                 "dataset": args.dataset,
                 "seeds": [s["seed"] for s in done],

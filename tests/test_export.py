@@ -23,8 +23,9 @@ def zoo():
     """family -> (its SMALL model at 32×32×3, the model's inference function), built and traced
     once. Each BatchNorm's moving statistics are set from one batch, as training would: with
     the initial ones (mean 0, variance 1) deep families' logits shrink to ~1e-17, below what
-    int8 or int16 can represent. Seeded per family, so the weights do not depend on which tests
-    ran before in the worker."""
+    int8 or int16 can represent. Seeded per family (`keras.utils.set_random_seed`, which also
+    reseeds the worker's global generators), so the weights do not depend on which tests ran
+    before in the worker."""
     built = {}
 
     def get(family: str) -> tuple[keras.Model, tf.types.experimental.ConcreteFunction]:

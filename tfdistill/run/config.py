@@ -164,7 +164,7 @@ class RunConfig:
         ("none", "float16", "dynamic", "int8"),
         "run: .tflite modes of the distilled student (and of --prune_channels'): the "
         "converter's, or LiteRT Quantizer recipes (e.g. static_wi8_ai16; needs the "
-        "litert-quantizer extra).",
+        "litert-quantizer extra). --latency_budget adds none (float32), which it times.",
         choices=QUANTIZATIONS + RECIPES,
         stage="export",
     )

@@ -198,8 +198,8 @@ BUDGET_TOLERANCE = 1.1
 
 def student_modes(config: RunConfig) -> tuple[str, ...]:
     """The modes the distilled and channel-pruned students are exported in: `config.quantize`,
-    and float32 first where `--latency_budget` needs it for `budget_check`."""
-    if config.latency_budget is None or "none" in config.quantize:
+    and float32 first where `budget_check` times it (`--latency_budget` without `--android`)."""
+    if config.latency_budget is None or config.android or "none" in config.quantize:
         return tuple(config.quantize)
     return ("none", *config.quantize)
 
