@@ -291,3 +291,17 @@ def test_the_budget_check_times_both_files_interleaved(tmp_path):
     assert f"{micros['of_budget']:.2f}× the budget, not within 1.1×." in line
     with pytest.raises(ValueError, match="model file not found"):
         delivery.budget_check(RunConfig(out="x", latency_budget="0.5x"), tmp_path / "none")
+
+
+def test_a_latency_budget_exports_the_float32_files_its_check_times():
+    """Float32 is added to `--quantize` for the two students only where `budget_check` runs."""
+    from tfdistill.run import delivery
+    from tfdistill.run.config import RunConfig
+
+    def modes(**settings) -> tuple[str, ...]:
+        return delivery.student_modes(RunConfig(out="x", quantize=("int8",), **settings))
+
+    assert modes(latency_budget="0.6x") == ("none", "int8")
+    phone = {"android": True, "benchmark_binary": "/data/local/tmp/benchmark_model"}
+    assert modes(latency_budget="0.6x", **phone) == ("int8",)
+    assert modes() == ("int8",)
