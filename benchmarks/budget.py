@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--teacher", default=None, help="a teacher.keras for every run (default: the first trains)")
     add("--work", default=None, help="keep the runs' folders here (default: a temporary folder)")
     add("--narrow_from", default=None, help="a --work whose narrow_<seed> runs to use (waits)")
+    add("--retime", action="store_true", help="re-time --out's kept runs (see retime)")
+    add("--merge", default=None, help="with --retime: a JSON whose variants join --out's")
     add("--sparsity_l1", type=float, default=1e-4, help="slim's penalty (default 1e-4)")
     add("--quick", action="store_true", help="1 seed, 1 + 1 epochs, 2 search steps")
     add("--out", default=None, help="JSON path (default results/budget_<dataset>.json)")
@@ -199,6 +201,9 @@ def summary(seeds: list[dict]) -> dict:
         if name != "narrow":
             gaps = [s["runs"][name]["accuracy"] - s["runs"]["narrow"]["accuracy"] for s in seeds]
             table[name]["minus_narrow"] = mean_std(gaps)
+    if {"pruned", "slim"} <= set(names):
+        gaps = [s["runs"]["slim"]["accuracy"] - s["runs"]["pruned"]["accuracy"] for s in seeds]
+        table["slim"]["minus_pruned"] = mean_std(gaps)
     return table
 
 
@@ -217,6 +222,12 @@ def markdown(result: dict) -> str:
             f"{delta} | {row['ratio_to_narrow'][0]:.3f} ± {row['ratio_to_narrow'][1]:.3f} | "
             f"{row['macs'][0]:,.0f} | {row['params'][0]:,.0f} |"
         )
+    slim_gap = result["summary"].get("slim", {}).get("minus_pruned")
+    if slim_gap:
+        lines.append(
+            f"\nslim minus pruned (paired by seed): {100 * slim_gap[0]:+.2f} ± "
+            f"{100 * slim_gap[1]:.2f} points."
+        )
     for seed in result.get("per_seed", []):
         checked = seed.get("share_of_distilled_wide")
         lines.append(
@@ -227,6 +238,38 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def retime(args: argparse.Namespace, out: Path) -> dict:
+    """`--out`'s result (with `--merge`'s variants joined by seed) with every seed's float32
+    files timed interleaved again in this process (200 rounds), found as `<name>_<seed>` under
+    the comma-separated `--work` folders and `--narrow_from`: a run's budget search and its
+    final timing happened under other load, this timing compares them all at once."""
+    result = json.loads(out.read_text())
+    others = json.loads(Path(args.merge).read_text())["per_seed"] if args.merge else []
+    folders = [Path(f) for f in (args.work or "").split(",") if f]
+    folders += [Path(args.narrow_from)] if args.narrow_from else []
+    for seed in result["per_seed"]:
+        for other in (o for o in others if o["seed"] == seed["seed"]):
+            variants = {k: v for k, v in other["runs"].items() if k != "narrow"}
+            seed["runs"].update(variants)
+        found = {}
+        for name in seed["runs"]:
+            run = f"{name}_{seed['seed']}"
+            matches = [f / run for f in folders if (f / run).is_dir()]
+            if not matches:
+                raise SystemExit(f"no {run} under {[str(f) for f in folders]}; name it in --work")
+            found[name] = matches[0]
+        files = {name: found[name] / FP32[name] for name in found}
+        files["wide"] = next(found[n] for n in found if n != "narrow") / DISTILLED
+        timing = bench.interleaved_tflite(files, rounds=200)
+        for name in seed["runs"]:
+            seed["runs"][name]["median_us"] = timing.median(name) * 1e6
+            seed["runs"][name]["ratio_to_narrow"] = timing.paired_ratio(name, "narrow")
+        seed["share_of_distilled_wide"] = timing.paired_ratio("narrow", "wide")
+    result["retimed"] = {"machine": bench.machine.describe(), "merged": args.merge}
+    result["summary"] = summary(result["per_seed"])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
@@ -235,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--variants {bad} not known; choose from {VARIANTS}.", file=sys.stderr)
         return 2
     out = Path(args.out or RESULTS / f"budget_{args.dataset}{'_quick' if args.quick else ''}.json")
+    if args.retime:
+        result = retime(args, out)
+        out.write_text(json.dumps(result, indent=1, default=float))
+        out.with_suffix(".md").write_text(markdown(result))
+        print(markdown(result), flush=True)
+        return 0
     done = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:

@@ -66,6 +66,21 @@ def test_paired_ratio_cancels_a_slow_round_that_the_median_ratio_sees():
     assert timed.samples["a"] == [1.0, 1.0, 3.0, 3.0, 3.0]
 
 
+def test_a_median_call_ignores_a_preempted_call_that_the_mean_counts():
+    """A slow file whose 10-call chunk always meets one 40-unit stall (the scheduler's slice)
+    while the fast file's never does: per-call means make it 7× slower, medians 3×."""
+    ratios = {}
+    for per_call in ("mean", "median"):
+        clock, log = FakeClock(), []
+        workloads = {
+            "fast": clock.workload([1.0], log, "fast"),
+            "slow": clock.workload([3.0] * 9 + [43.0], log, "slow"),
+        }
+        timed = interleave(workloads, rounds=4, calls=10, warmup=0, clock=clock, per_call=per_call)
+        ratios[per_call] = timed.paired_ratio("slow", "fast")
+    assert ratios == pytest.approx({"mean": 7.0, "median": 3.0})
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -73,6 +88,7 @@ def test_paired_ratio_cancels_a_slow_round_that_the_median_ratio_sees():
         ({"rounds": 2, "calls": 0}, "calls['x'] must be an integer >= 1"),
         ({"rounds": 2, "calls": {"y": 1}}, "calls has no count for ['x']"),
         ({"rounds": 2, "warmup": -1}, "warmup must be an integer >= 0"),
+        ({"rounds": 2, "per_call": "min"}, "per_call must be one of .'mean', 'median'., got 'min'"),
     ],
 )
 def test_interleave_rejects_bad_counts(kwargs, message):

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+PER_CALL = ("mean", "median")
+
 
 @dataclass(frozen=True)
 class Interleaved:
@@ -39,12 +41,15 @@ def interleave(
     calls: int | Mapping[str, int] = 1,
     warmup: int = 1,
     clock: Callable[[], float] = time.perf_counter,
+    per_call: str = "mean",
 ) -> Interleaved:
     """Times `calls` calls of each workload per round for `rounds` rounds, after `warmup`
     untimed calls of each. Round r starts at workload r mod n of the given order and wraps: in
     any n consecutive rounds each workload runs once in each position. `calls` may differ per
     workload (a mapping by name), so that a fast one's chunk lasts about as long as a slow
-    one's."""
+    one's. A round's sample is the chunk's seconds over its calls (`per_call="mean"`), or the
+    median of each call's own seconds (`"median"`: a call the scheduler preempts, milliseconds
+    on a shared core, then does not weigh on the round; for short calls of equal work)."""
     if not workloads:
         raise ValueError("interleave needs at least one workload.")
     names = list(workloads)
@@ -58,6 +63,8 @@ def interleave(
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}.")
+    if per_call not in PER_CALL:
+        raise ValueError(f"per_call must be one of {PER_CALL}, got {per_call!r}.")
     for name in names:
         for _ in range(warmup):
             workloads[name]()
@@ -68,12 +75,25 @@ def interleave(
         order = names[shift:] + names[:shift]
         orders.append(order)
         for name in order:
-            run, count = workloads[name], per_name[name]
-            start = clock()
-            for _ in range(count):
-                run()
-            samples[name].append((clock() - start) / count)
+            samples[name].append(_chunk(workloads[name], per_name[name], clock, per_call))
     return Interleaved(samples, orders)
+
+
+def _chunk(
+    run: Callable[[], object], count: int, clock: Callable[[], float], per_call: str
+) -> float:
+    """Seconds per call of `count` calls of `run`: their mean, or the median call's."""
+    if per_call == "mean":
+        start = clock()
+        for _ in range(count):
+            run()
+        return (clock() - start) / count
+    each = []
+    for _ in range(count):
+        start = clock()
+        run()
+        each.append(clock() - start)
+    return statistics.median(each)
 
 
 __all__ = ["Interleaved", "interleave"]

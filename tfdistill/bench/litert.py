@@ -122,9 +122,11 @@ def interleaved_tflite(
     seed: int = 0,
 ) -> Interleaved:
     """`paths` {name: `.tflite` file} timed round-robin in one process (`interleave`): each round
-    `calls` invokes of each file, after one warm-up call; seconds per invoke. Inputs as in
-    `benchmark_tflite`. Compare them by `Interleaved.paired_ratio`, which cancels the load of a
-    shared machine that lasts a round."""
+    `calls` invokes of each file, after one warm-up call; a round's sample is its median
+    invoke's seconds (a preempted invoke, milliseconds on a shared core, would otherwise weigh
+    more on a slow file's rounds than on a fast one's). Inputs as in `benchmark_tflite`.
+    Compare them by `Interleaved.paired_ratio`, which cancels the load of a shared machine that
+    lasts a round."""
     rng = np.random.default_rng(seed)
     workloads = {}
     for name, path in paths.items():
@@ -134,4 +136,4 @@ def interleaved_tflite(
         for detail in interpreter.get_input_details():
             interpreter.set_tensor(detail["index"], random_input(detail, rng))
         workloads[name] = interpreter.invoke
-    return interleave(workloads, rounds=rounds, calls=calls)
+    return interleave(workloads, rounds=rounds, calls=calls, per_call="median")

@@ -156,9 +156,10 @@ def search_round(
 ) -> bool:
     """One NetAdapt round on `state` (updated in place): propose and measure every cut, then
     fine-tune and evaluate those that saved at least half the round's target and keep the most
-    accurate (none saved that much: the fastest, fine-tuned). A proposal too slow to be kept
-    is not fine-tuned: its `accuracy` is None. `criterion`: (`prune_channels`' criterion, its
-    data). False when no group can shrink further."""
+    accurate (none saved that much: the fastest, fine-tuned), measured once more: the fastest of
+    several noisy measurements is optimistic, and the search stops on this one. A proposal too
+    slow to be kept is not fine-tuned: its `accuracy` is None. `criterion`: (`prune_channels`'
+    criterion, its data). False when no group can shrink further."""
     measure, fine_tune, evaluate = steps
     target = step_share * state.initial_us
     cuts = proposals(state.model, target, state.latency_us, min_channels)
@@ -169,6 +170,7 @@ def search_round(
     pool = enough or [min(tried, key=lambda t: t[1].latency_us)]
     tuned = {t[1].group: _tuned(t, fine_tune, evaluate) for t in pool}
     model, chosen = max(tuned.values(), key=lambda t: t[1].accuracy)
+    chosen = dataclasses.replace(chosen, latency_us=measure(model))
     state.model, state.latency_us = model, chosen.latency_us
     records = [tuned.get(p.group, (None, p))[1] for _, p in tried]
     state.rounds.append(round_record(chosen, records))
