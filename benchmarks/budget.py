@@ -39,11 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ai_edge_litert.interpreter import Interpreter
-
 from tfdistill import bench, models
 from tfdistill import run as run_lib
 from tfdistill.export import inference_function, to_tflite
+from tfdistill.export.interpreter import litert_interpreter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DISTILLED = "student_distilled_fp32.tflite"
@@ -136,7 +135,7 @@ def budget_share(narrow_file: Path, work: Path, alpha: float) -> float:
     """The latency of `narrow_file` as a share of MobileNet v1 ×`alpha`'s at the same input and
     classes, both float32 files timed interleaved (200 rounds, paired median ratio). The wide
     model is untrained: a dense float model's latency depends on its shapes, not its weights."""
-    interpreter = Interpreter(model_path=str(narrow_file))
+    interpreter = litert_interpreter(narrow_file)
     shape = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:])
     classes = int(interpreter.get_output_details()[0]["shape"][-1])
     wide = models.get("mobilenet_v1", num_classes=classes, input_shape=shape, alpha=alpha)
@@ -169,16 +168,23 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, teacher: Path | No
         runs[variant] = one_run(
             f"{variant}_{seed}", work, {**wide, **(extra if variant == "slim" else {})}
         )
-    files = {name: work / f"{name}_{seed}" / FP32[name] for name in runs}
-    files["narrow"] = narrow_dir / FP32["narrow"]
-    files["wide"] = files[args.variants.split(",")[0]].parent / DISTILLED
-    timing = bench.interleaved_tflite(files, rounds=100)
+    folders = {name: work / f"{name}_{seed}" for name in runs}
+    checked = time_together(runs, {**folders, "narrow": narrow_dir}, rounds=100)
+    return {"seed": seed, "budget": budget, "share_of_distilled_wide": checked, "runs": runs}
+
+
+def time_together(runs: dict, folders: dict[str, Path], rounds: int) -> float:
+    """Every run's float32 file (in `folders[name]`) and the distilled x0.5 one timed
+    interleaved: `median_us` and `ratio_to_narrow` set in `runs`; narrow's share of the
+    distilled x0.5's latency returned (the budget came from an untrained x0.5 file, which
+    should time the same)."""
+    files = {name: folders[name] / FP32[name] for name in runs}
+    files["wide"] = next(folders[n] for n in runs if n != "narrow") / DISTILLED
+    timing = bench.interleaved_tflite(files, rounds=rounds)
     for name in runs:
         runs[name]["median_us"] = timing.median(name) * 1e6
         runs[name]["ratio_to_narrow"] = timing.paired_ratio(name, "narrow")
-    # The share came from an untrained ×0.5 file; the distilled one should time the same.
-    checked = timing.paired_ratio("narrow", "wide")
-    return {"seed": seed, "budget": budget, "share_of_distilled_wide": checked, "runs": runs}
+    return timing.paired_ratio("narrow", "wide")
 
 
 def mean_std(values: list[float]) -> list[float]:
@@ -258,13 +264,7 @@ def retime(args: argparse.Namespace, out: Path) -> dict:
             if not matches:
                 raise SystemExit(f"no {run} under {[str(f) for f in folders]}; name it in --work")
             found[name] = matches[0]
-        files = {name: found[name] / FP32[name] for name in found}
-        files["wide"] = next(found[n] for n in found if n != "narrow") / DISTILLED
-        timing = bench.interleaved_tflite(files, rounds=200)
-        for name in seed["runs"]:
-            seed["runs"][name]["median_us"] = timing.median(name) * 1e6
-            seed["runs"][name]["ratio_to_narrow"] = timing.paired_ratio(name, "narrow")
-        seed["share_of_distilled_wide"] = timing.paired_ratio("narrow", "wide")
+        seed["share_of_distilled_wide"] = time_together(seed["runs"], found, rounds=200)
     result["retimed"] = {"machine": bench.machine.describe(), "merged": args.merge}
     result["summary"] = summary(result["per_seed"])
     return result

@@ -68,13 +68,12 @@ def _measure(
     def single(model: keras.Model) -> float:
         return delivery.latency_us(config, model, candidate)
 
-    if initial_us is None:
-        initial_us = single(distilled)
     kind, _ = compress.budget.parse_budget(config.latency_budget)
     if kind != "share" or config.android:
-        return single, initial_us, SINGLE
+        return single, single(distilled) if initial_us is None else initial_us, SINGLE
     reference = folder / "reference.tflite"
-    to_tflite(inference_function(distilled), reference, quantization="none")
+    measured = delivery.latency_us(config, distilled, reference)  # also writes the reference
+    initial_us = measured if initial_us is None else initial_us
 
     def relative(model: keras.Model) -> float:
         to_tflite(inference_function(model), candidate, quantization="none")
